@@ -1,0 +1,7 @@
+"""`python -m jwks_operator`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""Command line: `jwks-operator run` starts the operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from . import __version__
+from .cache import RefreshPolicy
+from .engine import Engine
+from .fetch import Fetcher, FetchSettings
+from .handlers import build_registry, build_settings
+from .kube import Kube, load_api_client
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jwks-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"jwks-operator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--min-interval", type=float, default=60.0, help="shortest refresh interval (s)")
+    run.add_argument("--max-interval", type=float, default=86400.0, help="longest refresh interval (s)")
+    run.add_argument(
+        "--fallback-interval",
+        type=float,
+        default=3600.0,
+        help="refresh interval when a provider sends no caching headers (s)",
+    )
+    run.add_argument("--concurrency", type=int, default=8, help="parallel fetches and API writes")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None = None) -> None:
+    """Run Kopf and the refresh engine together until stopped."""
+    kube = Kube(load_api_client())
+    policy = RefreshPolicy(args.min_interval, args.max_interval, args.fallback_interval)
+    engine = Engine(kube, Fetcher(FetchSettings()), policy=policy, concurrency=args.concurrency)
+    engine_task = asyncio.create_task(engine.run(), name="jwks-engine")
+    try:
+        await kopf.operator(
+            registry=build_registry(engine),
+            settings=build_settings(),
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=True,
+            liveness_endpoint=args.liveness,
+            stop_flag=stop_flag,
+        )
+    finally:
+        engine_task.cancel()
+        await asyncio.gather(engine_task, return_exceptions=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `jwks-operator` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "run":
+        asyncio.run(run_operator(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Errors that carry a condition reason and a message safe to show in status and events."""
+
+from __future__ import annotations
+
+
+class JwksError(Exception):
+    """Base error: `reason` is a CamelCase condition reason, `message` is safe to publish."""
+
+    reason = "Error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SpecError(JwksError):
+    """The spec is invalid; `field` names the offending field."""
+
+    reason = "InvalidSpec"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class KeySetError(JwksError):
+    """No usable key could be resolved from the source."""
+
+    reason = "NoValidKeys"
+
+
+class SecretRefError(JwksError):
+    """The referenced Secret or its key is missing or unusable."""
+
+    reason = "SecretNotFound"
+
+
+class FetchError(JwksError):
+    """Fetching the JWK URL failed; `retry_after` is the server's hint in seconds, if any."""
+
+    reason = "FetchFailed"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TargetConflictError(JwksError):
+    """The target object exists and is not managed by jwks-operator."""
+
+    reason = "TargetConflict"

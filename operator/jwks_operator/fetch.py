@@ -1,0 +1,148 @@
+"""HTTP adapter: fetch a JWK Set URL with requests (timeouts, size cap, safe redirects, revalidation)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from . import __version__
+from .cache import delta_seconds
+from .errors import FetchError
+
+MAX_BYTES = 1024 * 1024
+MAX_REDIRECTS = 5
+CACHE_HEADERS = ("cache-control", "expires", "date", "age", "etag", "last-modified", "content-type")
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A 200 (with body) or 304 (body None) response with its caching headers (lower-case names)."""
+
+    status: int
+    body: bytes | None
+    headers: Mapping[str, str]
+    url: str
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Network limits for one fetch."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    deadline: float = 30.0
+    max_bytes: int = MAX_BYTES
+    max_redirects: int = MAX_REDIRECTS
+    allow_http: bool = False
+
+
+class Fetcher:
+    """Thread-safe JWKS fetcher (one requests.Session per thread for connection reuse)."""
+
+    def __init__(self, settings: FetchSettings | None = None) -> None:
+        self.settings = settings or FetchSettings()
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = f"jwks-operator/{__version__}"
+            session.headers["Accept"] = "application/jwk-set+json, application/json"
+            self._local.session = session
+        return session
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        allow_http: bool = False,
+    ) -> FetchResult:
+        """GET the URL; conditional when validators are given. Raise FetchError on any failure."""
+        started = time.monotonic()
+        headers: dict[str, str] = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        current = url
+        for _ in range(self.settings.max_redirects + 1):
+            self._check_scheme(current, allow_http)
+            response = self._get(current, headers)
+            with response:
+                if response.status_code in (301, 302, 303, 307, 308):
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise FetchError(f"HTTP {response.status_code} redirect without a Location header")
+                    target = urljoin(current, location)
+                    if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+                        raise FetchError(f"refused redirect from https to {urlsplit(target).scheme}")
+                    current = target
+                    continue
+                return self._finish(response, current, started)
+        raise FetchError(f"more than {self.settings.max_redirects} redirects")
+
+    def _check_scheme(self, url: str, allow_http: bool) -> None:
+        scheme = urlsplit(url).scheme
+        if scheme == "https" or (scheme == "http" and (allow_http or self.settings.allow_http)):
+            return
+        raise FetchError(f"refused {scheme or 'relative'} URL; only https is allowed")
+
+    def _get(self, url: str, headers: Mapping[str, str]) -> requests.Response:
+        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        try:
+            return self._session().get(
+                url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False
+            )
+        except requests.exceptions.SSLError as exc:
+            raise FetchError(f"TLS error: {_reason(exc)}") from None
+        except requests.exceptions.ConnectTimeout:
+            raise FetchError("connect timeout") from None
+        except requests.exceptions.ReadTimeout:
+            raise FetchError("read timeout") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise FetchError(f"connection failed: {_reason(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise FetchError(f"request failed: {_reason(exc)}") from None
+
+    def _finish(self, response: requests.Response, url: str, started: float) -> FetchResult:
+        kept = {k: response.headers[k] for k in CACHE_HEADERS if k in response.headers}
+        if response.status_code == 304:
+            return FetchResult(304, None, kept, url)
+        if response.status_code != 200:
+            retry_after = delta_seconds(response.headers.get("Retry-After"))
+            raise FetchError(
+                f"HTTP {response.status_code} {response.reason or ''}".rstrip(), retry_after=retry_after
+            )
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.settings.max_bytes:
+            raise FetchError(f"response is larger than {self.settings.max_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(chunk_size=16384):
+                size += len(chunk)
+                if size > self.settings.max_bytes:
+                    raise FetchError(f"response is larger than {self.settings.max_bytes} bytes")
+                if time.monotonic() - started > self.settings.deadline:
+                    raise FetchError(f"response took longer than {self.settings.deadline:g}s")
+                chunks.append(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise FetchError(f"reading the response failed: {_reason(exc)}") from None
+        return FetchResult(200, b"".join(chunks), kept, url)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause, short: requests nests urllib3 errors several levels deep."""
+    while exc.args and isinstance(exc.args[0], BaseException):
+        exc = exc.args[0]
+    inner = getattr(exc, "reason", None)
+    text = str(inner if isinstance(inner, BaseException) else exc)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,319 @@
+"""Key parsing and validation (pure): JWK Sets, PEM and HMAC secrets to public-only JWK Sets."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from .errors import KeySetError
+
+MIN_RSA_BITS = 2048
+MIN_HMAC_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+MAX_KEYS = 100
+
+PUBLIC_MEMBERS: Mapping[str, tuple[str, ...]] = {
+    "RSA": ("n", "e"),
+    "EC": ("crv", "x", "y"),
+    "OKP": ("crv", "x"),
+    "oct": ("k",),
+}
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
+METADATA_MEMBERS = ("kid", "alg", "use", "key_ops", "x5c", "x5t", "x5t#S256")
+EC_ALG_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+OKP_CURVES = ("Ed25519", "Ed448")
+ALGS_BY_KTY: Mapping[str, frozenset[str]] = {
+    "RSA": frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}),
+    "EC": frozenset(EC_ALG_CURVE),
+    "OKP": frozenset({"EdDSA"}),
+    "oct": frozenset(MIN_HMAC_BYTES),
+}
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+
+
+class InvalidKey(ValueError):
+    """One key is unusable; the message is the reason (never contains key material)."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A dropped key: its position in the source, its kid if any, and why."""
+
+    index: int
+    kid: str | None
+    reason: str
+
+    def as_status(self) -> dict[str, Any]:
+        """The status.rejectedKeys entry."""
+        entry: dict[str, Any] = {"index": self.index, "reason": self.reason}
+        if self.kid is not None:
+            entry["kid"] = self.kid
+        return entry
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """Validated public (or, for HMAC, secret) JWKs plus what was dropped."""
+
+    keys: tuple[dict[str, Any], ...]
+    rejected: tuple[Rejection, ...] = ()
+
+    def document(self) -> dict[str, Any]:
+        """The JWK Set document `{"keys": [...]}`."""
+        return {"keys": [dict(k) for k in self.keys]}
+
+    def summary(self) -> list[dict[str, str]]:
+        """Public identification of each key for status.keys (no key material)."""
+        return [{m: str(k[m]) for m in ("kid", "kty", "alg", "use") if m in k} for k in self.keys]
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """The RFC 7638 JWK thumbprint (SHA-256, base64url)."""
+    members = {m: jwk[m] for m in ("kty", *PUBLIC_MEMBERS[str(jwk["kty"])])}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+
+
+def validate_jwk(
+    jwk: Any, *, allow_symmetric: bool = False, algorithms: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Check one JWK and return its public-only form; raise InvalidKey with the reason."""
+    if not isinstance(jwk, Mapping):
+        raise InvalidKey("a JWK must be a JSON object")
+    kty = jwk.get("kty")
+    if not isinstance(kty, str) or kty not in PUBLIC_MEMBERS:
+        raise InvalidKey(f"unsupported kty {kty!r}; expected RSA, EC or OKP")
+    if kty == "oct" and not allow_symmetric:
+        raise InvalidKey("symmetric (oct) keys are only accepted from a Secret reference")
+    private = [m for m in PRIVATE_MEMBERS if m in jwk]
+    if kty != "oct" and private:
+        raise InvalidKey(
+            f"contains private key members ({', '.join(private)}); the key is exposed and is not published"
+        )
+    for member in ("kid", "alg", "use"):
+        if member in jwk and not isinstance(jwk[member], str):
+            raise InvalidKey(f"{member} must be a string")
+    use = jwk.get("use")
+    if use is not None and use != "sig":
+        raise InvalidKey(f"use {use!r} is not a signature key")
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        raise InvalidKey("key_ops does not allow verify")
+    for member in PUBLIC_MEMBERS[kty]:
+        if not isinstance(jwk.get(member), str) or not jwk[member]:
+            raise InvalidKey(f"missing or invalid member {member!r} for kty {kty}")
+    alg = jwk.get("alg")
+    _check_alg(kty, jwk, alg)
+    if algorithms and not _alg_allowed(kty, jwk, alg, algorithms):
+        raise InvalidKey(f"alg {alg or 'for kty ' + kty} is not in spec.algorithms")
+    _check_material(kty, jwk)
+    public = {m: jwk[m] for m in (*METADATA_MEMBERS, "kty", *PUBLIC_MEMBERS[kty]) if m in jwk}
+    x5c = public.get("x5c")
+    if x5c is not None and not (isinstance(x5c, list) and all(isinstance(c, str) for c in x5c)):
+        del public["x5c"]
+    return public
+
+
+def _check_alg(kty: str, jwk: Mapping[str, Any], alg: str | None) -> None:
+    if alg is None:
+        return
+    if alg == "none" or alg not in ALGS_BY_KTY[kty]:
+        raise InvalidKey(f"alg {alg!r} does not match kty {kty}")
+    if kty == "EC" and EC_ALG_CURVE[alg] != jwk.get("crv"):
+        raise InvalidKey(f"alg {alg} requires crv {EC_ALG_CURVE[alg]}, got {jwk.get('crv')!r}")
+
+
+def _alg_allowed(kty: str, jwk: Mapping[str, Any], alg: str | None, algorithms: Sequence[str]) -> bool:
+    if alg is not None:
+        return alg in algorithms
+    candidates = ALGS_BY_KTY[kty]
+    if kty == "EC":
+        candidates = frozenset(a for a, crv in EC_ALG_CURVE.items() if crv == jwk.get("crv"))
+    return bool(candidates & set(algorithms))
+
+
+def _check_material(kty: str, jwk: Mapping[str, Any]) -> None:
+    """Load the key with cryptography to prove it is well-formed and strong enough."""
+    if kty == "oct":
+        secret = _b64url_decode(str(jwk["k"]), "k")
+        alg = str(jwk.get("alg") or "HS256")
+        if len(secret) < MIN_HMAC_BYTES[alg]:
+            raise InvalidKey(f"HMAC secret is shorter than {MIN_HMAC_BYTES[alg]} bytes required for {alg}")
+        return
+    if kty == "EC" and jwk.get("crv") not in EC_ALG_CURVE.values():
+        raise InvalidKey(f"unsupported EC curve {jwk.get('crv')!r}; expected P-256, P-384 or P-521")
+    if kty == "OKP" and jwk.get("crv") not in OKP_CURVES:
+        raise InvalidKey(f"unsupported OKP curve {jwk.get('crv')!r}; expected Ed25519 or Ed448")
+    try:
+        key = jwt.PyJWK(dict(jwk)).key
+    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
+        raise InvalidKey(f"invalid {kty} key material: {_short(exc)}") from None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise InvalidKey(f"RSA key is {key.key_size} bits; at least {MIN_RSA_BITS} are required")
+
+
+def _b64url_decode(value: str, member: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (ValueError, TypeError):
+        raise InvalidKey(f"member {member!r} is not base64url") from None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def build_key_set(
+    candidates: Iterable[Any], *, allow_symmetric: bool = False, algorithms: Sequence[str] = ()
+) -> KeySet:
+    """Validate candidate JWKs; drop invalid ones and duplicate kids with different material."""
+    accepted: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[Rejection] = []
+    for index, candidate in enumerate(candidates):
+        kid = candidate.get("kid") if isinstance(candidate, Mapping) else None
+        kid = kid if isinstance(kid, str) else None
+        if index >= MAX_KEYS:
+            rejected.append(Rejection(index, kid, f"more than {MAX_KEYS} keys in one set"))
+            continue
+        try:
+            accepted.append(
+                (index, validate_jwk(candidate, allow_symmetric=allow_symmetric, algorithms=algorithms))
+            )
+        except InvalidKey as exc:
+            rejected.append(Rejection(index, kid, str(exc)))
+    keys: list[dict[str, Any]] = []
+    by_kid: dict[str, str] = {}
+    clashing = _clashing_kids(accepted)
+    for index, key in accepted:
+        kid = key.get("kid")
+        if kid in clashing:
+            rejected.append(Rejection(index, kid, "duplicate kid with different key material"))
+        elif kid is not None and kid in by_kid:
+            rejected.append(Rejection(index, kid, "duplicate of an earlier key"))
+        else:
+            if kid is not None:
+                by_kid[kid] = thumbprint(key)
+            keys.append(key)
+    rejected.sort(key=lambda r: r.index)
+    return KeySet(tuple(keys), tuple(rejected))
+
+
+def _clashing_kids(accepted: Sequence[tuple[int, Mapping[str, Any]]]) -> set[str]:
+    prints: dict[str, set[str]] = {}
+    for _, key in accepted:
+        if "kid" in key:
+            prints.setdefault(key["kid"], set()).add(thumbprint(key))
+    return {kid for kid, tps in prints.items() if len(tps) > 1}
+
+
+def require_keys(key_set: KeySet, where: str) -> KeySet:
+    """Raise KeySetError when no key survived validation."""
+    if key_set.keys:
+        return key_set
+    reasons = "; ".join(f"key {r.index}: {r.reason}" for r in key_set.rejected[:3])
+    raise KeySetError(f"{where} has no usable key" + (f" ({reasons})" if reasons else ""))
+
+
+def parse_jwks_document(body: bytes, *, algorithms: Sequence[str] = ()) -> KeySet:
+    """Parse a JWK Set served at a URL (asymmetric keys only)."""
+    try:
+        doc = json.loads(body)
+    except RecursionError:
+        raise KeySetError("JWK Set is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise KeySetError(f"JWK Set is not valid JSON: {_short(exc)}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise KeySetError('JWK Set must be a JSON object with a "keys" array')
+    return require_keys(build_key_set(doc["keys"], algorithms=algorithms), "the JWK Set")
+
+
+def keys_from_pem(pem: str, *, kid: str | None = None, algorithms: Sequence[str] = ()) -> KeySet:
+    """Convert PEM public keys/certificates to JWKs (kid: given, else RFC 7638 thumbprint)."""
+    blocks = _PEM_BLOCK.findall(pem)
+    if not blocks:
+        raise KeySetError("spec.static.pem: no PEM block found")
+    rejected: list[Rejection] = []
+    converted: list[tuple[int, dict[str, Any]]] = []
+    for index, (label, body) in enumerate(blocks):
+        try:
+            converted.append((index, _pem_block_to_jwk(label, body, len(blocks), kid)))
+        except InvalidKey as exc:
+            rejected.append(Rejection(index, None, str(exc)))
+    key_set = build_key_set([jwk for _, jwk in converted], algorithms=algorithms)
+    rejected += [Rejection(converted[r.index][0], r.kid, r.reason) for r in key_set.rejected]
+    rejected.sort(key=lambda r: r.index)
+    return require_keys(KeySet(key_set.keys, tuple(rejected)), "spec.static.pem")
+
+
+def _pem_block_to_jwk(label: str, body: str, count: int, kid: str | None) -> dict[str, Any]:
+    if "PRIVATE" in label:
+        raise InvalidKey(f"{label} is private key material; give the public key or certificate instead")
+    text = f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()
+    x5c: list[str] | None = None
+    try:
+        if label == "CERTIFICATE":
+            cert = x509.load_pem_x509_certificate(text)
+            public_key: Any = cert.public_key()
+            x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
+        elif label in ("PUBLIC KEY", "RSA PUBLIC KEY"):
+            public_key = serialization.load_pem_public_key(text)
+        else:
+            raise InvalidKey(f"unsupported PEM block {label!r}")
+    except ValueError as exc:
+        if isinstance(exc, InvalidKey):
+            raise
+        raise InvalidKey(f"invalid {label}: {_short(exc)}") from None
+    jwk = _public_key_to_jwk(public_key)
+    jwk["use"] = "sig"
+    if x5c is not None:
+        jwk["x5c"] = x5c
+    jwk["kid"] = kid if kid is not None and count == 1 else thumbprint(jwk)
+    return jwk
+
+
+def _public_key_to_jwk(key: Any) -> dict[str, Any]:
+    if isinstance(key, rsa.RSAPublicKey):
+        return dict(RSAAlgorithm.to_jwk(key, as_dict=True))
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        jwk = dict(ECAlgorithm.to_jwk(key, as_dict=True))
+        alg = {v: k for k, v in EC_ALG_CURVE.items()}.get(str(jwk.get("crv")))
+        if alg is None:
+            raise InvalidKey(f"unsupported EC curve {key.curve.name}; expected P-256, P-384 or P-521")
+        jwk["alg"] = alg
+        return jwk
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        jwk = dict(OKPAlgorithm.to_jwk(key, as_dict=True))
+        jwk["alg"] = "EdDSA"
+        return jwk
+    raise InvalidKey(f"unsupported public key type {type(key).__name__}")
+
+
+def key_from_hmac(secret: bytes, *, kid: str | None = None, algorithms: Sequence[str] = ()) -> KeySet:
+    """An `oct` JWK from raw HMAC secret bytes (validated for length; never echoed)."""
+    hs = [a for a in algorithms if a in MIN_HMAC_BYTES]
+    if algorithms and not hs:
+        raise KeySetError("spec.algorithms allows no HS* algorithm for an HMAC secret")
+    needed = max((MIN_HMAC_BYTES[a] for a in hs), default=MIN_HMAC_BYTES["HS256"])
+    if len(secret) < needed:
+        raise KeySetError(
+            f"the HMAC secret is {len(secret)} bytes; at least {needed} are required"
+            + (f" for {', '.join(hs)}" if hs else "")
+        )
+    jwk: dict[str, Any] = {"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}
+    if len(hs) == 1:
+        jwk["alg"] = hs[0]
+    if kid is not None:
+        jwk["kid"] = kid
+    jwk["use"] = "sig"
+    return KeySet((jwk,))

@@ -1,0 +1,199 @@
+"""Kubernetes adapter (the official client, sync): read Secrets, publish outputs, patch status, events."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from .errors import SecretRefError, TargetConflictError
+from .outputs import GROUP, KIND, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION, labels, owner_reference
+from .status import timestamp
+
+MERGE_PATCH = "application/merge-patch+json"
+PublishResult = Literal["created", "updated", "unchanged"]
+TargetKind = Literal["ConfigMap", "Secret"]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The JwtSecret that owns a published object."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster config when running in a pod, else the local kubeconfig."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+class Kube:
+    """Thin wrapper over the API calls the operator makes (all sync: call from a thread)."""
+
+    def __init__(self, api_client: client.ApiClient, *, component: str = "jwks-operator") -> None:
+        # Plain dict bodies (not model classes) keep this adapter small; the client serializes both.
+        self.core: Any = client.CoreV1Api(api_client)
+        self.custom: Any = client.CustomObjectsApi(api_client)
+        self.component = component
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        """The raw bytes of one key of a Secret; SecretRefError names what is missing."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretRefError(f"spec.static.secretRef: Secret {name} not found") from None
+            raise
+        data = secret.data or {}
+        if key not in data:
+            raise SecretRefError(f"spec.static.secretRef.key: Secret {name} has no key {key!r}")
+        return base64.b64decode(data[key])
+
+    def publish(self, kind: TargetKind, owner: Owner, name: str, data: Mapping[str, str]) -> PublishResult:
+        """Create or update our ConfigMap/Secret; never touch one we do not own."""
+        encoded = _encode(kind, data)
+        for _ in range(5):
+            existing = self._read(kind, owner.namespace, name)
+            if existing is None:
+                body = self._body(kind, owner, name, encoded, None)
+                try:
+                    self._create(kind, owner.namespace, body)
+                except ApiException as exc:
+                    if exc.status == 409:
+                        continue  # created concurrently: re-read and check ownership
+                    raise
+                return "created"
+            _check_owned(kind, existing, owner, name)
+            if dict(existing.get("data") or {}) == encoded and _has_labels(existing, owner.name):
+                return "unchanged"
+            version = existing["metadata"].get("resourceVersion")
+            body = self._body(kind, owner, name, encoded, version, existing)
+            try:
+                self._replace(kind, owner.namespace, name, body)
+            except ApiException as exc:
+                if exc.status in (404, 409):
+                    continue  # deleted or changed meanwhile: start over
+                raise
+            return "updated"
+        raise TargetConflictError(f"{kind} {name} kept changing while being written; will retry")
+
+    def _read(self, kind: TargetKind, namespace: str, name: str) -> dict[str, Any] | None:
+        read = (
+            self.core.read_namespaced_config_map if kind == "ConfigMap" else self.core.read_namespaced_secret
+        )
+        try:
+            response = read(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = _json(response)
+        return result
+
+    def _create(self, kind: TargetKind, namespace: str, body: dict[str, Any]) -> None:
+        if kind == "ConfigMap":
+            self.core.create_namespaced_config_map(namespace, body, _preload_content=False)
+        else:
+            self.core.create_namespaced_secret(namespace, body, _preload_content=False)
+
+    def _replace(self, kind: TargetKind, namespace: str, name: str, body: dict[str, Any]) -> None:
+        if kind == "ConfigMap":
+            self.core.replace_namespaced_config_map(name, namespace, body, _preload_content=False)
+        else:
+            self.core.replace_namespaced_secret(name, namespace, body, _preload_content=False)
+
+    @staticmethod
+    def _body(
+        kind: TargetKind,
+        owner: Owner,
+        name: str,
+        data: Mapping[str, str],
+        resource_version: str | None,
+        existing: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = dict((existing or {}).get("metadata") or {})
+        meta.update(name=name, namespace=owner.namespace)
+        meta["labels"] = {**(meta.get("labels") or {}), **labels(owner.name)}
+        meta["ownerReferences"] = [owner_reference(owner.name, owner.uid)]
+        if resource_version is not None:
+            meta["resourceVersion"] = resource_version
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": meta, "data": dict(data)}
+        if kind == "Secret":
+            body["type"] = "Opaque"
+        return body
+
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch the JwtSecret's status subresource."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": dict(patch)},
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+        )
+
+    def event(self, owner: Owner, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        """Record a core/v1 Event on the JwtSecret (best effort: failures are swallowed by the caller)."""
+        now = timestamp(datetime.now(UTC))
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{owner.name}.{secrets.token_hex(8)}", "namespace": owner.namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": owner.name,
+                "namespace": owner.namespace,
+                "uid": owner.uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.core.create_namespaced_event(owner.namespace, body, _preload_content=False)
+
+
+def _json(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+def _encode(kind: TargetKind, data: Mapping[str, str]) -> dict[str, str]:
+    if kind == "ConfigMap":
+        return dict(data)
+    return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+
+def _has_labels(existing: Mapping[str, Any], owner_name: str) -> bool:
+    current = existing.get("metadata", {}).get("labels") or {}
+    return all(current.get(k) == v for k, v in labels(owner_name).items())
+
+
+def _check_owned(kind: str, existing: Mapping[str, Any], owner: Owner, name: str) -> None:
+    meta = existing.get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    ours = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+    if not ours or not any(ref.get("uid") == owner.uid for ref in refs):
+        holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
+        why = f"is owned by {holder}" if holder else "is not managed by jwks-operator"
+        raise TargetConflictError(f"{kind} {name} already exists and {why}; it was left untouched")

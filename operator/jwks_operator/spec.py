@@ -1,0 +1,204 @@
+"""Parse and validate a JwtSecret spec (pure; mirrors the CRD schema for API servers without CEL)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import SpecError
+
+ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "HS256",
+    "HS384",
+    "HS512",
+)
+MAX_URL_LENGTH = 2048
+_URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+SourceKind = Literal["jwkUrl", "jwks", "pem", "secretRef"]
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A key inside a Secret of the JwtSecret's namespace."""
+
+    name: str
+    key: str
+    kid: str | None = None
+
+
+@dataclass(frozen=True)
+class JwtSecretSpec:
+    """A validated JwtSecret spec."""
+
+    kind: SourceKind
+    jwk_url: str | None = None
+    allow_insecure_http: bool = False
+    jwks: Mapping[str, Any] | None = None
+    pem: str | None = None
+    secret_ref: SecretRef | None = None
+    kid: str | None = None
+    audiences: tuple[str, ...] = ()
+    issuers: tuple[str, ...] = ()
+    algorithms: tuple[str, ...] = ()
+    target_name: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether the keys are secret (HMAC) and must go to a Secret."""
+        return self.kind == "secretRef"
+
+    def describe_source(self) -> str:
+        """A short human-readable description of the source (printer column)."""
+        if self.kind == "jwkUrl":
+            assert self.jwk_url is not None
+            return self.jwk_url
+        if self.kind == "secretRef":
+            assert self.secret_ref is not None
+            return f"static:secret/{self.secret_ref.name}"
+        return f"static:{self.kind}"
+
+    def policy_source(self) -> dict[str, str]:
+        """The `source` entry of policy.json."""
+        if self.kind == "jwkUrl":
+            assert self.jwk_url is not None
+            return {"type": "jwkUrl", "url": self.jwk_url}
+        if self.kind == "secretRef":
+            assert self.secret_ref is not None
+            return {"type": "secretRef", "secret": self.secret_ref.name}
+        return {"type": self.kind}
+
+
+def target_name(name: str, spec: JwtSecretSpec) -> str:
+    """The name of the published ConfigMap/Secret."""
+    return spec.target_name or f"{name}-jwks"
+
+
+def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
+    """Validate a raw spec and return it typed; raise SpecError naming the offending field."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec", "must be an object")
+    url = _opt_str(raw, "jwkUrl", "spec.jwkUrl")
+    static = raw.get("static")
+    if static is not None and not isinstance(static, Mapping):
+        raise SpecError("spec.static", "must be an object")
+    if (url is None) == (static is None):
+        raise SpecError("spec", "exactly one of spec.jwkUrl or spec.static must be set")
+    insecure = raw.get("allowInsecureHttp", False)
+    if not isinstance(insecure, bool):
+        raise SpecError("spec.allowInsecureHttp", "must be a boolean")
+
+    common: dict[str, Any] = {
+        "allow_insecure_http": insecure,
+        "audiences": _str_list(raw, "audiences"),
+        "issuers": _str_list(raw, "issuers"),
+        "algorithms": _algorithms(raw),
+        "target_name": _target(raw),
+    }
+    if url is not None:
+        _check_url(url, insecure)
+        return JwtSecretSpec(kind="jwkUrl", jwk_url=url, **common)
+    assert static is not None
+    return _parse_static(static, common)
+
+
+def _parse_static(static: Mapping[str, Any], common: dict[str, Any]) -> JwtSecretSpec:
+    present = [k for k in ("jwks", "pem", "secretRef") if static.get(k) is not None]
+    if len(present) != 1:
+        raise SpecError(
+            "spec.static",
+            "exactly one of spec.static.jwks, spec.static.pem or spec.static.secretRef must be set",
+        )
+    kid = _opt_str(static, "kid", "spec.static.kid")
+    if present[0] == "jwks":
+        jwks = static["jwks"]
+        if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
+            raise SpecError("spec.static.jwks.keys", "must be a list of JWKs")
+        if not jwks["keys"]:
+            raise SpecError("spec.static.jwks.keys", "must contain at least one key")
+        return JwtSecretSpec(kind="jwks", jwks=jwks, kid=kid, **common)
+    if present[0] == "pem":
+        pem = _opt_str(static, "pem", "spec.static.pem")
+        return JwtSecretSpec(kind="pem", pem=pem, kid=kid, **common)
+    ref = static["secretRef"]
+    if not isinstance(ref, Mapping):
+        raise SpecError("spec.static.secretRef", "must be an object with name and key")
+    name = _opt_str(ref, "name", "spec.static.secretRef.name")
+    key = _opt_str(ref, "key", "spec.static.secretRef.key")
+    if name is None:
+        raise SpecError("spec.static.secretRef.name", "is required")
+    if key is None:
+        raise SpecError("spec.static.secretRef.key", "is required")
+    ref_kid = _opt_str(ref, "kid", "spec.static.secretRef.kid")
+    return JwtSecretSpec(kind="secretRef", secret_ref=SecretRef(name, key, ref_kid), **common)
+
+
+def _opt_str(raw: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SpecError(path, "must be a string")
+    if not value:
+        raise SpecError(path, "must not be empty")
+    return value
+
+
+def _str_list(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = raw.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise SpecError(f"spec.{key}", "must be a list of strings")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise SpecError(f"spec.{key}[{i}]", "must be a non-empty string")
+        if item in value[:i]:
+            raise SpecError(f"spec.{key}[{i}]", f"duplicate value {item!r}")
+    return tuple(value)
+
+
+def _algorithms(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    algs = _str_list(raw, "algorithms")
+    for i, alg in enumerate(algs):
+        if alg not in ALGORITHMS:
+            raise SpecError(
+                f"spec.algorithms[{i}]",
+                f"unsupported algorithm {alg!r}; allowed: {', '.join(ALGORITHMS)}",
+            )
+    return algs
+
+
+def _target(raw: Mapping[str, Any]) -> str | None:
+    target = raw.get("target")
+    if target is None:
+        return None
+    if not isinstance(target, Mapping):
+        raise SpecError("spec.target", "must be an object")
+    name = _opt_str(target, "name", "spec.target.name")
+    if name is not None and (len(name) > 253 or not _DNS_SUBDOMAIN_RE.match(name)):
+        raise SpecError("spec.target.name", "must be a lowercase RFC 1123 subdomain name")
+    return name
+
+
+def _check_url(url: str, insecure: bool) -> None:
+    if len(url) > MAX_URL_LENGTH or not _URL_RE.match(url):
+        raise SpecError("spec.jwkUrl", "must be an absolute http(s) URL")
+    if not url.startswith("https://") and not insecure:
+        raise SpecError(
+            "spec.jwkUrl", "must use https:// (set spec.allowInsecureHttp: true to allow http://)"
+        )

@@ -1,0 +1,147 @@
+"""JwtSecret status (pure): conditions in metav1.Condition shape and the status document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import JwksError, SpecError
+from .keys import KeySet
+
+READY = "Ready"
+DEGRADED = "Degraded"
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one reconciliation, as input to the status."""
+
+    source: str
+    generation: int
+    target_kind: str | None = None
+    target_name: str | None = None
+    key_set: KeySet | None = None  # what is published now (last good keys)
+    error: JwksError | None = None  # why the latest attempt failed, if it did
+    fetched_at: datetime | None = None  # when the published keys were resolved
+    next_refresh: datetime | None = None
+    failures: int = 0
+
+
+def condition(
+    kind: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """A condition, keeping lastTransitionTime when its status did not change."""
+    value = "True" if status else "False"
+    since = timestamp(now)
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == value and old.get("lastTransitionTime"):
+            since = str(old["lastTransitionTime"])
+    return {
+        "type": kind,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
+
+
+def _published_message(outcome: Outcome, key_set: KeySet) -> str:
+    count = len(key_set.keys)
+    noun = "key" if count == 1 else "keys"
+    return f"{count} {noun} published to {outcome.target_kind} {outcome.target_name}"
+
+
+def _rejected_message(key_set: KeySet) -> str:
+    first = key_set.rejected[0]
+    label = f"key {first.index}" + (f" (kid {first.kid})" if first.kid else "")
+    more = f" and {len(key_set.rejected) - 1} more" if len(key_set.rejected) > 1 else ""
+    return f"{len(key_set.rejected)} key(s) rejected: {label}: {first.reason}{more}"
+
+
+def conditions(
+    outcome: Outcome, previous: Sequence[Mapping[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Ready and Degraded for an outcome."""
+
+    def make(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        return condition(kind, status, reason, message, outcome.generation, previous, now)
+
+    keys, error = outcome.key_set, outcome.error
+    if error is None:
+        assert keys is not None, "an outcome without error has keys"
+        ready = make(READY, True, "KeysPublished", _published_message(outcome, keys))
+        if keys.rejected:
+            return [ready, make(DEGRADED, True, "KeysRejected", _rejected_message(keys))]
+        return [ready, make(DEGRADED, False, "AsExpected", "all keys valid")]
+    kept = f"; the previously published {len(keys.keys)} key(s) are kept" if keys is not None else ""
+    degraded = make(DEGRADED, True, error.reason, error.message + kept)
+    if keys is not None and not isinstance(error, SpecError):
+        message = f"{_published_message(outcome, keys)}; last update failed: {error.message}"
+        return [make(READY, True, "KeysPublished", message), degraded]
+    return [make(READY, False, error.reason, error.message + kept), degraded]
+
+
+def build_status(outcome: Outcome, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """The whole status document for an outcome; unchanged inputs give an identical document."""
+    old = previous or {}
+    status: dict[str, Any] = {
+        "observedGeneration": outcome.generation,
+        "source": outcome.source,
+        "conditions": conditions(outcome, old.get("conditions") or [], now),
+        "consecutiveFailures": outcome.failures,
+    }
+    if outcome.key_set is not None:
+        status["keyCount"] = len(outcome.key_set.keys)
+        status["keys"] = outcome.key_set.summary()
+        if outcome.key_set.rejected:
+            status["rejectedKeys"] = [r.as_status() for r in outcome.key_set.rejected]
+    else:
+        status["keyCount"] = 0
+    if outcome.target_kind and outcome.target_name:
+        status["target"] = {"kind": outcome.target_kind, "name": outcome.target_name}
+    if outcome.fetched_at is not None:
+        status["lastFetchTime"] = timestamp(outcome.fetched_at)
+    if outcome.next_refresh is not None:
+        status["nextRefreshTime"] = timestamp(outcome.next_refresh)
+    if outcome.error is not None:
+        status["lastError"] = outcome.error.message
+    return status
+
+
+def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A top-level JSON merge patch from old to new status, or None when nothing changed."""
+    old = old or {}
+    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    patch.update({k: None for k in old if k not in new})
+    return patch or None
+
+
+def degraded_transition(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when Degraded became True or changed reason: worth a Warning event."""
+
+    def degraded(status: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        for cond in (status or {}).get("conditions") or []:
+            if cond.get("type") == DEGRADED:
+                return dict(cond)
+        return {}
+
+    before, after = degraded(old), degraded(new)
+    if after.get("status") != "True":
+        return None
+    if (before.get("status"), before.get("reason")) == ("True", after.get("reason")):
+        return None
+    return str(after.get("reason")), str(after.get("message"))

@@ -1,0 +1,67 @@
+"""Cache policy: provider headers to the next refresh, clamped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from jwks_operator.cache import Freshness, RefreshPolicy, freshness, parse_cache_control
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+DATE = "Sun, 22 Nov 2026 12:00:00 GMT"
+POLICY = RefreshPolicy(min_interval=60, max_interval=86400, fallback_interval=3600)
+
+
+@pytest.mark.parametrize(
+    ("headers", "lifetime", "always"),
+    [
+        ({"Cache-Control": "public, max-age=19800, must-revalidate, no-transform"}, 19800, False),
+        ({"cache-control": "max-age=600, s-maxage=1200"}, 1200, False),
+        ({"Cache-Control": "max-age=600", "Age": "100"}, 500, False),
+        ({"Cache-Control": "max-age=600", "Age": "900"}, 0, True),
+        ({"Cache-Control": "max-age=0"}, 0, True),
+        ({"Cache-Control": "no-cache"}, None, True),
+        ({"Cache-Control": "no-store, max-age=600"}, None, True),
+        ({"Cache-Control": 'max-age="300"'}, 300, False),
+        ({"Cache-Control": "max-age=abc"}, None, False),
+        ({"Expires": "Sun, 22 Nov 2026 13:00:00 GMT", "Date": DATE}, 3600, False),
+        ({"Expires": "Sun, 22 Nov 2026 13:00:00 GMT"}, 3600, False),
+        ({"Expires": "Sun, 22 Nov 2026 13:00:00 GMT", "Date": DATE, "Age": "600"}, 3000, False),
+        ({"Expires": "0"}, 0, True),
+        ({"Expires": "Sun, 22 Nov 2026 11:00:00 GMT", "Date": DATE}, 0, True),
+        ({"Cache-Control": "public", "Expires": "Sun, 22 Nov 2026 12:10:00 GMT", "Date": DATE}, 600, False),
+        ({}, None, False),
+    ],
+)
+def test_freshness(headers: dict[str, str], lifetime: float | None, always: bool) -> None:
+    assert freshness(headers, NOW) == Freshness(lifetime, revalidate_always=always)
+
+
+@pytest.mark.parametrize(
+    ("fresh", "interval"),
+    [
+        (Freshness(15), 60),
+        (Freshness(19800), 19800),
+        (Freshness(365 * 86400), 86400),
+        (Freshness(None), 3600),
+        (Freshness(None, revalidate_always=True), 60),
+        (Freshness(0, revalidate_always=True), 60),
+    ],
+)
+def test_next_interval_is_clamped(fresh: Freshness, interval: float) -> None:
+    assert fresh.next_interval(POLICY) == interval
+
+
+def test_never_refresh_without_headers_when_fallback_is_none() -> None:
+    never = RefreshPolicy(fallback_interval=None)
+    assert Freshness(None).next_interval(never) is None
+    assert Freshness(600).next_interval(never) == 600
+
+
+def test_parse_cache_control() -> None:
+    assert parse_cache_control('Public, MAX-AGE=5, x="a b",, ') == {
+        "public": None,
+        "max-age": "5",
+        "x": "a b",
+    }

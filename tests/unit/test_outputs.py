@@ -1,0 +1,47 @@
+"""Published data: deterministic, public only, with the policy gateways need."""
+
+from __future__ import annotations
+
+import json
+
+from jwks_operator.keys import KeySet
+from jwks_operator.outputs import digest, effective_algorithms, labels, owner_reference, render
+from jwks_operator.spec import parse_spec
+
+RSA = {"kty": "RSA", "kid": "r", "n": "x", "e": "AQAB"}
+EC = {"kty": "EC", "kid": "e", "crv": "P-384", "x": "a", "y": "b"}
+ED = {"kty": "OKP", "kid": "o", "crv": "Ed25519", "x": "a", "alg": "EdDSA"}
+
+
+def test_render_is_deterministic_and_complete() -> None:
+    spec = parse_spec({"jwkUrl": "https://idp/jwks", "audiences": ["b", "a"], "issuers": ["https://idp"]})
+    data = render(spec, KeySet((RSA, EC)))
+    assert data == render(spec, KeySet((dict(RSA), dict(EC))))
+    assert json.loads(data["jwks.json"]) == {"keys": [RSA, EC]}
+    assert json.loads(data["policy.json"]) == {
+        "issuers": ["https://idp"],
+        "audiences": ["b", "a"],
+        "algorithms": ["ES384", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"],
+        "source": {"type": "jwkUrl", "url": "https://idp/jwks"},
+    }
+    assert digest(data) == digest(dict(reversed(list(data.items()))))
+    assert digest(data) != digest(render(spec, KeySet((RSA,))))
+
+
+def test_effective_algorithms() -> None:
+    spec = parse_spec({"static": {"pem": "x"}})
+    assert effective_algorithms(spec, KeySet((ED,))) == ["EdDSA"]
+    pinned = parse_spec({"static": {"pem": "x"}, "algorithms": ["RS512", "RS256"]})
+    assert effective_algorithms(pinned, KeySet((RSA, EC))) == ["RS256", "RS512"]
+
+
+def test_metadata() -> None:
+    assert labels("x") == {"app.kubernetes.io/managed-by": "jwks-operator", "jwks.dev/jwtsecret": "x"}
+    assert labels("x" * 64) == {"app.kubernetes.io/managed-by": "jwks-operator"}
+    assert owner_reference("x", "u-1") == {
+        "apiVersion": "jwks.dev/v1alpha1",
+        "kind": "JwtSecret",
+        "name": "x",
+        "uid": "u-1",
+        "controller": True,
+    }
