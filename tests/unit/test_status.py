@@ -88,7 +88,8 @@ def test_fetch_failure_keeps_ready_and_sets_degraded() -> None:
     )
     assert degraded_transition(status, status) is None
     patch = merge_patch(status, first)
-    assert patch is not None and patch["lastError"] is None
+    assert patch is not None
+    assert patch["lastError"] is None
 
 
 def test_failure_without_keys_is_not_ready() -> None:
