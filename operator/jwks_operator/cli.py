@@ -1,9 +1,10 @@
-"""Command line: `jwks-operator run` starts the operator."""
+"""Command line: `jwks-operator run` starts the operator; `jwks-operator verify` checks a token."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from .engine import Engine
 from .fetch import Fetcher, FetchSettings
 from .handlers import build_registry, build_settings
 from .kube import Kube, load_api_client
+from .verify import DirectoryVerifier, Verifier
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +43,45 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--concurrency", type=int, default=8, help="parallel fetches and API writes")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verify = sub.add_parser("verify", help="verify a JWT against published keys (exit 0 valid, 1 invalid)")
+    verify.add_argument(
+        "--token",
+        required=True,
+        help="the JWT, also as 'Bearer <jwt>' or 'Authorization: Bearer <jwt>'; - reads stdin",
+    )
+    where = verify.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dir", help="a mounted ConfigMap/Secret directory with jwks.json and policy.json")
+    where.add_argument("--configmap", metavar="NS/NAME", help="a published ConfigMap")
+    where.add_argument(
+        "--jwtsecret", metavar="NS/NAME", help="a JwtSecret (its published ConfigMap or Secret)"
+    )
+    verify.add_argument("--leeway", type=float, default=30.0, help="clock skew allowed for exp/nbf/iat (s)")
     return parser
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """Print the claims (exit 0) or the reason (exit 1)."""
+    token = sys.stdin.read() if args.token == "-" else args.token  # noqa: S105 - "-" means stdin
+    if args.dir:
+        result = DirectoryVerifier(args.dir, leeway=args.leeway).verify(token)
+    else:
+        kube = Kube(load_api_client())
+        ref = args.configmap or args.jwtsecret
+        namespace, sep, name = ref.partition("/")
+        if not sep or not namespace or not name:
+            print(f"error: expected NS/NAME, got {ref!r}", file=sys.stderr)
+            return 2
+        try:
+            data = kube.read_published(namespace, name, via_jwtsecret=bool(args.jwtsecret))
+        except LookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        result = Verifier.from_data(data, leeway=args.leeway).verify(token)
+    if result:
+        print(json.dumps(dict(result.claims), indent=2, sort_keys=True))
+        return 0
+    print(f"invalid: {result.reason}")
+    return 1
 
 
 async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None = None) -> None:
@@ -72,8 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "run":
-        asyncio.run(run_operator(args))
+    if args.command == "verify":
+        return verify_command(args)
+    asyncio.run(run_operator(args))
     return 0
 
 

@@ -135,6 +135,23 @@ class Kube:
             body["type"] = "Opaque"
         return body
 
+    def read_published(self, namespace: str, name: str, *, via_jwtsecret: bool = False) -> dict[str, str]:
+        """The data of a published ConfigMap, or of whatever a JwtSecret's status names as its target."""
+        kind: str = "ConfigMap"
+        if via_jwtsecret:
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            target = (obj.get("status") or {}).get("target") or {}
+            if not target.get("name"):
+                raise LookupError(f"JwtSecret {namespace}/{name} has published nothing yet")
+            kind, name = str(target.get("kind")), str(target["name"])
+        found = self._read("Secret" if kind == "Secret" else "ConfigMap", namespace, name)
+        if found is None:
+            raise LookupError(f"{kind} {namespace}/{name} not found")
+        data: dict[str, str] = found.get("data") or {}
+        if kind == "Secret":
+            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        return data
+
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """Merge-patch the JwtSecret's status subresource."""
         self.custom.patch_namespaced_custom_object_status(

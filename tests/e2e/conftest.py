@@ -1,0 +1,162 @@
+"""End-to-end fixtures: an emulated cluster (or a real one), the operator process, TLS providers.
+
+Against a real cluster: `JWKS_E2E_KUBECONFIG=~/.kube/config make e2e`. The CRD is applied from
+crds/, each test uses its own namespace, and the operator runs locally with that kubeconfig.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import trustme
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from tests.harness.cluster import EmulatedCluster, load_crds
+from tests.harness.operator import OperatorProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, VERSION, PLURAL = "jwks.dev", "v1alpha1", "jwtsecrets"
+T = TypeVar("T")
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll until `check` returns a truthy value; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (ApiException, KeyError, IndexError, TypeError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+class Kube:
+    """The real `kubernetes` client, with shortcuts for JwtSecrets."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core: Any = client.CoreV1Api(api)
+        self.custom: Any = client.CustomObjectsApi(api)
+
+    def create(self, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JwtSecret", "metadata": {"name": name}, "spec": spec}
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+        return result
+
+    def get(self, ns: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        return result
+
+    def patch_spec(self, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, name, {"spec": spec}, _content_type="application/merge-patch+json"
+        )
+        return result
+
+    def delete(self, ns: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+
+    def condition(self, ns: str, name: str, kind: str = "Ready") -> dict[str, Any] | None:
+        status = self.get(ns, name).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
+
+    def wait_condition(
+        self, ns: str, name: str, status: str = "True", reason: str | None = None, kind: str = "Ready",
+        timeout: float = 20.0,
+    ) -> dict[str, Any]:
+        """Wait until the condition has that status (and reason); return the whole object."""
+
+        def check() -> dict[str, Any] | None:
+            obj = self.get(ns, name)
+            conds = (obj.get("status") or {}).get("conditions") or []
+            cond = next((c for c in conds if c["type"] == kind), None)
+            ok = cond is not None and cond["status"] == status and reason in (None, cond["reason"])
+            return obj if ok and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
+
+        return wait_for(check, timeout, f"{kind}={status} ({reason}) on {ns}/{name}")
+
+    def configmap(self, ns: str, name: str) -> Any:
+        return self.core.read_namespaced_config_map(name, ns)
+
+    def events(self, ns: str, name: str) -> list[Any]:
+        items = self.core.list_namespaced_event(ns).items
+        return [e for e in items if e.involved_object.name == name]
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A kubeconfig for the emulator, or JWKS_E2E_KUBECONFIG for a real cluster (CRD applied)."""
+    real = os.environ.get("JWKS_E2E_KUBECONFIG")
+    if real:
+        path = Path(real).expanduser()
+        api = config.new_client_from_config(str(path))
+        ext: Any = client.ApiextensionsV1Api(api)
+        for crd in load_crds(ROOT / "crds"):
+            try:
+                ext.create_custom_resource_definition(crd)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        time.sleep(2)  # let the API server establish the CRD
+        yield path
+        return
+    with EmulatedCluster(crds=load_crds(ROOT / "crds")) as cluster:
+        yield cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: Path) -> Kube:
+    return Kube(config.new_client_from_config(str(kubeconfig)))
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: Path, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """One operator for the session, trusting the test CA, refreshing at least every second."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    args = ["--min-interval", "1", "--fallback-interval", "2"]
+    proc = OperatorProcess(kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(ca_bundle)})
+    with proc:
+        yield proc
+    print(f"operator log: {log}")
+
+
+@pytest.fixture
+def ns(kube: Kube, operator: OperatorProcess) -> Iterator[str]:
+    """A fresh namespace per test (the operator is running)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.core.delete_namespace(name)
+
+
+@pytest.fixture
+def examples() -> dict[str, list[dict[str, Any]]]:
+    """The YAML documents of every file in examples/, by file name."""
+    return {p.name: list(yaml.safe_load_all(p.read_text())) for p in sorted((ROOT / "examples").glob("*.yaml"))}
