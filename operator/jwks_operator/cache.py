@@ -15,6 +15,7 @@ class RefreshPolicy:
     min_interval: float = 60.0
     max_interval: float = 24 * 3600.0
     fallback_interval: float | None = 3600.0  # None: no caching headers means fetch once
+    stale_after: float = 24 * 3600.0  # keys this long past their refresh time make Ready=False
 
 
 @dataclass(frozen=True)

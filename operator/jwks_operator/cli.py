@@ -109,9 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jwks-operator` console script."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not getattr(args, "verbose", False):
+        # Kopf logs every handler invocation at INFO: one line per watch event is noise at scale.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.command == "verify":
         return verify_command(args)
     asyncio.run(run_operator(args))

@@ -17,14 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from . import keys as keylib
-from .cache import RefreshPolicy, freshness
-from .errors import FetchError, JwksError, SpecError
+from .cache import Freshness, RefreshPolicy, freshness
+from .errors import FetchError, JwksError, SpecError, StaleError
 from .fetch import Fetcher
 from .keys import KeySet
 from .kube import Kube, Owner, TargetKind
-from .outputs import digest, render
+from .outputs import GROUP, digest, render
 from .spec import JwtSecretSpec, parse_spec, target_name
-from .status import Outcome, build_status, degraded_transition, merge_patch
+from .status import Outcome, build_status, degraded_transition, merge_patch, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ Item = tuple[Literal["obj", "url"], Any]
 EventType = Literal["Normal", "Warning"]
 BACKOFF_BASE = 5.0
 BACKOFF_MAX = 600.0
+FORCE_SPACING = 5.0  # a force-refresh request never fetches more often than this
+REFRESH_ANNOTATION = f"{GROUP}/refresh-requested-at"
 TIMESTAMPS_ONLY = frozenset({"lastFetchTime", "nextRefreshTime"})
 
 
@@ -54,11 +56,17 @@ class Tracked:
     spec: JwtSecretSpec | None
     spec_error: SpecError | None
     status: dict[str, Any]
+    policy: RefreshPolicy
+    refresh_request: str | None = None
     published: KeySet | None = None
     published_digest: str | None = None
     fetched_at: datetime | None = None
     failures: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def key(self) -> ObjKey:
+        return (self.namespace, self.name)
 
     @property
     def owner(self) -> Owner:
@@ -75,13 +83,16 @@ class UrlSource:
     document: bytes | None = None
     etag: str | None = None
     last_modified: str | None = None
-    fetched_at: datetime | None = None
+    fetched_at: datetime | None = None  # last successful fetch (200 or 304)
+    expires_at: datetime | None = None  # when the provider said the keys need refreshing
     next_refresh: datetime | None = None
+    last_attempt: float = float("-inf")  # loop time
     error: FetchError | None = None
     failures: int = 0
     attempted: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     parsed: dict[tuple[str, ...], KeySet | JwksError] = field(default_factory=dict)
+    removed: dict[str, tuple[dict[str, Any], datetime]] = field(default_factory=dict)  # by thumbprint
 
     def key_set(self, algorithms: tuple[str, ...]) -> KeySet:
         """The last good document parsed for an algorithm allow-list (cached per document)."""
@@ -96,6 +107,23 @@ class UrlSource:
         if isinstance(result, JwksError):
             raise result
         return result
+
+    def accept(self, body: bytes, parsed: KeySet, now: datetime) -> None:
+        """Take a new valid document; remember which keys it dropped (for retainRemovedFor)."""
+        old = self.parsed.get(())
+        new_prints = {keylib.thumbprint(k) for k in parsed.keys}
+        if isinstance(old, KeySet):
+            for jwk in old.keys:
+                tp = keylib.thumbprint(jwk)
+                if tp not in new_prints:
+                    self.removed.setdefault(tp, (jwk, now))
+        for tp in new_prints:
+            self.removed.pop(tp, None)
+        self.document, self.parsed = body, {(): parsed}
+
+    def retained(self, seconds: float, now: datetime) -> list[dict[str, Any]]:
+        """Keys removed by the provider less than `seconds` ago."""
+        return [jwk for jwk, since in self.removed.values() if (now - since).total_seconds() < seconds]
 
 
 class Engine:
@@ -133,37 +161,46 @@ class Engine:
             self.forget(key)
             return
         uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
+        request = (meta.get("annotations") or {}).get(REFRESH_ANNOTATION)
         known = self.objects.get(key)
         if known is not None and known.uid == uid and known.generation == generation:
-            return  # our own status write echoing back, or a metadata-only change
+            if request != known.refresh_request:
+                known.refresh_request = request
+                self._force(known)
+            return  # otherwise our own status write echoing back, or a metadata-only change
         if known is not None and known.uid != uid:
             self.forget(key)
             known = None
-        try:
-            spec, error = parse_spec(body.get("spec")), None
-        except SpecError as exc:
-            spec, error = None, exc
-        tracked = Tracked(key[0], key[1], uid, generation, spec, error, dict(body.get("status") or {}))
+        tracked = self._track(key, uid, generation, body, request)
         if known is not None:
             tracked.published, tracked.fetched_at = known.published, known.fetched_at
             tracked.published_digest = known.published_digest
-            if (
-                known.spec is not None
-                and known.spec.jwk_url
-                and (spec is None or spec.jwk_url != known.spec.jwk_url)
-            ):
-                self._unsubscribe(key, known.spec.jwk_url)
+            old_url = known.spec.jwk_url if known.spec is not None else None
+            if old_url and old_url != (tracked.spec.jwk_url if tracked.spec else None):
+                self._unsubscribe(key, old_url)
         self.objects[key] = tracked
+        spec = tracked.spec
         if spec is not None and spec.jwk_url is not None:
             source = self.sources.get(spec.jwk_url)
             if source is None:
                 source = self.sources[spec.jwk_url] = UrlSource(spec.jwk_url, spec.allow_insecure_http)
             source.allow_http = source.allow_http or spec.allow_insecure_http
             source.subscribers.add(key)
-            if known is None and self._resumable(tracked) and not source.attempted:
+            if known is None and not source.attempted and self._resumable(tracked):
                 self._schedule(("url", source.url), self._resume_delay(tracked))
                 return
         self._schedule(("obj", key), 0.0)
+
+    def _track(
+        self, key: ObjKey, uid: str, generation: int, body: Mapping[str, Any], request: str | None
+    ) -> Tracked:
+        try:
+            spec, error = parse_spec(body.get("spec")), None
+        except SpecError as exc:
+            spec, error = None, exc
+        policy = spec.refresh.policy(self.policy) if spec is not None else self.policy
+        status = dict(body.get("status") or {})
+        return Tracked(key[0], key[1], uid, generation, spec, error, status, policy, request)
 
     def _resumable(self, tracked: Tracked) -> bool:
         """After a restart: the stored status already describes this generation and is healthy."""
@@ -174,12 +211,22 @@ class Engine:
 
     def _resume_delay(self, tracked: Tracked) -> float:
         """Seconds until the stored nextRefreshTime, spread a little so restarts do not stampede."""
-        raw = tracked.status.get("nextRefreshTime")
+        spread = random.uniform(0, 5)  # noqa: S311 - load spreading, not crypto
         try:
-            due = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+            due = datetime.fromisoformat(str(tracked.status.get("nextRefreshTime")).replace("Z", "+00:00"))
         except ValueError:
-            return random.uniform(0, 5)  # noqa: S311
-        return max((due - self.now()).total_seconds(), 0.0) + random.uniform(0, 5)  # noqa: S311
+            return spread
+        return max((due - self.now()).total_seconds(), 0.0) + spread
+
+    def _force(self, tracked: Tracked) -> None:
+        """A refresh-requested-at annotation changed: fetch now (at most every FORCE_SPACING)."""
+        spec = tracked.spec
+        source = self.sources.get(spec.jwk_url) if spec is not None and spec.jwk_url else None
+        if source is None:
+            self._schedule(("obj", tracked.key), 0.0)
+            return
+        loop_now = asyncio.get_running_loop().time()
+        self._schedule(("url", source.url), max(source.last_attempt + FORCE_SPACING - loop_now, 0.0))
 
     def forget(self, key: ObjKey) -> None:
         """Stop tracking a deleted JwtSecret (its outputs go with it via ownerReferences)."""
@@ -198,22 +245,19 @@ class Engine:
 
     # -- scheduling ---------------------------------------------------------------------------
 
-    def _schedule(self, item: Item, delay: float) -> None:
+    def _schedule(self, item: Item, delay: float, *, replace_later: bool = False) -> None:
+        """Make `item` due in `delay` seconds (earlier wins unless `replace_later`)."""
         due = asyncio.get_running_loop().time() + delay
         current = self._due.get(item)
-        if current is not None and current <= due:
+        if current is not None and current <= due and not replace_later:
             return
         self._due[item] = due
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, item))
         self._wakeup.set()
 
-    def _reschedule(self, item: Item, delay: float) -> None:
-        self._due.pop(item, None)
-        self._schedule(item, delay)
-
     async def run(self) -> None:
-        """Fire due items forever (cancel to stop)."""
+        """Fire due items until cancelled."""
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -260,13 +304,15 @@ class Engine:
 
     async def _fetch(self, source: UrlSource) -> None:
         source.attempted = True
+        source.last_attempt = asyncio.get_running_loop().time()
+        conditional = source.document is not None
         try:
             async with self._slots:
                 result = await asyncio.to_thread(
                     self.fetcher.fetch,
                     source.url,
-                    etag=source.etag if source.document else None,
-                    last_modified=source.last_modified if source.document else None,
+                    etag=source.etag if conditional else None,
+                    last_modified=source.last_modified if conditional else None,
                     allow_http=source.allow_http,
                 )
             parsed = None
@@ -278,20 +324,35 @@ class Engine:
             source.error = exc if isinstance(exc, FetchError) else FetchError(exc.message)
             delay = backoff(source.failures, getattr(exc, "retry_after", None))
             log.warning("fetching %s failed (%d in a row): %s", source.url, source.failures, exc.message)
-        else:
-            now = self.now()
-            if parsed is not None:
-                source.document, source.parsed = result.body, {(): parsed}
-            source.etag = result.headers.get("etag") or source.etag
-            source.last_modified = result.headers.get("last-modified") or source.last_modified
-            source.fetched_at, source.error, source.failures = now, None, 0
-            interval = freshness(result.headers, now).next_interval(self.policy)
-            if interval is None:
-                source.next_refresh = None
-                return
-            delay = interval
+            self._plan(source, delay)
+            return
+        now = self.now()
+        if parsed is not None:
+            assert result.body is not None
+            source.accept(result.body, parsed, now)
+            log.info("fetched %s: %d key(s)", source.url, len(parsed.keys))
+        if result.status == 200:
+            source.etag = result.headers.get("etag")
+            source.last_modified = result.headers.get("last-modified")
+        source.fetched_at, source.error, source.failures = now, None, 0
+        self._plan(source, self._interval(source, freshness(result.headers, now)))
+        source.expires_at = source.next_refresh
+
+    def _interval(self, source: UrlSource, fresh: Freshness) -> float | None:
+        """The next refresh: the soonest any subscriber's policy allows (None: never)."""
+        intervals = [
+            fresh.next_interval(self.objects[k].policy) for k in source.subscribers if k in self.objects
+        ]
+        due = [i for i in intervals if i is not None]
+        return min(due) if due else (None if intervals else fresh.next_interval(self.policy))
+
+    def _plan(self, source: UrlSource, delay: float | None) -> None:
+        if delay is None:
+            source.next_refresh = None
+            self._due.pop(("url", source.url), None)
+            return
         source.next_refresh = self.now() + timedelta(seconds=delay)
-        self._reschedule(("url", source.url), delay)
+        self._schedule(("url", source.url), delay, replace_later=True)
 
     # -- reconciliation -----------------------------------------------------------------------
 
@@ -306,9 +367,8 @@ class Engine:
 
     async def _resolve_and_publish(self, tracked: Tracked, *, from_source: bool) -> Outcome:
         spec = tracked.spec
-        source_text = spec.describe_source() if spec else "invalid"
         base = Outcome(
-            source=source_text,
+            source=spec.describe_source() if spec else "invalid",
             generation=tracked.generation,
             key_set=tracked.published,
             fetched_at=tracked.fetched_at,
@@ -316,55 +376,71 @@ class Engine:
         )
         if spec is None:
             assert tracked.spec_error is not None
-            return _with(base, error=tracked.spec_error, failures=0)
+            return replace(base, error=tracked.spec_error, failures=0)
         kind: TargetKind = "Secret" if spec.symmetric else "ConfigMap"
-        base = _with(base, target_kind=kind, target_name=target_name(tracked.name, spec))
+        base = replace(base, target_kind=kind, target_name=target_name(tracked.name, spec))
         source = self.sources.get(spec.jwk_url) if spec.jwk_url else None
-        try:
-            if source is not None and not from_source and not source.attempted:
+        if source is not None:
+            if not from_source and not source.attempted:
                 async with source.lock:
                     if not source.attempted:
                         await self._fetch(source)
+            base = replace(base, failures=source.failures, next_refresh=source.next_refresh)
+        try:
             key_set, fetched_at = await self._resolve(tracked, spec, source)
             await self._publish(tracked, spec, kind, key_set, fetched_at)
         except JwksError as exc:
-            tracked.failures += 1
-            if source is None:
-                self._schedule(("obj", (tracked.namespace, tracked.name)), backoff(tracked.failures))
-            return _with(
-                base,
-                error=exc,
-                failures=source.failures if source else tracked.failures,
-                next_refresh=source.next_refresh if source else None,
-            )
+            if source is None or exc is not source.error:  # fetch errors retry on the source's schedule
+                tracked.failures += 1
+                self._schedule(("obj", tracked.key), backoff(tracked.failures))
+                base = replace(base, failures=tracked.failures)
+            return replace(base, error=exc, key_set=tracked.published)
         tracked.failures = 0
-        error = source.error if source is not None else None
-        return _with(
+        error: JwksError | None = source.error if source is not None else None
+        if source is not None and error is not None and self._stale(source, tracked.policy):
+            assert source.expires_at is not None
+            error = StaleError(
+                f"keys are stale: due for refresh at {timestamp(source.expires_at)}, "
+                f"refreshes failing since: {error.message}"
+            )
+        return replace(
             base,
             key_set=tracked.published,
             fetched_at=tracked.fetched_at,
             error=error,
             failures=source.failures if source else 0,
-            next_refresh=source.next_refresh if source else None,
         )
+
+    def _stale(self, source: UrlSource, policy: RefreshPolicy) -> bool:
+        if source.expires_at is None:
+            return False
+        return self.now() > source.expires_at + timedelta(seconds=policy.stale_after)
 
     async def _resolve(
         self, tracked: Tracked, spec: JwtSecretSpec, source: UrlSource | None
     ) -> tuple[KeySet, datetime]:
+        now = self.now()
         if source is not None:
-            return source.key_set(spec.algorithms), source.fetched_at or self.now()
+            current = source.key_set(spec.algorithms)
+            retained = source.retained(spec.retain_removed_for, now) if spec.retain_removed_for else []
+            if retained:
+                combined = keylib.build_key_set([*current.keys, *retained], algorithms=spec.algorithms)
+                current = KeySet(combined.keys, current.rejected)
+                soonest = min(since for _, since in source.removed.values())
+                expiry = (soonest - now).total_seconds() + spec.retain_removed_for
+                self._schedule(("obj", tracked.key), max(expiry, 0.0) + 0.05)
+            return current, source.fetched_at or now
         if spec.kind == "jwks":
             assert spec.jwks is not None
-            candidates = spec.jwks["keys"]
-            key_set = keylib.build_key_set(candidates, algorithms=spec.algorithms)
-            return keylib.require_keys(key_set, "spec.static.jwks"), self.now()
+            key_set = keylib.build_key_set(spec.jwks["keys"], algorithms=spec.algorithms)
+            return keylib.require_keys(key_set, "spec.static.jwks"), now
         if spec.kind == "pem":
             assert spec.pem is not None
-            return keylib.keys_from_pem(spec.pem, kid=spec.kid, algorithms=spec.algorithms), self.now()
+            return keylib.keys_from_pem(spec.pem, kid=spec.kid, algorithms=spec.algorithms), now
         ref = spec.secret_ref
         assert ref is not None
         secret = await asyncio.to_thread(self.kube.read_secret_key, tracked.namespace, ref.name, ref.key)
-        return keylib.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), self.now()
+        return keylib.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
 
     async def _publish(
         self, tracked: Tracked, spec: JwtSecretSpec, kind: TargetKind, key_set: KeySet, fetched_at: datetime
@@ -389,7 +465,7 @@ class Engine:
             await asyncio.to_thread(self.kube.patch_status, tracked.namespace, tracked.name, patch)
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
-                self.forget((tracked.namespace, tracked.name))
+                self.forget(tracked.key)
                 return
             raise
         problem = degraded_transition(tracked.status, new)
@@ -397,16 +473,8 @@ class Engine:
         if problem is not None:
             await self._event(tracked, "Warning", *problem)
 
-    async def _event(
-        self, tracked: Tracked, type_: Literal["Normal", "Warning"], reason: str, msg: str
-    ) -> None:
+    async def _event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
         try:
             await asyncio.to_thread(self.kube.event, tracked.owner, type_, reason, msg)
         except Exception as exc:  # events are best effort
-            log.warning(
-                "could not record event %s on %s/%s: %s", reason, tracked.namespace, tracked.name, exc
-            )
-
-
-def _with(outcome: Outcome, **changes: Any) -> Outcome:
-    return replace(outcome, **changes)
+            log.warning("could not record event %s on %s: %s", reason, tracked.owner, exc)

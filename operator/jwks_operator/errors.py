@@ -7,6 +7,8 @@ class JwksError(Exception):
     """Base error: `reason` is a CamelCase condition reason, `message` is safe to publish."""
 
     reason = "Error"
+    # Whether the JwtSecret stays Ready on the previously published keys despite this error.
+    ready_with_old_keys = True
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -17,6 +19,7 @@ class SpecError(JwksError):
     """The spec is invalid; `field` names the offending field."""
 
     reason = "InvalidSpec"
+    ready_with_old_keys = False
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -49,3 +52,11 @@ class TargetConflictError(JwksError):
     """The target object exists and is not managed by jwks-operator."""
 
     reason = "TargetConflict"
+    ready_with_old_keys = False
+
+
+class StaleError(JwksError):
+    """Refreshes have failed for longer than staleAfter past the keys' refresh time."""
+
+    reason = "Stale"
+    ready_with_old_keys = False

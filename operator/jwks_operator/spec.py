@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .cache import RefreshPolicy
+from .durations import parse_duration
 from .errors import SpecError
 
 ALGORITHMS = (
@@ -41,6 +43,27 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class RefreshSpec:
+    """Per-object refresh overrides in seconds (None: the operator-wide default)."""
+
+    min_interval: float | None = None
+    max_interval: float | None = None
+    fallback_interval: float | None = None
+    fallback_never: bool = False
+    stale_after: float | None = None
+
+    def policy(self, default: RefreshPolicy) -> RefreshPolicy:
+        """The operator-wide policy with this object's overrides applied."""
+        fallback = None if self.fallback_never else self.fallback_interval or default.fallback_interval
+        return RefreshPolicy(
+            min_interval=self.min_interval if self.min_interval is not None else default.min_interval,
+            max_interval=self.max_interval if self.max_interval is not None else default.max_interval,
+            fallback_interval=fallback,
+            stale_after=self.stale_after if self.stale_after is not None else default.stale_after,
+        )
+
+
+@dataclass(frozen=True)
 class JwtSecretSpec:
     """A validated JwtSecret spec."""
 
@@ -55,7 +78,8 @@ class JwtSecretSpec:
     issuers: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = ()
     target_name: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    refresh: RefreshSpec = field(default_factory=RefreshSpec)
+    retain_removed_for: float = 0.0
 
     @property
     def symmetric(self) -> bool:
@@ -108,6 +132,8 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
         "issuers": _str_list(raw, "issuers"),
         "algorithms": _algorithms(raw),
         "target_name": _target(raw),
+        "refresh": _refresh(raw),
+        "retain_removed_for": _retain(raw),
     }
     if url is not None:
         _check_url(url, insecure)
@@ -193,6 +219,50 @@ def _target(raw: Mapping[str, Any]) -> str | None:
     if name is not None and (len(name) > 253 or not _DNS_SUBDOMAIN_RE.match(name)):
         raise SpecError("spec.target.name", "must be a lowercase RFC 1123 subdomain name")
     return name
+
+
+def _duration(raw: Mapping[str, Any], key: str, path: str, *, positive: bool = True) -> float | None:
+    value = _opt_str(raw, key, path)
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise SpecError(path, str(exc)) from None
+    if positive and seconds <= 0:
+        raise SpecError(path, "must be greater than zero")
+    return seconds
+
+
+def _refresh(raw: Mapping[str, Any]) -> RefreshSpec:
+    refresh = raw.get("refresh")
+    if refresh is None:
+        return RefreshSpec()
+    if not isinstance(refresh, Mapping):
+        raise SpecError("spec.refresh", "must be an object")
+    never = refresh.get("fallbackInterval") == "Never"
+    spec = RefreshSpec(
+        min_interval=_duration(refresh, "minInterval", "spec.refresh.minInterval"),
+        max_interval=_duration(refresh, "maxInterval", "spec.refresh.maxInterval"),
+        fallback_interval=None
+        if never
+        else _duration(refresh, "fallbackInterval", "spec.refresh.fallbackInterval"),
+        fallback_never=never,
+        stale_after=_duration(refresh, "staleAfter", "spec.refresh.staleAfter"),
+    )
+    if spec.min_interval and spec.max_interval and spec.min_interval > spec.max_interval:
+        raise SpecError("spec.refresh.minInterval", "must not be greater than spec.refresh.maxInterval")
+    return spec
+
+
+def _retain(raw: Mapping[str, Any]) -> float:
+    rotation = raw.get("rotation")
+    if rotation is None:
+        return 0.0
+    if not isinstance(rotation, Mapping):
+        raise SpecError("spec.rotation", "must be an object")
+    seconds = _duration(rotation, "retainRemovedFor", "spec.rotation.retainRemovedFor", positive=False)
+    return seconds or 0.0
 
 
 def _check_url(url: str, insecure: bool) -> None:

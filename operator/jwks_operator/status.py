@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import JwksError, SpecError
+from .errors import JwksError
 from .keys import KeySet
 
 READY = "Ready"
@@ -89,7 +89,7 @@ def conditions(
         return [ready, make(DEGRADED, False, "AsExpected", "all keys valid")]
     kept = f"; the previously published {len(keys.keys)} key(s) are kept" if keys is not None else ""
     degraded = make(DEGRADED, True, error.reason, error.message + kept)
-    if keys is not None and not isinstance(error, SpecError):
+    if keys is not None and error.ready_with_old_keys:
         message = f"{_published_message(outcome, keys)}; last update failed: {error.message}"
         return [make(READY, True, "KeysPublished", message), degraded]
     return [make(READY, False, error.reason, error.message + kept), degraded]

@@ -1,0 +1,27 @@
+"""Kubernetes-style durations ("90s", "5m", "1h30m", "24h") (pure)."""
+
+from __future__ import annotations
+
+import re
+
+PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration string; ValueError with the expected form otherwise."""
+    if not re.match(PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration like 90s, 5m or 1h30m")
+    return sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact h/m/s form of whole seconds (sub-second values in ms)."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text or "0s"
