@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
 import kopf
 
-from . import __version__
+from . import __version__, logs
 from .cache import RefreshPolicy
 from .engine import Engine
 from .fetch import Fetcher, FetchSettings
@@ -42,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
         help="refresh interval when a provider sends no caching headers (s)",
     )
     run.add_argument("--concurrency", type=int, default=8, help="parallel fetches and API writes")
+    run.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus /metrics on this port (0: off)"
+    )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=None,
+        help="run with Kopf peering NAME (HA: one active replica); default standalone",
+    )
+    run.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verify = sub.add_parser("verify", help="verify a JWT against published keys (exit 0 valid, 1 invalid)")
     verify.add_argument(
@@ -93,10 +102,11 @@ async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None
     try:
         await kopf.operator(
             registry=build_registry(engine),
-            settings=build_settings(),
+            settings=build_settings(standalone=args.peering is None),
             clusterwide=not args.namespace,
             namespaces=args.namespace,
-            standalone=True,
+            standalone=args.peering is None,
+            peering_name=args.peering,
             liveness_endpoint=args.liveness,
             stop_flag=stop_flag,
         )
@@ -108,13 +118,7 @@ async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jwks-operator` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not getattr(args, "verbose", False):
-        # Kopf logs every handler invocation at INFO: one line per watch event is noise at scale.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logs.setup(verbose=getattr(args, "verbose", False), fmt=getattr(args, "log_format", "text"))
     if args.command == "verify":
         return verify_command(args)
     asyncio.run(run_operator(args))
