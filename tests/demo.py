@@ -80,7 +80,8 @@ def main() -> int:
         with JwksProvider(ca=ca) as provider:
             print(f"emulated API server: {cluster.url}\nlocal JWKS provider: {provider.url}\n")
             env = {"REQUESTS_CA_BUNDLE": str(bundle)}
-            with OperatorProcess(kubeconfig, Path(tmp) / "operator.log", env=env) as operator:
+            log = Path(tmp) / "operator.log"
+            with OperatorProcess(kubeconfig, log, args=["--allow-private-networks"], env=env) as operator:
                 core: Any = client.CoreV1Api(api)
                 core.create_namespace({"metadata": {"name": NS}})
                 for doc in docs:

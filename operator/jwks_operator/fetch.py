@@ -13,6 +13,7 @@ import requests
 from . import __version__
 from .cache import delta_seconds
 from .errors import FetchError
+from .netguard import BlockedAddressError, GuardedAdapter
 
 MAX_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
@@ -39,6 +40,7 @@ class FetchSettings:
     max_bytes: int = MAX_BYTES
     max_redirects: int = MAX_REDIRECTS
     allow_http: bool = False
+    allow_private_networks: bool = False
 
 
 class Fetcher:
@@ -52,6 +54,9 @@ class Fetcher:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            adapter = GuardedAdapter(allow_private=self.settings.allow_private_networks, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
             session.headers["User-Agent"] = f"jwks-operator/{__version__}"
             session.headers["Accept"] = "application/jwk-set+json, application/json"
             self._local.session = session
@@ -101,6 +106,8 @@ class Fetcher:
             return self._session().get(
                 url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False
             )
+        except BlockedAddressError as exc:
+            raise FetchError(str(exc)) from None
         except requests.exceptions.SSLError as exc:
             raise FetchError(f"TLS error: {_reason(exc)}") from None
         except requests.exceptions.ConnectTimeout:

@@ -140,7 +140,7 @@ def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def operator(kubeconfig: Path, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """One operator for the session, trusting the test CA, refreshing at least every second."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    args = ["--min-interval", "1", "--fallback-interval", "2"]
+    args = ["--min-interval", "1", "--fallback-interval", "2", "--allow-private-networks"]
     proc = OperatorProcess(kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(ca_bundle)})
     with proc:
         yield proc
