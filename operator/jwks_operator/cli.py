@@ -16,6 +16,7 @@ from .engine import Engine
 from .fetch import Fetcher, FetchSettings
 from .handlers import build_registry, build_settings
 from .kube import Kube, load_api_client
+from .metrics import Metrics
 from .verify import DirectoryVerifier, Verifier
 
 
@@ -40,8 +41,11 @@ def _parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="refresh interval when a provider sends no caching headers (s)",
     )
-    run.add_argument("--allow-private-networks", action="store_true",
-                     help="allow JWK URLs on private and loopback addresses (e.g. an in-cluster Keycloak)")
+    run.add_argument(
+        "--allow-private-networks",
+        action="store_true",
+        help="allow JWK URLs on private and loopback addresses (e.g. an in-cluster Keycloak)",
+    )
     run.add_argument("--concurrency", type=int, default=8, help="parallel fetches and API writes")
     run.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus /metrics on this port (0: off)"
@@ -99,7 +103,16 @@ async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None
     """Run Kopf and the refresh engine together until stopped."""
     kube = Kube(load_api_client())
     policy = RefreshPolicy(args.min_interval, args.max_interval, args.fallback_interval)
-    engine = Engine(kube, Fetcher(FetchSettings(allow_private_networks=args.allow_private_networks)), policy=policy, concurrency=args.concurrency)
+    metrics = Metrics()
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    engine = Engine(
+        kube,
+        Fetcher(FetchSettings(allow_private_networks=args.allow_private_networks)),
+        metrics=metrics,
+        policy=policy,
+        concurrency=args.concurrency,
+    )
     engine_task = asyncio.create_task(engine.run(), name="jwks-engine")
     try:
         await kopf.operator(

@@ -11,6 +11,7 @@ import contextlib
 import heapq
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from .errors import FetchError, JwksError, SpecError, StaleError
 from .fetch import Fetcher
 from .keys import KeySet
 from .kube import Kube, Owner, TargetKind
+from .metrics import Metrics
 from .outputs import GROUP, digest, render
 from .spec import JwtSecretSpec, parse_spec, target_name
 from .status import Outcome, build_status, degraded_transition, merge_patch, timestamp
@@ -136,9 +138,11 @@ class Engine:
         *,
         policy: RefreshPolicy | None = None,
         concurrency: int = 8,
+        metrics: Metrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube = kube
+        self.metrics = metrics or Metrics()
         self.fetcher = fetcher
         self.policy = policy or RefreshPolicy()
         self.now = now
@@ -179,6 +183,7 @@ class Engine:
             if old_url and old_url != (tracked.spec.jwk_url if tracked.spec else None):
                 self._unsubscribe(key, old_url)
         self.objects[key] = tracked
+        self.metrics.jwtsecrets.set(len(self.objects))
         spec = tracked.spec
         if spec is not None and spec.jwk_url is not None:
             source = self.sources.get(spec.jwk_url)
@@ -232,6 +237,8 @@ class Engine:
         """Stop tracking a deleted JwtSecret (its outputs go with it via ownerReferences)."""
         tracked = self.objects.pop(key, None)
         self._due.pop(("obj", key), None)
+        self.metrics.jwtsecrets.set(len(self.objects))
+        self.metrics.forget_object(*key)
         if tracked is not None and tracked.spec is not None and tracked.spec.jwk_url:
             self._unsubscribe(key, tracked.spec.jwk_url)
 
@@ -242,6 +249,7 @@ class Engine:
             if not source.subscribers:
                 del self.sources[url]
                 self._due.pop(("url", url), None)
+                self.metrics.forget_url(url)
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -308,6 +316,7 @@ class Engine:
         conditional = source.document is not None
         try:
             async with self._slots:
+                started = time.monotonic()
                 result = await asyncio.to_thread(
                     self.fetcher.fetch,
                     source.url,
@@ -315,6 +324,7 @@ class Engine:
                     last_modified=source.last_modified if conditional else None,
                     allow_http=source.allow_http,
                 )
+                self.metrics.fetch_seconds.labels(source.url).observe(time.monotonic() - started)
             parsed = None
             if result.status == 200 and result.body != source.document:
                 assert result.body is not None
@@ -322,6 +332,8 @@ class Engine:
         except JwksError as exc:
             source.failures += 1
             source.error = exc if isinstance(exc, FetchError) else FetchError(exc.message)
+            self.metrics.fetches.labels(source.url, "error").inc()
+            self.metrics.failures.labels(source.url).set(source.failures)
             delay = backoff(source.failures, getattr(exc, "retry_after", None))
             log.warning("fetching %s failed (%d in a row): %s", source.url, source.failures, exc.message)
             self._plan(source, delay)
@@ -335,6 +347,9 @@ class Engine:
             source.etag = result.headers.get("etag")
             source.last_modified = result.headers.get("last-modified")
         source.fetched_at, source.error, source.failures = now, None, 0
+        self.metrics.fetches.labels(source.url, "ok" if result.status == 200 else "not_modified").inc()
+        self.metrics.failures.labels(source.url).set(0)
+        self.metrics.last_success.labels(source.url).set(now.timestamp())
         self._plan(source, self._interval(source, freshness(result.headers, now)))
         source.expires_at = source.next_refresh
 
@@ -350,8 +365,10 @@ class Engine:
         if delay is None:
             source.next_refresh = None
             self._due.pop(("url", source.url), None)
+            self.metrics.next_refresh.labels(source.url).set(float("inf"))
             return
         source.next_refresh = self.now() + timedelta(seconds=delay)
+        self.metrics.next_refresh.labels(source.url).set(source.next_refresh.timestamp())
         self._schedule(("url", source.url), delay, replace_later=True)
 
     # -- reconciliation -----------------------------------------------------------------------
@@ -451,6 +468,7 @@ class Engine:
         if new_digest != tracked.published_digest:
             result = await asyncio.to_thread(self.kube.publish, kind, tracked.owner, name, data)
             if result != "unchanged":
+                self.metrics.api_writes.labels(kind, result.removesuffix("d")).inc()
                 message = f"{len(key_set.keys)} key(s) {result} in {kind} {name}"
                 await self._event(tracked, "Normal", "Published", message)
             tracked.published_digest = new_digest
@@ -458,11 +476,14 @@ class Engine:
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:
         new = build_status(outcome, tracked.status, self.now())
+        conditions = [(str(c["type"]), str(c["status"])) for c in new["conditions"]]
+        self.metrics.set_object(tracked.namespace, tracked.name, int(new["keyCount"]), conditions)
         patch = merge_patch(tracked.status, new)
         if patch is None or set(patch) <= TIMESTAMPS_ONLY:
             return  # a revalidation that changed nothing writes nothing
         try:
             await asyncio.to_thread(self.kube.patch_status, tracked.namespace, tracked.name, patch)
+            self.metrics.api_writes.labels("JwtSecret/status", "patch").inc()
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 self.forget(tracked.key)
@@ -476,5 +497,6 @@ class Engine:
     async def _event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
         try:
             await asyncio.to_thread(self.kube.event, tracked.owner, type_, reason, msg)
+            self.metrics.api_writes.labels("Event", "create").inc()
         except Exception as exc:  # events are best effort
             log.warning("could not record event %s on %s: %s", reason, tracked.owner, exc)

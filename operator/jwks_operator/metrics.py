@@ -1,0 +1,96 @@
+"""Prometheus metrics (prometheus-client), in a registry of their own."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+PREFIX = "jwks_operator"
+
+
+class Metrics:
+    """Every metric the operator exports; per-object series are removed with their JwtSecret."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.fetches = Counter(
+            f"{PREFIX}_fetches",
+            "JWK Set fetches by result (ok, not_modified, error).",
+            ["url", "result"],
+            registry=r,
+        )
+        self.fetch_seconds = Histogram(
+            f"{PREFIX}_fetch_duration_seconds",
+            "Time to fetch a JWK Set.",
+            ["url"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.next_refresh = Gauge(
+            f"{PREFIX}_next_refresh_timestamp_seconds",
+            "When a JWK URL is fetched next (Unix time).",
+            ["url"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            f"{PREFIX}_last_success_timestamp_seconds",
+            "Last successful fetch of a JWK URL (Unix time).",
+            ["url"],
+            registry=r,
+        )
+        self.failures = Gauge(
+            f"{PREFIX}_consecutive_failures",
+            "Failed fetches of a JWK URL since its last success.",
+            ["url"],
+            registry=r,
+        )
+        self.keys = Gauge(
+            f"{PREFIX}_keys_published",
+            "Keys published per JwtSecret.",
+            ["namespace", "jwtsecret"],
+            registry=r,
+        )
+        self.condition = Gauge(
+            f"{PREFIX}_condition",
+            "JwtSecret conditions (1 for the current status).",
+            ["namespace", "jwtsecret", "type", "status"],
+            registry=r,
+        )
+        self.api_writes = Counter(
+            f"{PREFIX}_api_writes",
+            "Kubernetes API writes by kind and verb.",
+            ["kind", "verb"],
+            registry=r,
+        )
+        self.jwtsecrets = Gauge(f"{PREFIX}_jwtsecrets", "JwtSecrets being tracked.", registry=r)
+        self._series: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
+
+    def set_object(self, namespace: str, name: str, keys: int, conditions: Iterable[tuple[str, str]]) -> None:
+        """Export a JwtSecret's key count and its (type, status) conditions (1 current, 0 others)."""
+        self.keys.labels(namespace, name).set(keys)
+        series = self._series.setdefault((namespace, name), set())
+        for kind, status in conditions:
+            for value in ("True", "False", "Unknown"):
+                self.condition.labels(namespace, name, kind, value).set(1.0 if value == status else 0.0)
+                series.add((namespace, name, kind, value))
+
+    def forget_object(self, namespace: str, name: str) -> None:
+        """Drop the series of a deleted JwtSecret."""
+        with contextlib.suppress(KeyError):
+            self.keys.remove(namespace, name)
+        for labels in self._series.pop((namespace, name), set()):
+            with contextlib.suppress(KeyError):
+                self.condition.remove(*labels)
+
+    def forget_url(self, url: str) -> None:
+        """Drop the gauges of a URL nobody uses any more."""
+        for gauge in (self.next_refresh, self.last_success, self.failures):
+            with contextlib.suppress(KeyError):
+                gauge.remove(url)
+
+    def serve(self, port: int) -> None:
+        """Serve /metrics on `port` (a daemon thread)."""
+        start_http_server(port, registry=self.registry)
