@@ -470,6 +470,7 @@ class Engine:
             if result != "unchanged":
                 self.metrics.api_writes.labels(kind, result.removesuffix("d")).inc()
                 message = f"{len(key_set.keys)} key(s) {result} in {kind} {name}"
+                _log(tracked, logging.INFO, message)
                 await self._event(tracked, "Normal", "Published", message)
             tracked.published_digest = new_digest
         tracked.published, tracked.fetched_at = key_set, fetched_at
@@ -492,6 +493,7 @@ class Engine:
         problem = degraded_transition(tracked.status, new)
         tracked.status = new
         if problem is not None:
+            _log(tracked, logging.WARNING, "%s: %s", *problem)
             await self._event(tracked, "Warning", *problem)
 
     async def _event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
@@ -499,4 +501,10 @@ class Engine:
             await asyncio.to_thread(self.kube.event, tracked.owner, type_, reason, msg)
             self.metrics.api_writes.labels("Event", "create").inc()
         except Exception as exc:  # events are best effort
-            log.warning("could not record event %s on %s: %s", reason, tracked.owner, exc)
+            _log(tracked, logging.WARNING, "could not record event %s: %s", reason, exc)
+
+
+def _log(tracked: Tracked, level: int, msg: str, *args: Any) -> None:
+    """Log with the JwtSecret's namespace/name in the text and as structured fields."""
+    extra = {"namespace": tracked.namespace, "jwtsecret": tracked.name}
+    log.log(level, f"[{tracked.namespace}/{tracked.name}] {msg}", *args, extra=extra)
