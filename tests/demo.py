@@ -22,7 +22,7 @@ from kubernetes import client, config
 
 from tests.harness.cluster import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess
-from tests.harness.provider import JwksProvider
+from tests.harness.idp import JwksProvider
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = "demo"

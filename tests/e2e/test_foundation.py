@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.conftest import Kube, wait_for
 from tests.harness.operator import OperatorProcess
-from tests.harness.provider import JwksProvider
+from tests.harness.idp import JwksProvider
 from tests.material import certificate_pem, ec_key, private_jwk, public_jwk, public_pem, rsa_key
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth"}

@@ -1,0 +1,161 @@
+"""The HTTP adapter against a real provider on loopback (TLS from trustme)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from jwks_operator.errors import FetchError
+from jwks_operator.fetch import Fetcher, FetchSettings
+from jwks_operator.netguard import BlockedAddressError, check_address, check_host
+from tests.harness.idp import JwksProvider
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+
+
+@pytest.fixture
+def provider(ca: trustme.CA) -> Iterator[JwksProvider]:
+    with JwksProvider(ca=ca, max_age=300) as p:
+        yield p
+
+
+def fetcher(**settings: object) -> Fetcher:
+    return Fetcher(FetchSettings(allow_private_networks=True, **settings))  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("trusted")
+def test_fetch_and_revalidate(provider: JwksProvider) -> None:
+    first = fetcher().fetch(provider.url)
+    assert first.status == 200
+    assert first.body is not None
+    assert json.loads(first.body) == provider.document()
+    assert first.headers["cache-control"] == "public, max-age=300, must-revalidate, no-transform"
+    again = fetcher().fetch(
+        provider.url, etag=first.headers["etag"], last_modified=first.headers["last-modified"]
+    )
+    assert (again.status, again.body) == (304, None)
+    assert provider.log[-1].headers["If-None-Match"] == first.headers["etag"]
+    provider.rotate()
+    changed = fetcher().fetch(provider.url, etag=first.headers["etag"])
+    assert changed.status == 200
+    assert changed.headers["etag"] != first.headers["etag"]
+
+
+def test_untrusted_certificate_is_refused(provider: JwksProvider) -> None:
+    with pytest.raises(FetchError, match="TLS error"):
+        fetcher().fetch(provider.url)
+
+
+@pytest.mark.usefixtures("trusted")
+@pytest.mark.parametrize(
+    ("status", "retry_after", "message", "hint"),
+    [
+        (503, "7", "HTTP 503 Service Unavailable", 7.0),
+        (429, None, "HTTP 429 Too Many Requests", None),
+        (404, None, "HTTP 404 Not Found", None),
+    ],
+)
+def test_error_statuses(
+    provider: JwksProvider, status: int, retry_after: str | None, message: str, hint: float | None
+) -> None:
+    provider.fail(status, retry_after=retry_after)
+    with pytest.raises(FetchError, match=message) as info:
+        fetcher().fetch(provider.url)
+    assert info.value.retry_after == hint
+
+
+@pytest.mark.usefixtures("trusted")
+def test_size_cap_and_deadline(provider: JwksProvider) -> None:
+    provider.serve_raw(b" " * 5000)
+    with pytest.raises(FetchError, match="larger than 4096 bytes"):
+        fetcher(max_bytes=4096).fetch(provider.url)
+    provider.recover()
+    provider.delay(1.5)
+    with pytest.raises(FetchError, match="read timeout"):
+        fetcher(read_timeout=0.5).fetch(provider.url)
+
+
+@pytest.mark.usefixtures("trusted")
+def test_redirects(provider: JwksProvider, ca: trustme.CA) -> None:
+    with JwksProvider() as plain:
+        provider.redirect(plain.url)
+        with pytest.raises(FetchError, match="refused redirect from https to http"):
+            fetcher().fetch(provider.url)
+    provider.redirect(provider.url)
+    with pytest.raises(FetchError, match="more than 5 redirects"):
+        fetcher().fetch(provider.url)
+    with JwksProvider(ca=ca) as target:
+        provider.redirect(target.url, 301)
+        assert fetcher().fetch(provider.url).status == 200
+
+
+def test_http_needs_opt_in() -> None:
+    with JwksProvider() as plain:
+        with pytest.raises(FetchError, match="only https is allowed"):
+            fetcher().fetch(plain.url)
+        assert fetcher().fetch(plain.url, allow_http=True).status == 200
+
+
+def test_loopback_is_refused_unless_private_networks_are_allowed() -> None:
+    with JwksProvider() as plain:
+        strict = Fetcher(FetchSettings(allow_http=True))
+        with pytest.raises(FetchError, match=r"refused to connect to 127\.0\.0\.1: private or loopback"):
+            strict.fetch(plain.url)
+        assert plain.count() == 0
+
+
+def test_connection_refused_is_reported() -> None:
+    with pytest.raises(FetchError, match="connection failed"):
+        fetcher().fetch("https://127.0.0.1:9/jwks")
+
+
+@pytest.mark.parametrize(
+    ("address", "private_ok"),
+    [
+        ("169.254.169.254", False),
+        ("169.254.1.1", False),
+        ("fd00:ec2::254", False),
+        ("fe80::1", False),
+        ("100.100.100.200", False),
+        ("::ffff:169.254.169.254", False),
+        ("0.0.0.0", False),
+        ("10.1.2.3", True),
+        ("192.168.1.1", True),
+        ("172.16.0.1", True),
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("fc00::1", True),
+        ("100.64.0.1", True),
+    ],
+)
+def test_address_policy(address: str, private_ok: bool) -> None:
+    with pytest.raises(BlockedAddressError):
+        check_address(address, allow_private=False)
+    if private_ok:
+        check_address(address, allow_private=True)
+    else:
+        with pytest.raises(BlockedAddressError, match="metadata"):
+            check_address(address, allow_private=True)
+
+
+def test_public_addresses_and_metadata_names() -> None:
+    check_address("8.8.8.8", allow_private=False)
+    check_address("2001:4860:4860::8888", allow_private=False)
+    for host in ("metadata.google.internal", "METADATA.google.internal.", "instance-data"):
+        with pytest.raises(BlockedAddressError, match="metadata host name"):
+            check_host(host)
+    check_host("www.googleapis.com")
