@@ -21,8 +21,8 @@ import yaml
 from kubernetes import client, config
 
 from tests.harness.cluster import EmulatedCluster, load_crds
-from tests.harness.operator import OperatorProcess
 from tests.harness.idp import JwksProvider
+from tests.harness.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = "demo"
@@ -54,29 +54,35 @@ def table(items: list[dict[str, Any]]) -> str:
     rows = [["NAME", "SOURCE", "READY", "KEYS", "LAST FETCH", "AGE", "NEXT REFRESH", "MESSAGE"]]
     for obj in items:
         status = obj.get("status") or {}
-        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
-        rows.append([
-            obj["metadata"]["name"],
-            status.get("source", ""),
-            ready.get("status", "Unknown"),
-            str(status.get("keyCount", "")),
-            age(status.get("lastFetchTime")),
-            age(obj["metadata"].get("creationTimestamp")),
-            status.get("nextRefreshTime", "<none>"),
-            ready.get("message", ""),
-        ])
+        ready: dict[str, str] = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+        rows.append(
+            [
+                obj["metadata"]["name"],
+                status.get("source", ""),
+                ready.get("status", "Unknown"),
+                str(status.get("keyCount", "")),
+                age(status.get("lastFetchTime")),
+                age(obj["metadata"].get("creationTimestamp")),
+                status.get("nextRefreshTime", "<none>"),
+                ready.get("message", ""),
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "   " + r[-1] for r in rows)
+    return "\n".join(
+        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "   " + r[-1] for r in rows
+    )
 
 
 def main() -> int:
-    docs = [d for p in sorted((ROOT / "examples").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    docs = [
+        d for p in sorted((ROOT / "examples").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d
+    ]
     with tempfile.TemporaryDirectory() as tmp, EmulatedCluster(crds=load_crds(ROOT / "crds")) as cluster:
         ca = trustme.CA()
         bundle = Path(tmp) / "ca.pem"
         ca.cert_pem.write_to_path(str(bundle))
         kubeconfig = cluster.write_kubeconfig(Path(tmp) / "kubeconfig")
-        api = config.new_client_from_config(str(kubeconfig))
+        api = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
         with JwksProvider(ca=ca) as provider:
             print(f"emulated API server: {cluster.url}\nlocal JWKS provider: {provider.url}\n")
             env = {"REQUESTS_CA_BUNDLE": str(bundle)}
@@ -89,6 +95,7 @@ def main() -> int:
                 custom: Any = client.CustomObjectsApi(api)
                 names = [d["metadata"]["name"] for d in docs if d["kind"] == "JwtSecret"]
                 deadline = time.monotonic() + 30
+                ready: list[dict[str, Any]] = []
                 while True:
                     items = custom.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"]
                     ready = [o for o in items if _ready(o)]
@@ -101,15 +108,29 @@ def main() -> int:
                 for key, value in cm.data.items():
                     print(f"--- {key}\n{value}", end="")
                 jwks, policy = json.loads(cm.data["jwks.json"]), json.loads(cm.data["policy.json"])
-                token = provider.sign({"aud": "demo-api", "iss": "https://localhost:8443", "sub": "demo-user",
-                                       "exp": int(time.time()) + 300})
+                token = provider.sign(
+                    {
+                        "aud": "demo-api",
+                        "iss": "https://localhost:8443",
+                        "sub": "demo-user",
+                        "exp": int(time.time()) + 300,
+                    }
+                )
                 kid = jwt.get_unverified_header(token)["kid"]
-                claims = jwt.decode(token, jwt.PyJWKSet(jwks["keys"])[kid].key, algorithms=policy["algorithms"],
-                                    audience=policy["audiences"], issuer=policy["issuers"])
-                print(f"\na token signed by the provider (kid {kid}) verifies against the published keys: {claims}")
+                claims = jwt.decode(
+                    token,
+                    jwt.PyJWKSet(jwks["keys"])[kid].key,
+                    algorithms=policy["algorithms"],
+                    audience=policy["audiences"],
+                    issuer=policy["issuers"],
+                )
+                print(f"\na token signed by the provider (kid {kid}) verifies against the published keys:")
+                print(json.dumps(claims, indent=2))
                 ok = len(ready) == len(names)
                 if not ok:
-                    print(f"\nnot all JwtSecrets became Ready; operator log:\n{operator.log()}", file=sys.stderr)
+                    print(
+                        f"\nnot all JwtSecrets became Ready; operator log:\n{operator.log()}", file=sys.stderr
+                    )
                 return 0 if ok else 1
 
 

@@ -59,17 +59,17 @@ def private_jwk(key: Any, **extra: Any) -> dict[str, Any]:
 
 
 def public_pem(key: Any) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
+    pem: bytes = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return pem.decode()
 
 
 def private_pem(key: Any) -> str:
-    return key.private_bytes(
+    pem: bytes = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    )
+    return pem.decode()
 
 
 def certificate_pem(key: Any, common_name: str = "jwks-operator test") -> str:

@@ -40,7 +40,8 @@ def wait_for(check: Callable[[], T | None], timeout: float = 20.0, what: str = "
             last = exc
         else:
             if last:
-                return last
+                result: T = last
+                return result
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
@@ -54,7 +55,12 @@ class Kube:
         self.custom: Any = client.CustomObjectsApi(api)
 
     def create(self, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JwtSecret", "metadata": {"name": name}, "spec": spec}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "JwtSecret",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
         result: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
         return result
 
@@ -76,7 +82,12 @@ class Kube:
         return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
 
     def wait_condition(
-        self, ns: str, name: str, status: str = "True", reason: str | None = None, kind: str = "Ready",
+        self,
+        ns: str,
+        name: str,
+        status: str = "True",
+        reason: str | None = None,
+        kind: str = "Ready",
         timeout: float = 20.0,
     ) -> dict[str, Any]:
         """Wait until the condition has that status (and reason); return the whole object."""
@@ -86,7 +97,11 @@ class Kube:
             conds = (obj.get("status") or {}).get("conditions") or []
             cond = next((c for c in conds if c["type"] == kind), None)
             ok = cond is not None and cond["status"] == status and reason in (None, cond["reason"])
-            return obj if ok and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
+            return (
+                obj
+                if ok and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+                else None
+            )
 
         return wait_for(check, timeout, f"{kind}={status} ({reason}) on {ns}/{name}")
 
@@ -104,7 +119,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     real = os.environ.get("JWKS_E2E_KUBECONFIG")
     if real:
         path = Path(real).expanduser()
-        api = config.new_client_from_config(str(path))
+        api = config.new_client_from_config(str(path))  # type: ignore[no-untyped-call]
         ext: Any = client.ApiextensionsV1Api(api)
         for crd in load_crds(ROOT / "crds"):
             try:
@@ -121,7 +136,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def kube(kubeconfig: Path) -> Kube:
-    return Kube(config.new_client_from_config(str(kubeconfig)))
+    return Kube(config.new_client_from_config(str(kubeconfig)))  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +152,9 @@ def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig: Path, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    kubeconfig: Path, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     """One operator for the session, trusting the test CA, refreshing at least every second."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     args = ["--min-interval", "1", "--fallback-interval", "2", "--allow-private-networks"]
@@ -159,4 +176,6 @@ def ns(kube: Kube, operator: OperatorProcess) -> Iterator[str]:
 @pytest.fixture
 def examples() -> dict[str, list[dict[str, Any]]]:
     """The YAML documents of every file in examples/, by file name."""
-    return {p.name: list(yaml.safe_load_all(p.read_text())) for p in sorted((ROOT / "examples").glob("*.yaml"))}
+    return {
+        p.name: list(yaml.safe_load_all(p.read_text())) for p in sorted((ROOT / "examples").glob("*.yaml"))
+    }

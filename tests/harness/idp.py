@@ -179,7 +179,7 @@ class JwksProvider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 status = provider._respond(self)
                 with provider._lock:
                     provider.log.append(

@@ -47,7 +47,7 @@ class OperatorProcess:
     def start(self, timeout: float = 30.0) -> OperatorProcess:
         """Start and wait until the liveness endpoint answers."""
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            self.process = subprocess.Popen(
                 [sys.executable, "-m", "jwks_operator", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -58,7 +58,7 @@ class OperatorProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
                     return self
             except OSError:
                 time.sleep(0.1)

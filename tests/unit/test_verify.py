@@ -30,7 +30,9 @@ def url_verifier(**spec: Any) -> Verifier:
     return Verifier.from_data(render(parse_spec({**URL_SPEC, **spec}), keys))
 
 
-def sign(claims: dict[str, Any], key: Any = RSA, alg: str = "RS256", kid: str | None = "r1", **hdr: Any) -> str:
+def sign(
+    claims: dict[str, Any], key: Any = RSA, alg: str = "RS256", kid: str | None = "r1", **hdr: Any
+) -> str:
     headers = {"kid": kid, **hdr} if kid else hdr
     material = key if isinstance(key, bytes) else private_pem(key)
     return jwt.encode(claims, material, algorithm=alg, headers=headers)
@@ -54,7 +56,9 @@ def confusion_token() -> str:
     def b64(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    signing_input = f"{b64(json.dumps({'alg': 'HS256', 'kid': 'r1'}).encode())}.{b64(json.dumps(GOOD).encode())}"
+    signing_input = (
+        f"{b64(json.dumps({'alg': 'HS256', 'kid': 'r1'}).encode())}.{b64(json.dumps(GOOD).encode())}"
+    )
     mac = hmac.new(public_pem(RSA).encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(mac)}"
 
@@ -112,7 +116,10 @@ def test_hmac_from_a_secret() -> None:
     spec = parse_spec({"static": {"secretRef": {"name": "s", "key": "k"}}, "audiences": ["api"]})
     verifier = Verifier.from_data(render(spec, key_from_hmac(SECRET)))
     assert verifier.verify(sign(GOOD, SECRET, "HS256", None), now=NOW)
-    assert verifier.verify(sign(GOOD, b"x" * 32, "HS256", None), now=NOW).reason == "signature verification failed"
+    assert (
+        verifier.verify(sign(GOOD, b"x" * 32, "HS256", None), now=NOW).reason
+        == "signature verification failed"
+    )
     assert not verifier.verify(sign(GOOD), now=NOW)
 
 
