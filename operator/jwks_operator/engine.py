@@ -473,7 +473,18 @@ class Engine:
                 _log(tracked, logging.INFO, message)
                 await self._event(tracked, "Normal", "Published", message)
             tracked.published_digest = new_digest
+            await self._remove_old_target(tracked, kind, name)
         tracked.published, tracked.fetched_at = key_set, fetched_at
+
+    async def _remove_old_target(self, tracked: Tracked, kind: TargetKind, name: str) -> None:
+        """After a target change, delete the previous output (only if we still own it)."""
+        old = tracked.status.get("target") or {}
+        old_kind, old_name = old.get("kind"), old.get("name")
+        if old_kind not in ("ConfigMap", "Secret") or not old_name or (old_kind, old_name) == (kind, name):
+            return
+        if await asyncio.to_thread(self.kube.delete_owned, old_kind, tracked.owner, old_name):
+            self.metrics.api_writes.labels(old_kind, "delete").inc()
+            _log(tracked, logging.INFO, "removed the previous output %s %s", old_kind, old_name)
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:
         new = build_status(outcome, tracked.status, self.now())

@@ -135,6 +135,26 @@ class Kube:
             body["type"] = "Opaque"
         return body
 
+    def delete_owned(self, kind: TargetKind, owner: Owner, name: str) -> bool:
+        """Delete our old output (after a target change) if it is still ours; True if deleted."""
+        existing = self._read(kind, owner.namespace, name)
+        if existing is None or not _owned_by(existing, owner):
+            return False
+        meta = existing["metadata"]
+        options = {"preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}}
+        delete = (
+            self.core.delete_namespaced_config_map
+            if kind == "ConfigMap"
+            else self.core.delete_namespaced_secret
+        )
+        try:
+            delete(name, owner.namespace, body=options, _preload_content=False)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
     def read_published(self, namespace: str, name: str, *, via_jwtsecret: bool = False) -> dict[str, str]:
         """The data of a published ConfigMap, or of whatever a JwtSecret's status names as its target."""
         kind: str = "ConfigMap"
@@ -206,11 +226,15 @@ def _has_labels(existing: Mapping[str, Any], owner_name: str) -> bool:
     return all(current.get(k) == v for k, v in labels(owner_name).items())
 
 
-def _check_owned(kind: str, existing: Mapping[str, Any], owner: Owner, name: str) -> None:
+def _owned_by(existing: Mapping[str, Any], owner: Owner) -> bool:
     meta = existing.get("metadata") or {}
-    refs = meta.get("ownerReferences") or []
     ours = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
-    if not ours or not any(ref.get("uid") == owner.uid for ref in refs):
+    return ours and any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
+
+
+def _check_owned(kind: str, existing: Mapping[str, Any], owner: Owner, name: str) -> None:
+    if not _owned_by(existing, owner):
+        refs = (existing.get("metadata") or {}).get("ownerReferences") or []
         holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
         why = f"is owned by {holder}" if holder else "is not managed by jwks-operator"
         raise TargetConflictError(f"{kind} {name} already exists and {why}; it was left untouched")

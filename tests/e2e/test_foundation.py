@@ -279,3 +279,15 @@ def test_operator_log_has_no_secret_material(kube: Kube, ns: str, operator: Oper
     kube.wait_condition(ns, "hs")
     assert raw.decode() not in operator.log()
     assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() not in operator.log()
+
+
+def test_target_change_moves_the_output(kube: Kube, ns: str) -> None:
+    kube.create(ns, "mv", {"static": {"jwks": {"keys": [public_jwk(ec_key())]}}})
+    kube.wait_condition(ns, "mv")
+    kube.patch_spec(ns, "mv", {"target": {"name": "moved-jwks"}})
+    obj = kube.wait_condition(ns, "mv")
+    assert obj["status"]["target"] == {"kind": "ConfigMap", "name": "moved-jwks"}
+    wait_for(
+        lambda: [c.metadata.name for c in kube.core.list_namespaced_config_map(ns).items] == ["moved-jwks"],
+        what="only the new ConfigMap left",
+    )
