@@ -20,8 +20,8 @@ import trustme
 import yaml
 from kubernetes import client, config
 
-from tests.harness.cluster import EmulatedCluster, load_crds
 from tests.harness.idp import JwksProvider
+from tests.harness.k8s import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]

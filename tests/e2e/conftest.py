@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness.cluster import EmulatedCluster, load_crds
+from tests.harness.k8s import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
