@@ -83,7 +83,7 @@ def main() -> int:
         ca.cert_pem.write_to_path(str(bundle))
         kubeconfig = cluster.write_kubeconfig(Path(tmp) / "kubeconfig")
         api = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-        with JwksProvider(ca=ca) as provider:
+        with JwksProvider(ca=ca, max_age=300) as provider:
             print(f"emulated API server: {cluster.url}\nlocal JWKS provider: {provider.url}\n")
             env = {"REQUESTS_CA_BUNDLE": str(bundle)}
             log = Path(tmp) / "operator.log"

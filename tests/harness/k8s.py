@@ -12,6 +12,7 @@ watch; watch resume from resourceVersion (410 when too old) and `timeoutSeconds`
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import copy
 import json
@@ -48,6 +49,8 @@ BUILTINS: list[tuple[ResKey, str, bool]] = [
     (("coordination.k8s.io", "v1", "leases"), "Lease", True),
 ]
 EVENT_LOG = 20000
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
 
 
@@ -308,6 +311,7 @@ class ApiServer(kmock.KubernetesEmulator):
     """The emulator with API-server semantics for declared resources (built-ins plus CRDs)."""
 
     crds: Sequence[Mapping[str, Any]] = ()
+    history: int = EVENT_LOG  # watch events kept per resource for resuming; older resumes get 410
     kinds: dict[ResKey, Kind] = attrs.field(factory=dict, init=False)
     store: dict[ResKey, dict[tuple[str | None, str], Obj]] = attrs.field(factory=dict, init=False)
     rv: int = attrs.field(default=0, init=False)
@@ -341,7 +345,7 @@ class ApiServer(kmock.KubernetesEmulator):
     def _declare(self, kind: Kind, shortnames: Sequence[str] = (), singular: str | None = None) -> None:
         self.kinds[kind.key] = kind
         self.store[kind.key] = {}
-        self.log[kind.key] = collections.deque(maxlen=EVENT_LOG)
+        self.log[kind.key] = collections.deque(maxlen=self.history)
         self.resources["/".join(p for p in kind.key if p)] = kmock.ResourceInfo(
             kind=kind.kind,
             namespaced=kind.namespaced,
@@ -499,6 +503,14 @@ class ApiServer(kmock.KubernetesEmulator):
         )
         if not name:
             raise ApiError(422, "Invalid", f"{kind.kind} is invalid: metadata.name: Required value")
+        label = kind.key == ("", "v1", "namespaces")
+        if not (_DNS_LABEL if label else _DNS_SUBDOMAIN).match(name) or len(name) > (63 if label else 253):
+            what = "a lowercase RFC 1123 label" if label else "a lowercase RFC 1123 subdomain"
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{kind.kind} "{name}" is invalid: metadata.name: Invalid value: "{name}": must be {what}',
+            )
         key = (ns if kind.namespaced else None, name)
         if key in self.store[kind.key]:
             raise ApiError(
@@ -662,6 +674,11 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _admit(self, kind: Kind, obj: Obj) -> None:
         """Default, prune and validate a custom resource like the API server does."""
+        if kind.key == ("", "v1", "secrets") and "stringData" in obj:  # write-only convenience field
+            encoded = {
+                k: base64.b64encode(str(v).encode()).decode() for k, v in obj.pop("stringData").items()
+            }
+            obj["data"] = {**(obj.get("data") or {}), **encoded}
         if kind.schema is None:
             return
         props = kind.schema.get("properties") or {}
@@ -819,8 +836,9 @@ def load_crds(directory: Path) -> list[Obj]:
 class EmulatedCluster:
     """The ApiServer on a loopback port, in a thread with its own event loop."""
 
-    def __init__(self, crds: Sequence[Mapping[str, Any]] = ()) -> None:
+    def __init__(self, crds: Sequence[Mapping[str, Any]] = (), *, history: int = EVENT_LOG) -> None:
         self.crds = crds
+        self.history = history
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="k8s-emulator")
         self._stop: asyncio.Event | None = None
@@ -838,7 +856,10 @@ class EmulatedCluster:
         started = asyncio.get_running_loop().create_future()
 
         async def serve() -> None:
-            async with ApiServer(crds=self.crds) as api, kmock.Server(api, host="127.0.0.1") as server:
+            async with (
+                ApiServer(crds=self.crds, history=self.history) as api,
+                kmock.Server(api, host="127.0.0.1") as server,
+            ):
                 self.api = api
                 self.url = str(server.url).rstrip("/")
                 started.set_result(None)
