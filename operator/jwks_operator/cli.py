@@ -12,7 +12,7 @@ import kopf
 
 from . import __version__, logs
 from .cache import RefreshPolicy
-from .engine import Engine
+from .engine import Backoff, Engine
 from .fetch import Fetcher, FetchSettings
 from .handlers import build_registry, build_settings
 from .kube import Kube, load_api_client
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow JWK URLs on private and loopback addresses (e.g. an in-cluster Keycloak)",
     )
+    run.add_argument("--retry-base", type=float, default=5.0, help="first retry delay after a failure (s)")
+    run.add_argument("--retry-max", type=float, default=600.0, help="longest retry delay (s)")
     run.add_argument("--concurrency", type=int, default=8, help="parallel fetches and API writes")
     run.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus /metrics on this port (0: off)"
@@ -110,6 +112,7 @@ async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None
         kube,
         Fetcher(FetchSettings(allow_private_networks=args.allow_private_networks)),
         metrics=metrics,
+        retry=Backoff(args.retry_base, args.retry_max),
         policy=policy,
         concurrency=args.concurrency,
     )

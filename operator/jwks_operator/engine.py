@@ -33,18 +33,23 @@ log = logging.getLogger(__name__)
 ObjKey = tuple[str, str]
 Item = tuple[Literal["obj", "url"], Any]
 EventType = Literal["Normal", "Warning"]
-BACKOFF_BASE = 5.0
-BACKOFF_MAX = 600.0
 FORCE_SPACING = 5.0  # a force-refresh request never fetches more often than this
 REFRESH_ANNOTATION = f"{GROUP}/refresh-requested-at"
 TIMESTAMPS_ONLY = frozenset({"lastFetchTime", "nextRefreshTime"})
 
 
-def backoff(failures: int, retry_after: float | None = None, *, jitter: float = 0.2) -> float:
-    """Exponential backoff with jitter, at least the server's Retry-After."""
-    delay: float = min(BACKOFF_BASE * 2.0 ** max(failures - 1, 0), BACKOFF_MAX)
-    delay *= 1 + random.uniform(-jitter, jitter)  # noqa: S311 - jitter, not crypto
-    return max(delay, retry_after or 0.0)
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential retry delays with jitter: base * 2^(failures-1), capped, at least Retry-After."""
+
+    base: float = 5.0
+    cap: float = 600.0
+    jitter: float = 0.2
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        delay: float = min(self.base * 2.0 ** max(failures - 1, 0), self.cap)
+        delay *= 1 + random.uniform(-self.jitter, self.jitter)  # noqa: S311 - jitter, not crypto
+        return max(delay, retry_after or 0.0)
 
 
 @dataclass
@@ -138,6 +143,7 @@ class Engine:
         *,
         policy: RefreshPolicy | None = None,
         concurrency: int = 8,
+        retry: Backoff | None = None,
         metrics: Metrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -145,6 +151,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.fetcher = fetcher
         self.policy = policy or RefreshPolicy()
+        self.retry = retry or Backoff()
         self.now = now
         self.objects: dict[ObjKey, Tracked] = {}
         self.sources: dict[str, UrlSource] = {}
@@ -300,7 +307,7 @@ class Engine:
                 await self.reconcile(key)
         except Exception:
             log.exception("unexpected error processing %s %s; retrying", kind, key)
-            self._schedule(item, backoff(3))
+            self._schedule(item, self.retry.delay(3))
 
     # -- URL sources --------------------------------------------------------------------------
 
@@ -334,7 +341,7 @@ class Engine:
             source.error = exc if isinstance(exc, FetchError) else FetchError(exc.message)
             self.metrics.fetches.labels(source.url, "error").inc()
             self.metrics.failures.labels(source.url).set(source.failures)
-            delay = backoff(source.failures, getattr(exc, "retry_after", None))
+            delay = self.retry.delay(source.failures, getattr(exc, "retry_after", None))
             log.warning("fetching %s failed (%d in a row): %s", source.url, source.failures, exc.message)
             self._plan(source, delay)
             return
@@ -409,7 +416,7 @@ class Engine:
         except JwksError as exc:
             if source is None or exc is not source.error:  # fetch errors retry on the source's schedule
                 tracked.failures += 1
-                self._schedule(("obj", tracked.key), backoff(tracked.failures))
+                self._schedule(("obj", tracked.key), self.retry.delay(tracked.failures))
                 base = replace(base, failures=tracked.failures)
             return replace(base, error=exc, key_set=tracked.published)
         tracked.failures = 0

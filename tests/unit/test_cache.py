@@ -65,3 +65,15 @@ def test_parse_cache_control() -> None:
         "max-age": "5",
         "x": "a b",
     }
+
+
+def test_backoff_grows_caps_jitters_and_honours_retry_after() -> None:
+    from jwks_operator.engine import Backoff
+
+    exact = Backoff(base=5, cap=60, jitter=0)
+    assert [exact.delay(n) for n in (1, 2, 3, 4, 5, 10)] == [5, 10, 20, 40, 60, 60]
+    assert exact.delay(1, retry_after=30) == 30
+    assert exact.delay(4, retry_after=30) == 40
+    jittery = [Backoff(base=10, jitter=0.2).delay(1) for _ in range(200)]
+    assert all(8 <= d <= 12 for d in jittery)
+    assert max(jittery) - min(jittery) > 1
