@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 ObjKey = tuple[str, str]
 Item = tuple[Literal["obj", "url"], Any]
 EventType = Literal["Normal", "Warning"]
-FORCE_SPACING = 5.0  # a force-refresh request never fetches more often than this
 REFRESH_ANNOTATION = f"{GROUP}/refresh-requested-at"
 TIMESTAMPS_ONLY = frozenset({"lastFetchTime", "nextRefreshTime"})
 
@@ -231,14 +230,16 @@ class Engine:
         return max((due - self.now()).total_seconds(), 0.0) + spread
 
     def _force(self, tracked: Tracked) -> None:
-        """A refresh-requested-at annotation changed: fetch now (at most every FORCE_SPACING)."""
+        """A refresh-requested-at annotation changed: fetch now, but not sooner than minInterval after
+        the previous fetch."""
         spec = tracked.spec
         source = self.sources.get(spec.jwk_url) if spec is not None and spec.jwk_url else None
         if source is None:
             self._schedule(("obj", tracked.key), 0.0)
             return
         loop_now = asyncio.get_running_loop().time()
-        self._schedule(("url", source.url), max(source.last_attempt + FORCE_SPACING - loop_now, 0.0))
+        spacing = tracked.policy.min_interval
+        self._schedule(("url", source.url), max(source.last_attempt + spacing - loop_now, 0.0))
 
     def forget(self, key: ObjKey) -> None:
         """Stop tracking a deleted JwtSecret (its outputs go with it via ownerReferences)."""

@@ -157,7 +157,17 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     """One operator for the session, trusting the test CA, refreshing at least every second."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    args = ["--min-interval", "1", "--fallback-interval", "2", "--allow-private-networks"]
+    args = [
+        "--min-interval",
+        "1",
+        "--fallback-interval",
+        "2",
+        "--retry-base",
+        "1",
+        "--retry-max",
+        "4",
+        "--allow-private-networks",
+    ]
     proc = OperatorProcess(kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(ca_bundle)})
     with proc:
         yield proc

@@ -180,7 +180,10 @@ class JwksProvider:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                status = provider._respond(self)
+                try:
+                    status = provider._respond(self)
+                except OSError:  # the client hung up (e.g. it stopped reading an oversized body)
+                    status = -1
                 with provider._lock:
                     provider.log.append(
                         Record(
