@@ -19,14 +19,14 @@ from typing import Any, Literal
 
 from . import keys as keylib
 from .cache import Freshness, RefreshPolicy, freshness
-from .errors import FetchError, JwksError, SpecError, StaleError
+from .errors import AudienceRequiredError, FetchError, JwksError, SpecError, StaleError
 from .fetch import Fetcher
 from .keys import KeySet
 from .kube import Kube, Owner, TargetKind
 from .metrics import Metrics
 from .outputs import GROUP, digest, render
 from .spec import JwtSecretSpec, parse_spec, target_name
-from .status import Outcome, build_status, degraded_transition, merge_patch, timestamp
+from .status import Outcome, build_status, merge_patch, new_problems, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Tracked:
     uid: str
     generation: int
     spec: JwtSecretSpec | None
-    spec_error: SpecError | None
+    spec_error: JwksError | None  # a spec problem: nothing is fetched or published for it
     status: dict[str, Any]
     policy: RefreshPolicy
     refresh_request: str | None = None
@@ -191,7 +191,7 @@ class Engine:
         self.objects[key] = tracked
         self.metrics.jwtsecrets.set(len(self.objects))
         spec = tracked.spec
-        if spec is not None and spec.jwk_url is not None:
+        if spec is not None and spec.jwk_url is not None and tracked.spec_error is None:
             source = self.sources.get(spec.jwk_url)
             if source is None:
                 source = self.sources[spec.jwk_url] = UrlSource(spec.jwk_url, spec.allow_insecure_http)
@@ -205,10 +205,18 @@ class Engine:
     def _track(
         self, key: ObjKey, uid: str, generation: int, body: Mapping[str, Any], request: str | None
     ) -> Tracked:
+        error: JwksError | None = None
         try:
-            spec, error = parse_spec(body.get("spec")), None
+            spec: JwtSecretSpec | None = parse_spec(body.get("spec"))
         except SpecError as exc:
             spec, error = None, exc
+        provider = spec.shared_provider() if spec is not None else None
+        if spec is not None and provider and not spec.audiences and not spec.allow_missing_audience:
+            error = AudienceRequiredError(
+                f"{provider} signs the tokens of all its customers with this JWK Set, so without "
+                "spec.audiences tokens issued to anyone else's project would be accepted: set spec.audiences "
+                "(or spec.allowMissingAudience: true to accept that risk)"
+            )
         policy = spec.refresh.policy(self.policy) if spec is not None else self.policy
         status = dict(body.get("status") or {})
         return Tracked(key[0], key[1], uid, generation, spec, error, status, policy, request)
@@ -399,9 +407,10 @@ class Engine:
             fetched_at=tracked.fetched_at,
             failures=tracked.failures,
         )
-        if spec is None:
+        if spec is None or tracked.spec_error is not None:
             assert tracked.spec_error is not None
             return replace(base, error=tracked.spec_error, failures=0)
+        base = replace(base, warnings=tuple(spec.warnings()))
         kind: TargetKind = "Secret" if spec.symmetric else "ConfigMap"
         base = replace(base, target_kind=kind, target_name=target_name(tracked.name, spec))
         source = self.sources.get(spec.jwk_url) if spec.jwk_url else None
@@ -509,11 +518,11 @@ class Engine:
                 self.forget(tracked.key)
                 return
             raise
-        problem = degraded_transition(tracked.status, new)
+        problems = new_problems(tracked.status, new)
         tracked.status = new
-        if problem is not None:
-            _log(tracked, logging.WARNING, "%s: %s", *problem)
-            await self._event(tracked, "Warning", *problem)
+        for reason, message in problems:
+            _log(tracked, logging.WARNING, "%s: %s", reason, message)
+            await self._event(tracked, "Warning", reason, message)
 
     async def _event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
         try:

@@ -26,6 +26,13 @@ class SpecError(JwksError):
         self.field = field
 
 
+class AudienceRequiredError(JwksError):
+    """A shared JWK Set (Firebase, Google, Azure AD common) without audiences: nothing is published."""
+
+    reason = "AudienceRequired"
+    ready_with_old_keys = False
+
+
 class KeySetError(JwksError):
     """No usable key could be resolved from the source."""
 

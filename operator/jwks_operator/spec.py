@@ -29,6 +29,20 @@ ALGORITHMS = (
 MAX_URL_LENGTH = 2048
 _URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# JWK Sets that sign tokens for every customer of a provider: only an audience check tells them apart.
+_GOOGLE = "https://www.googleapis.com"
+_ENTRA = "https://login.microsoftonline.com"
+SHARED_JWKS = {
+    f"{_GOOGLE}/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com": "Firebase Auth",
+    f"{_GOOGLE}/oauth2/v3/certs": "Google Sign-In",
+    f"{_GOOGLE}/oauth2/v1/certs": "Google Sign-In",
+    "https://www.gstatic.com/iap/verify/public_key-jwk": "Google IAP",
+    "https://firebaseappcheck.googleapis.com/v1/jwks": "Firebase App Check",
+    f"{_ENTRA}/common/discovery/v2.0/keys": "Microsoft Entra ID (common)",
+    f"{_ENTRA}/common/discovery/keys": "Microsoft Entra ID (common)",
+    f"{_ENTRA}/organizations/discovery/v2.0/keys": "Microsoft Entra ID (organizations)",
+    f"{_ENTRA}/consumers/discovery/v2.0/keys": "Microsoft accounts (consumers)",
+}
 
 SourceKind = Literal["jwkUrl", "jwks", "pem", "secretRef"]
 
@@ -80,6 +94,26 @@ class JwtSecretSpec:
     target_name: str | None = None
     refresh: RefreshSpec = field(default_factory=RefreshSpec)
     retain_removed_for: float = 0.0
+    allow_missing_audience: bool = False
+
+    def shared_provider(self) -> str | None:
+        """The provider's name when jwkUrl is a JWK Set shared by all of its customers."""
+        if self.jwk_url is None:
+            return None
+        scheme, _, rest = self.jwk_url.partition("://")
+        host, slash, path = rest.partition("/")
+        return SHARED_JWKS.get(f"{scheme.lower()}://{host.lower()}{slash}{path.rstrip('/')}")
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """(reason, message) for settings that work but weaken verification."""
+        found: list[tuple[str, str]] = []
+        if self.jwk_url is not None and not self.jwk_url.startswith("https://"):
+            found.append(("InsecureHttp", "spec.jwkUrl uses http: keys can be replaced in transit"))
+        if self.jwk_url is not None and not self.audiences:
+            found.append(
+                ("AudienceMissing", "spec.audiences is empty: tokens for any audience of this issuer verify")
+            )
+        return found
 
     @property
     def symmetric(self) -> bool:
@@ -122,9 +156,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
         raise SpecError("spec.static", "must be an object")
     if (url is None) == (static is None):
         raise SpecError("spec", "exactly one of spec.jwkUrl or spec.static must be set")
-    insecure = raw.get("allowInsecureHttp", False)
-    if not isinstance(insecure, bool):
-        raise SpecError("spec.allowInsecureHttp", "must be a boolean")
+    insecure = _bool(raw, "allowInsecureHttp")
 
     common: dict[str, Any] = {
         "allow_insecure_http": insecure,
@@ -134,9 +166,17 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
         "target_name": _target(raw),
         "refresh": _refresh(raw),
         "retain_removed_for": _retain(raw),
+        "allow_missing_audience": _bool(raw, "allowMissingAudience"),
     }
     if url is not None:
         _check_url(url, insecure)
+        for i, alg in enumerate(common["algorithms"]):
+            if alg.startswith("HS"):
+                raise SpecError(
+                    f"spec.algorithms[{i}]",
+                    f"{alg} cannot be used with spec.jwkUrl: a published key used as an HMAC secret lets "
+                    "anyone forge tokens",
+                )
         return JwtSecretSpec(kind="jwkUrl", jwk_url=url, **common)
     assert static is not None
     return _parse_static(static, common)
@@ -171,6 +211,13 @@ def _parse_static(static: Mapping[str, Any], common: dict[str, Any]) -> JwtSecre
         raise SpecError("spec.static.secretRef.key", "is required")
     ref_kid = _opt_str(ref, "kid", "spec.static.secretRef.kid")
     return JwtSecretSpec(kind="secretRef", secret_ref=SecretRef(name, key, ref_kid), **common)
+
+
+def _bool(raw: Mapping[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise SpecError(f"spec.{key}", "must be a boolean")
+    return value
 
 
 def _opt_str(raw: Mapping[str, Any], key: str, path: str) -> str | None:

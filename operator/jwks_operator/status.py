@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +12,8 @@ from .keys import KeySet
 
 READY = "Ready"
 DEGRADED = "Degraded"
+INSECURE = "InsecureConfig"
+MakeCondition = Callable[[str, bool, str, str], dict[str, Any]]
 
 
 def timestamp(moment: datetime) -> str:
@@ -32,6 +34,7 @@ class Outcome:
     fetched_at: datetime | None = None  # when the published keys were resolved
     next_refresh: datetime | None = None
     failures: int = 0
+    warnings: tuple[tuple[str, str], ...] = ()  # (reason, message) of insecure but working settings
 
 
 def condition(
@@ -80,6 +83,16 @@ def conditions(
     def make(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
         return condition(kind, status, reason, message, outcome.generation, previous, now)
 
+    return [*_health(outcome, make), _insecure(outcome, make)]
+
+
+def _insecure(outcome: Outcome, make: MakeCondition) -> dict[str, Any]:
+    if not outcome.warnings:
+        return make(INSECURE, False, "AsExpected", "no insecure settings")
+    return make(INSECURE, True, outcome.warnings[0][0], "; ".join(m for _, m in outcome.warnings))
+
+
+def _health(outcome: Outcome, make: MakeCondition) -> list[dict[str, Any]]:
     keys, error = outcome.key_set, outcome.error
     if error is None:
         assert keys is not None, "an outcome without error has keys"
@@ -130,18 +143,15 @@ def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[s
     return patch or None
 
 
-def degraded_transition(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(reason, message) when Degraded became True or changed reason: worth a Warning event."""
+def new_problems(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(reason, message) of Degraded/InsecureConfig conditions that became True or changed reason."""
 
-    def degraded(status: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        for cond in (status or {}).get("conditions") or []:
-            if cond.get("type") == DEGRADED:
-                return dict(cond)
-        return {}
+    def problems(status: Mapping[str, Any] | None) -> dict[str, tuple[str, str]]:
+        return {
+            str(c.get("type")): (str(c.get("reason")), str(c.get("message")))
+            for c in (status or {}).get("conditions") or []
+            if c.get("type") in (DEGRADED, INSECURE) and c.get("status") == "True"
+        }
 
-    before, after = degraded(old), degraded(new)
-    if after.get("status") != "True":
-        return None
-    if (before.get("status"), before.get("reason")) == ("True", after.get("reason")):
-        return None
-    return str(after.get("reason")), str(after.get("message"))
+    before, after = problems(old), problems(new)
+    return [after[kind] for kind in sorted(after) if before.get(kind, ("",))[0] != after[kind][0]]

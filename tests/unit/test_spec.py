@@ -66,6 +66,24 @@ def test_static_specs() -> None:
         ({"jwkUrl": URL, "issuers": ["a", "a"]}, "spec.issuers[1]", "duplicate"),
         ({"jwkUrl": URL, "algorithms": ["none"]}, "spec.algorithms[0]", "unsupported algorithm 'none'"),
         ({"jwkUrl": URL, "target": "x"}, "spec.target", "must be an object"),
+        (
+            {"jwkUrl": URL, "algorithms": ["RS256", "HS256"]},
+            "spec.algorithms[1]",
+            "HS256 cannot be used with",
+        ),
+        ({"jwkUrl": URL, "allowMissingAudience": "yes"}, "spec.allowMissingAudience", "boolean"),
+        ({"jwkUrl": URL, "refresh": {"minInterval": "1 h"}}, "spec.refresh.minInterval", "is not a duration"),
+        ({"jwkUrl": URL, "refresh": {"minInterval": "0s"}}, "spec.refresh.minInterval", "greater than zero"),
+        (
+            {"jwkUrl": URL, "refresh": {"minInterval": "2h", "maxInterval": "1h"}},
+            "spec.refresh.minInterval",
+            "must not be greater than",
+        ),
+        (
+            {"jwkUrl": URL, "rotation": {"retainRemovedFor": "soon"}},
+            "spec.rotation.retainRemovedFor",
+            "duration",
+        ),
         ({"jwkUrl": URL, "target": {"name": "Bad_Name"}}, "spec.target.name", "RFC 1123"),
     ],
 )
@@ -79,3 +97,43 @@ def test_invalid_specs_name_the_field(raw: Any, field: str, message: str) -> Non
 def test_http_allowed_with_the_flag() -> None:
     spec = parse_spec({"jwkUrl": "http://idp.local/jwks", "allowInsecureHttp": True})
     assert spec.allow_insecure_http
+
+
+FIREBASE = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+
+
+@pytest.mark.parametrize(
+    ("url", "provider"),
+    [
+        (FIREBASE, "Firebase Auth"),
+        ("https://WWW.GOOGLEAPIS.COM/oauth2/v3/certs/", "Google Sign-In"),
+        ("https://login.microsoftonline.com/common/discovery/v2.0/keys", "Microsoft Entra ID (common)"),
+        ("https://login.microsoftonline.com/my-tenant-id/discovery/v2.0/keys", None),
+        ("https://example.auth0.com/.well-known/jwks.json", None),
+    ],
+)
+def test_shared_providers_are_recognised(url: str, provider: str | None) -> None:
+    assert parse_spec({"jwkUrl": url, "audiences": ["a"]}).shared_provider() == provider
+
+
+def test_warnings() -> None:
+    assert parse_spec({"jwkUrl": URL, "audiences": ["a"]}).warnings() == []
+    warned = parse_spec({"jwkUrl": "http://idp/jwks", "allowInsecureHttp": True})
+    assert [reason for reason, _ in warned.warnings()] == ["InsecureHttp", "AudienceMissing"]
+    assert parse_spec({"static": {"pem": "x"}}).warnings() == []
+
+
+def test_refresh_overrides_and_defaults() -> None:
+    from jwks_operator.cache import RefreshPolicy
+
+    default = RefreshPolicy(60, 86400, 3600, 86400)
+    spec = parse_spec(
+        {
+            "jwkUrl": URL,
+            "refresh": {"minInterval": "90s", "fallbackInterval": "Never", "staleAfter": "1h30m"},
+            "rotation": {"retainRemovedFor": "10m"},
+        }
+    )
+    assert spec.refresh.policy(default) == RefreshPolicy(90, 86400, None, 5400)
+    assert spec.retain_removed_for == 600
+    assert parse_spec({"jwkUrl": URL}).refresh.policy(default) == default

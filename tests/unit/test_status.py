@@ -9,8 +9,8 @@ from jwks_operator.keys import KeySet, Rejection
 from jwks_operator.status import (
     Outcome,
     build_status,
-    degraded_transition,
     merge_patch,
+    new_problems,
     timestamp,
 )
 
@@ -53,8 +53,31 @@ def test_success_status() -> None:
                 "lastTransitionTime": "2026-11-22T12:00:00Z",
                 "observedGeneration": 1,
             },
+            {
+                "type": "InsecureConfig",
+                "status": "False",
+                "reason": "AsExpected",
+                "message": "no insecure settings",
+                "lastTransitionTime": "2026-11-22T12:00:00Z",
+                "observedGeneration": 1,
+            },
         ],
     }
+
+
+def test_insecure_settings_raise_a_condition() -> None:
+    warned = Outcome(
+        "u", 1, "ConfigMap", "x", KEYS, warnings=(("InsecureHttp", "http"), ("AudienceMissing", "aud"))
+    )
+    status = build_status(warned, None, T0)
+    insecure = cond(status, "InsecureConfig")
+    assert (insecure["status"], insecure["reason"], insecure["message"]) == (
+        "True",
+        "InsecureHttp",
+        "http; aud",
+    )
+    assert cond(status, "Ready")["status"] == "True"
+    assert new_problems(build_status(GOOD, None, T0), status) == [("InsecureHttp", "http; aud")]
 
 
 def test_same_outcome_later_is_identical_so_nothing_is_written() -> None:
@@ -82,11 +105,10 @@ def test_fetch_failure_keeps_ready_and_sets_degraded() -> None:
     assert cond(status, "Degraded")["lastTransitionTime"] == "2026-11-22T12:01:00Z"
     assert status["lastError"] == "HTTP 503"
     assert status["consecutiveFailures"] == 2
-    assert degraded_transition(first, status) == (
-        "FetchFailed",
-        "HTTP 503; the previously published 1 key(s) are kept",
-    )
-    assert degraded_transition(status, status) is None
+    assert new_problems(first, status) == [
+        ("FetchFailed", "HTTP 503; the previously published 1 key(s) are kept")
+    ]
+    assert new_problems(status, status) == []
     patch = merge_patch(status, first)
     assert patch is not None
     assert patch["lastError"] is None
