@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow JWK URLs on private and loopback addresses (e.g. an in-cluster Keycloak)",
     )
+    run.add_argument(
+        "--fetch-timeout", type=float, default=10.0, help="connect and read timeout per fetch (s)"
+    )
+    run.add_argument("--fetch-deadline", type=float, default=30.0, help="total time allowed per fetch (s)")
     run.add_argument("--retry-base", type=float, default=5.0, help="first retry delay after a failure (s)")
     run.add_argument("--retry-max", type=float, default=600.0, help="longest retry delay (s)")
     run.add_argument("--concurrency", type=int, default=8, help="parallel fetches and API writes")
@@ -110,7 +114,14 @@ async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None
         metrics.serve(args.metrics_port)
     engine = Engine(
         kube,
-        Fetcher(FetchSettings(allow_private_networks=args.allow_private_networks)),
+        Fetcher(
+            FetchSettings(
+                connect_timeout=args.fetch_timeout,
+                read_timeout=args.fetch_timeout,
+                deadline=args.fetch_deadline,
+                allow_private_networks=args.allow_private_networks,
+            )
+        ),
         metrics=metrics,
         retry=Backoff(args.retry_base, args.retry_max),
         policy=policy,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from . import __version__
 from .cache import delta_seconds
@@ -134,14 +135,14 @@ class Fetcher:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(chunk_size=16384):
+            while chunk := response.raw.read1(16384, decode_content=True):  # returns what has arrived
                 size += len(chunk)
                 if size > self.settings.max_bytes:
                     raise FetchError(f"response is larger than {self.settings.max_bytes} bytes")
                 if time.monotonic() - started > self.settings.deadline:
                     raise FetchError(f"response took longer than {self.settings.deadline:g}s")
                 chunks.append(chunk)
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise FetchError(f"reading the response failed: {_reason(exc)}") from None
         return FetchResult(200, b"".join(chunks), kept, url)
 

@@ -166,6 +166,10 @@ def operator(
         "1",
         "--retry-max",
         "4",
+        "--fetch-timeout",
+        "2",
+        "--fetch-deadline",
+        "3",
         "--allow-private-networks",
     ]
     proc = OperatorProcess(kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(ca_bundle)})

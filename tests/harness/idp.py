@@ -52,6 +52,7 @@ class JwksProvider:
         self._raw: tuple[bytes, str, int] | None = None
         self._redirect: tuple[str, int] | None = None
         self._delay = 0.0
+        self._drip: float | None = None
         self._modified = email.utils.formatdate(usegmt=True)
         self.log: list[Record] = []
         self._server: ThreadingHTTPServer | None = None
@@ -124,9 +125,14 @@ class JwksProvider:
         with self._lock:
             self._delay = seconds
 
+    def drip(self, bytes_per_second: float) -> None:
+        """Send bodies slowly (a slow-loris provider)."""
+        with self._lock:
+            self._drip = bytes_per_second
+
     def recover(self) -> None:
         with self._lock:
-            self._fail = self._raw = self._redirect = None
+            self._fail = self._raw = self._redirect = self._drip = None
             self._delay = 0.0
 
     def headers_for(self) -> dict[str, str]:
@@ -252,14 +258,20 @@ class JwksProvider:
                 return self._send(request, 304, b"", headers)
         return self._send(request, 200, body, {**headers, "Content-Type": "application/json"})
 
-    @staticmethod
-    def _send(request: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> int:
+    def _send(
+        self, request: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]
+    ) -> int:
         request.send_response(status)
         for name, value in headers.items():
             request.send_header(name, value)
         if status != 304:
             request.send_header("Content-Length", str(len(body)))
         request.end_headers()
-        if status != 304:
+        if status != 304 and self._drip:
+            for i in range(0, len(body), 16):
+                request.wfile.write(body[i : i + 16])
+                request.wfile.flush()
+                time.sleep(16 / self._drip)
+        elif status != 304:
             request.wfile.write(body)
         return status

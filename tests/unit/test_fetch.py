@@ -87,6 +87,10 @@ def test_size_cap_and_deadline(provider: JwksProvider) -> None:
     provider.delay(1.5)
     with pytest.raises(FetchError, match="read timeout"):
         fetcher(read_timeout=0.5).fetch(provider.url)
+    provider.recover()
+    provider.drip(200)  # bytes per second: every read succeeds, the whole takes far too long
+    with pytest.raises(FetchError, match="took longer than 1s"):
+        fetcher(deadline=1.0).fetch(provider.url)
 
 
 @pytest.mark.usefixtures("trusted")
