@@ -1,0 +1,242 @@
+"""Hostile inputs, table driven: malformed specs, malicious JWK Sets, hostile servers.
+
+Every case asserts a clear reason, that nothing good was lost, and that nothing private was published.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trustme
+from kubernetes.client.exceptions import ApiException
+
+from tests.e2e.conftest import Kube, wait_for
+from tests.harness.idp import JwksProvider
+from tests.harness.operator import OperatorProcess
+from tests.material import ec_key, private_jwk, public_jwk, rsa_key
+
+PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+GOOD_URL = "https://idp.example/jwks"
+
+MALFORMED_SPECS: list[tuple[str, dict[str, Any], str]] = [
+    ("no source", {}, "exactly one of spec.jwkUrl or spec.static must be set"),
+    (
+        "both sources",
+        {"jwkUrl": GOOD_URL, "static": {"pem": "x"}},
+        "exactly one of spec.jwkUrl or spec.static",
+    ),
+    ("http url", {"jwkUrl": "http://idp/jwks"}, "spec.jwkUrl must use https://"),
+    ("not a url", {"jwkUrl": "file:///etc/passwd"}, "spec.jwkUrl in body should match"),
+    ("empty audience", {"jwkUrl": GOOD_URL, "audiences": [""]}, "spec.audiences[0]"),
+    ("empty issuer", {"jwkUrl": GOOD_URL, "issuers": [""]}, "spec.issuers[0]"),
+    ("alg none", {"jwkUrl": GOOD_URL, "algorithms": ["none"]}, "spec.algorithms[0]: Unsupported value"),
+    ("HS with a URL", {"jwkUrl": GOOD_URL, "algorithms": ["HS256"]}, "HS* cannot be used with spec.jwkUrl"),
+    (
+        "inline HMAC",
+        {"static": {"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}},
+        "spec.static.jwks.keys[0].kty: Unsupported value",
+    ),
+    (
+        "two static kinds",
+        {"static": {"pem": "x", "secretRef": {"name": "s", "key": "k"}}},
+        "exactly one of spec.static",
+    ),
+    (
+        "secretRef without key",
+        {"static": {"secretRef": {"name": "s"}}},
+        "spec.static.secretRef.key: Required value",
+    ),
+    ("bad duration", {"jwkUrl": GOOD_URL, "refresh": {"minInterval": "soon"}}, "spec.refresh.minInterval"),
+    (
+        "min above max",
+        {"jwkUrl": GOOD_URL, "refresh": {"minInterval": "2h", "maxInterval": "1h"}},
+        "spec.refresh.minInterval must not be greater than",
+    ),
+    (
+        "bad target name",
+        {"jwkUrl": GOOD_URL, "target": {"name": "Not_Valid"}},
+        "spec.target.name in body should match",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "message"), MALFORMED_SPECS, ids=[c[0] for c in MALFORMED_SPECS])
+def test_malformed_specs_are_rejected_at_the_door(
+    kube: Kube, ns: str, case: str, spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ApiException) as info:
+        kube.create(ns, "bad", spec)
+    assert info.value.status == 422
+    assert message in json.loads(str(info.value.body))["message"]
+
+
+def doc(*keys: dict[str, Any]) -> bytes:
+    return json.dumps({"keys": list(keys)}).encode()
+
+
+def nested(depth: int) -> bytes:
+    return b'{"keys": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+MALICIOUS_DOCUMENTS: list[tuple[str, Callable[[], bytes], str]] = [
+    ("private RSA key", lambda: doc(private_jwk(rsa_key(), kid="leak")), "contains private key members"),
+    ("private EC key", lambda: doc(private_jwk(ec_key(), kid="leak")), "contains private key members (d)"),
+    ("weak RSA", lambda: doc(public_jwk(rsa_key(1024), kid="weak")), "RSA key is 1024 bits"),
+    ("wrong curve", lambda: doc(public_jwk(ec_key("secp256k1"), kid="k1")), "unsupported EC curve"),
+    (
+        "RSA key claiming ES256",
+        lambda: doc(public_jwk(rsa_key(), kid="c", alg="ES256")),
+        "does not match kty RSA",
+    ),
+    (
+        "EC key claiming RS256",
+        lambda: doc(public_jwk(ec_key(), kid="c", alg="RS256")),
+        "does not match kty EC",
+    ),
+    ("alg none", lambda: doc(public_jwk(rsa_key(), kid="n", alg="none")), "'none' does not match"),
+    ("encryption key", lambda: doc(public_jwk(rsa_key(), kid="e", use="enc")), "is not a signature key"),
+    (
+        "symmetric key from a URL",
+        lambda: doc({"kty": "oct", "k": base64.b64encode(b"s" * 32).decode()}),
+        "only accepted from a Secret reference",
+    ),
+    (
+        "duplicate kids",
+        lambda: doc(public_jwk(rsa_key(n=0), kid="d"), public_jwk(rsa_key(n=1), kid="d")),
+        "duplicate kid with different key material",
+    ),
+    ("huge document", lambda: b'{"keys": []' + b" " * (1024 * 1024) + b"}", "larger than 1048576 bytes"),
+    ("deeply nested", lambda: nested(200000), "nested too deeply"),
+    ("not JSON", lambda: b"<html>login</html>", "not valid JSON"),
+    ("no keys array", lambda: b'{"keys": {"kty": "RSA"}}', '"keys" array'),
+]
+
+
+def published_members(kube: Kube, ns: str, name: str) -> set[str]:
+    keys = json.loads(kube.configmap(ns, name).data["jwks.json"])["keys"]
+    return {member for key in keys for member in key}
+
+
+@pytest.fixture(scope="module")
+def module_ca(ca: trustme.CA) -> trustme.CA:
+    return ca
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "reason"), MALICIOUS_DOCUMENTS, ids=[c[0] for c in MALICIOUS_DOCUMENTS]
+)
+def test_malicious_documents_never_replace_good_keys(
+    kube: Kube, ns: str, ca: trustme.CA, case: str, body: Callable[[], bytes], reason: str
+) -> None:
+    with JwksProvider(ca=ca, max_age=1) as provider:
+        kube.create(ns, "m", {"jwkUrl": provider.url, "audiences": ["api"]})
+        kube.wait_condition(ns, "m")
+        before = kube.configmap(ns, "m-jwks")
+        provider.serve_raw(body())
+        obj = wait_for(
+            lambda: (o := kube.get(ns, "m"))["status"].get("lastError") and o, 15, f"{case} reported"
+        )
+    assert reason in obj["status"]["lastError"]
+    assert (kube.condition(ns, "m", "Degraded") or {}).get("status") == "True"
+    assert (kube.condition(ns, "m") or {}).get("status") == "True"
+    assert kube.configmap(ns, "m-jwks").data == before.data
+    assert not PRIVATE & published_members(kube, ns, "m-jwks")
+
+
+def test_a_private_key_beside_good_ones_is_dropped(kube: Kube, ns: str, ca: trustme.CA) -> None:
+    with JwksProvider(ca=ca, max_age=1) as provider:
+        provider.serve_raw(doc(public_jwk(rsa_key(), kid="ok"), private_jwk(ec_key(), kid="leak")))
+        kube.create(ns, "mix", {"jwkUrl": provider.url, "audiences": ["api"]})
+        obj = kube.wait_condition(ns, "mix", "True", "KeysRejected", kind="Degraded")
+    assert obj["status"]["rejectedKeys"][0]["kid"] == "leak"
+    assert "private key members" in obj["status"]["rejectedKeys"][0]["reason"]
+    assert [k["kid"] for k in obj["status"]["keys"]] == ["ok"]
+    assert not PRIVATE & published_members(kube, ns, "mix-jwks")
+
+
+HOSTILE_SERVERS: list[tuple[str, str, Callable[[JwksProvider], None], str]] = [
+    ("slow drip", "provider", lambda p: p.drip(50), "took longer than 3s"),
+    ("redirect to http", "provider", lambda p: p.redirect("http://127.0.0.1:9/jwks"), "refused redirect"),
+    ("redirect loop", "provider", lambda p: p.redirect(p.url), "more than 5 redirects"),
+    ("hanging server", "provider", lambda p: p.delay(5), "read timeout"),
+    (
+        "metadata IP",
+        "https://169.254.169.254/latest/meta-data/jwks",
+        lambda p: None,
+        "link-local or cloud metadata address",
+    ),
+    ("metadata host", "https://metadata.google.internal/jwks", lambda p: None, "cloud metadata host name"),
+    ("untrusted TLS", "stranger", lambda p: None, "TLS error"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "url", "behave", "reason"), HOSTILE_SERVERS, ids=[c[0] for c in HOSTILE_SERVERS]
+)
+def test_hostile_servers(
+    kube: Kube,
+    ns: str,
+    ca: trustme.CA,
+    case: str,
+    url: str,
+    behave: Callable[[JwksProvider], None],
+    reason: str,
+) -> None:
+    with JwksProvider(ca=ca if url != "stranger" else trustme.CA(), max_age=1) as provider:
+        behave(provider)
+        target = provider.url if url in ("provider", "stranger") else url
+        kube.create(ns, "h", {"jwkUrl": target, "audiences": ["api"]})
+        obj = kube.wait_condition(ns, "h", "False", "FetchFailed", timeout=20)
+    assert reason in obj["status"]["lastError"]
+    assert obj["status"]["keyCount"] == 0
+    with pytest.raises(ApiException):
+        kube.configmap(ns, "h-jwks")
+
+
+def test_shared_jwks_without_audience_is_refused(kube: Kube, ns: str) -> None:
+    firebase = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+    kube.create(ns, "fb", {"jwkUrl": firebase})
+    obj = kube.wait_condition(ns, "fb", "False", "AudienceRequired")
+    message = (kube.condition(ns, "fb") or {})["message"]
+    assert message.startswith("Firebase Auth signs the tokens of all its customers with this JWK Set")
+    assert obj["status"]["keyCount"] == 0
+    assert any(e.reason == "AudienceRequired" for e in kube.events(ns, "fb"))
+
+
+def test_insecure_settings_are_loud(kube: Kube, ns: str) -> None:
+    with JwksProvider(max_age=60) as plain:
+        kube.create(ns, "plain", {"jwkUrl": plain.url, "allowInsecureHttp": True})
+        kube.wait_condition(ns, "plain")
+        insecure = kube.wait_condition(ns, "plain", "True", "InsecureHttp", kind="InsecureConfig")
+    message = (kube.condition(ns, "plain", "InsecureConfig") or {})["message"]
+    assert "keys can be replaced in transit" in message
+    assert "spec.audiences is empty" in message
+    assert insecure["status"]["keyCount"] == 1
+    wait_for(lambda: any(e.reason == "InsecureHttp" for e in kube.events(ns, "plain")), what="warning event")
+
+
+def test_nothing_secret_anywhere(kube: Kube, ns: str, operator: OperatorProcess) -> None:
+    raw = b"hostile-canary-secret-0123456789abcdef"
+    encoded = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    kube.core.create_namespaced_secret(
+        ns, {"metadata": {"name": "s"}, "data": {"k": base64.b64encode(raw).decode()}}
+    )
+    kube.create(ns, "hs", {"static": {"secretRef": {"name": "s", "key": "k"}}})
+    kube.wait_condition(ns, "hs")
+    kube.core.patch_namespaced_secret("s", ns, {"data": {"k": base64.b64encode(b"short").decode()}})
+    kube.patch_spec(ns, "hs", {"audiences": ["x"]})  # re-read the (now too short) secret
+    kube.wait_condition(ns, "hs", "True", "NoValidKeys", kind="Degraded")
+    emitted = [
+        operator.log(),
+        json.dumps(kube.get(ns, "hs")),
+        json.dumps([e.message for e in kube.events(ns, "hs")]),
+        json.dumps([c.data for c in kube.core.list_namespaced_config_map(ns).items]),
+    ]
+    for text in emitted:
+        assert raw.decode() not in text
+        assert encoded not in text
+        assert "short" not in text.replace("shorter", "")
