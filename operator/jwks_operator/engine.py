@@ -25,7 +25,7 @@ from .keys import KeySet
 from .kube import Kube, Owner, TargetKind
 from .metrics import Metrics
 from .outputs import GROUP, digest, render
-from .spec import JwtSecretSpec, parse_spec, target_name
+from .spec import CaBundleRef, JwtSecretSpec, parse_spec, target_name
 from .status import Outcome, build_status, merge_patch, new_problems, timestamp
 
 log = logging.getLogger(__name__)
@@ -78,13 +78,27 @@ class Tracked:
     def owner(self) -> Owner:
         return Owner(self.namespace, self.name, self.uid)
 
+    @property
+    def source_key(self) -> str | None:
+        """The shared source this JwtSecret reads: its URL plus its TLS trust (None: not a URL)."""
+        spec = self.spec
+        if spec is None or spec.jwk_url is None or self.spec_error is not None:
+            return None
+        ca = spec.ca_bundle
+        return (
+            spec.jwk_url if ca is None else f"{spec.jwk_url} ca={self.namespace}/{ca.kind}/{ca.name}/{ca.key}"
+        )
+
 
 @dataclass
 class UrlSource:
-    """One JWK URL shared by all JwtSecrets naming it."""
+    """One JWK URL (with one TLS trust setting) shared by all JwtSecrets naming it."""
 
+    key: str
     url: str
     allow_http: bool
+    namespace: str | None = None  # where ca lives
+    ca: CaBundleRef | None = None
     subscribers: set[ObjKey] = field(default_factory=set)
     document: bytes | None = None
     etag: str | None = None
@@ -185,20 +199,21 @@ class Engine:
         if known is not None:
             tracked.published, tracked.fetched_at = known.published, known.fetched_at
             tracked.published_digest = known.published_digest
-            old_url = known.spec.jwk_url if known.spec is not None else None
-            if old_url and old_url != (tracked.spec.jwk_url if tracked.spec else None):
-                self._unsubscribe(key, old_url)
+            old_source = known.source_key
+            if old_source and old_source != tracked.source_key:
+                self._unsubscribe(key, old_source)
         self.objects[key] = tracked
         self.metrics.jwtsecrets.set(len(self.objects))
-        spec = tracked.spec
-        if spec is not None and spec.jwk_url is not None and tracked.spec_error is None:
-            source = self.sources.get(spec.jwk_url)
+        spec, source_key = tracked.spec, tracked.source_key
+        if spec is not None and spec.jwk_url is not None and source_key is not None:
+            source = self.sources.get(source_key)
             if source is None:
-                source = self.sources[spec.jwk_url] = UrlSource(spec.jwk_url, spec.allow_insecure_http)
+                source = UrlSource(source_key, spec.jwk_url, spec.allow_insecure_http, key[0], spec.ca_bundle)
+                self.sources[source_key] = source
             source.allow_http = source.allow_http or spec.allow_insecure_http
             source.subscribers.add(key)
             if known is None and not source.attempted and self._resumable(tracked):
-                self._schedule(("url", source.url), self._resume_delay(tracked))
+                self._schedule(("url", source.key), self._resume_delay(tracked))
                 return
         self._schedule(("obj", key), 0.0)
 
@@ -240,14 +255,13 @@ class Engine:
     def _force(self, tracked: Tracked) -> None:
         """A refresh-requested-at annotation changed: fetch now, but not sooner than minInterval after
         the previous fetch."""
-        spec = tracked.spec
-        source = self.sources.get(spec.jwk_url) if spec is not None and spec.jwk_url else None
+        source = self.sources.get(tracked.source_key or "")
         if source is None:
             self._schedule(("obj", tracked.key), 0.0)
             return
         loop_now = asyncio.get_running_loop().time()
         spacing = tracked.policy.min_interval
-        self._schedule(("url", source.url), max(source.last_attempt + spacing - loop_now, 0.0))
+        self._schedule(("url", source.key), max(source.last_attempt + spacing - loop_now, 0.0))
 
     def forget(self, key: ObjKey) -> None:
         """Stop tracking a deleted JwtSecret (its outputs go with it via ownerReferences)."""
@@ -255,17 +269,18 @@ class Engine:
         self._due.pop(("obj", key), None)
         self.metrics.jwtsecrets.set(len(self.objects))
         self.metrics.forget_object(*key)
-        if tracked is not None and tracked.spec is not None and tracked.spec.jwk_url:
-            self._unsubscribe(key, tracked.spec.jwk_url)
+        if tracked is not None and tracked.source_key:
+            self._unsubscribe(key, tracked.source_key)
 
-    def _unsubscribe(self, key: ObjKey, url: str) -> None:
-        source = self.sources.get(url)
+    def _unsubscribe(self, key: ObjKey, source_key: str) -> None:
+        source = self.sources.get(source_key)
         if source is not None:
             source.subscribers.discard(key)
             if not source.subscribers:
-                del self.sources[url]
-                self._due.pop(("url", url), None)
-                self.metrics.forget_url(url)
+                del self.sources[source_key]
+                self._due.pop(("url", source_key), None)
+                if not any(s.url == source.url for s in self.sources.values()):
+                    self.metrics.forget_url(source.url)
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -332,6 +347,9 @@ class Engine:
         conditional = source.document is not None
         try:
             async with self._slots:
+                ca_bundle = None
+                if source.ca is not None and source.namespace is not None:
+                    ca_bundle = await asyncio.to_thread(self.kube.read_ca_bundle, source.namespace, source.ca)
                 started = time.monotonic()
                 result = await asyncio.to_thread(
                     self.fetcher.fetch,
@@ -339,6 +357,7 @@ class Engine:
                     etag=source.etag if conditional else None,
                     last_modified=source.last_modified if conditional else None,
                     allow_http=source.allow_http,
+                    ca_bundle=ca_bundle,
                 )
                 self.metrics.fetch_seconds.labels(source.url).observe(time.monotonic() - started)
             parsed = None
@@ -380,12 +399,12 @@ class Engine:
     def _plan(self, source: UrlSource, delay: float | None) -> None:
         if delay is None:
             source.next_refresh = None
-            self._due.pop(("url", source.url), None)
+            self._due.pop(("url", source.key), None)
             self.metrics.next_refresh.labels(source.url).set(float("inf"))
             return
         source.next_refresh = self.now() + timedelta(seconds=delay)
         self.metrics.next_refresh.labels(source.url).set(source.next_refresh.timestamp())
-        self._schedule(("url", source.url), delay, replace_later=True)
+        self._schedule(("url", source.key), delay, replace_later=True)
 
     # -- reconciliation -----------------------------------------------------------------------
 
@@ -413,7 +432,7 @@ class Engine:
         base = replace(base, warnings=tuple(spec.warnings()))
         kind: TargetKind = "Secret" if spec.symmetric else "ConfigMap"
         base = replace(base, target_kind=kind, target_name=target_name(tracked.name, spec))
-        source = self.sources.get(spec.jwk_url) if spec.jwk_url else None
+        source = self.sources.get(tracked.source_key or "")
         if source is not None:
             if not from_source and not source.attempted:
                 async with source.lock:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -70,8 +74,11 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         allow_http: bool = False,
+        ca_bundle: str | None = None,
     ) -> FetchResult:
-        """GET the URL; conditional when validators are given. Raise FetchError on any failure."""
+        """GET the URL; conditional when validators are given; `ca_bundle` (PEM) replaces the system
+        trust store for this request. Raise FetchError on any failure."""
+        verify: str | bool = self._ca_file(ca_bundle) if ca_bundle else True
         started = time.monotonic()
         headers: dict[str, str] = {}
         if etag:
@@ -81,7 +88,7 @@ class Fetcher:
         current = url
         for _ in range(self.settings.max_redirects + 1):
             self._check_scheme(current, allow_http)
-            response = self._get(current, headers)
+            response = self._get(current, headers, verify)
             with response:
                 if response.status_code in (301, 302, 303, 307, 308):
                     location = response.headers.get("Location")
@@ -101,11 +108,21 @@ class Fetcher:
             return
         raise FetchError(f"refused {scheme or 'relative'} URL; only https is allowed")
 
-    def _get(self, url: str, headers: Mapping[str, str]) -> requests.Response:
+    @staticmethod
+    def _ca_file(pem: str) -> str:
+        """requests wants a file: one per distinct bundle, in the (writable) temp directory."""
+        path = Path(tempfile.gettempdir()) / f"jwks-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+        if not path.exists():
+            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
+            partial.write_text(pem)
+            partial.replace(path)
+        return str(path)
+
+    def _get(self, url: str, headers: Mapping[str, str], verify: str | bool) -> requests.Response:
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         try:
             return self._session().get(
-                url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False
+                url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False, verify=verify
             )
         except BlockedAddressError as exc:
             raise FetchError(str(exc)) from None

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from cryptography import x509
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from .errors import SecretRefError, TargetConflictError
+from .errors import FetchError, SecretRefError, TargetConflictError
 from .outputs import GROUP, KIND, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION, labels, owner_reference
+from .spec import CaBundleRef
 from .status import timestamp
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -61,6 +63,23 @@ class Kube:
         if key not in data:
             raise SecretRefError(f"spec.static.secretRef.key: Secret {name} has no key {key!r}")
         return base64.b64decode(data[key])
+
+    def read_ca_bundle(self, namespace: str, ref: CaBundleRef) -> str:
+        """The PEM CA bundle a caBundleRef names; FetchError (keeping the last keys) when unusable."""
+        found = self._read(ref.kind, namespace, ref.name)
+        if found is None:
+            raise FetchError(f"spec.caBundleRef: {ref.kind} {ref.name} not found")
+        value = (found.get("data") or {}).get(ref.key)
+        if value is None:
+            raise FetchError(f"spec.caBundleRef.key: {ref.kind} {ref.name} has no key {ref.key!r}")
+        pem = base64.b64decode(value).decode() if ref.kind == "Secret" else str(value)
+        try:
+            x509.load_pem_x509_certificates(pem.encode())
+        except ValueError:
+            raise FetchError(
+                f"spec.caBundleRef: {ref.kind} {ref.name} key {ref.key!r} holds no PEM certificate"
+            ) from None
+        return pem
 
     def publish(self, kind: TargetKind, owner: Owner, name: str, data: Mapping[str, str]) -> PublishResult:
         """Create or update our ConfigMap/Secret; never touch one we do not own."""

@@ -57,6 +57,15 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class CaBundleRef:
+    """A PEM CA bundle in a ConfigMap or Secret of the JwtSecret's namespace."""
+
+    kind: Literal["ConfigMap", "Secret"]
+    name: str
+    key: str = "ca.crt"
+
+
+@dataclass(frozen=True)
 class RefreshSpec:
     """Per-object refresh overrides in seconds (None: the operator-wide default)."""
 
@@ -95,6 +104,7 @@ class JwtSecretSpec:
     refresh: RefreshSpec = field(default_factory=RefreshSpec)
     retain_removed_for: float = 0.0
     allow_missing_audience: bool = False
+    ca_bundle: CaBundleRef | None = None
 
     def shared_provider(self) -> str | None:
         """The provider's name when jwkUrl is a JWK Set shared by all of its customers."""
@@ -170,6 +180,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
     }
     if url is not None:
         _check_url(url, insecure)
+        common["ca_bundle"] = _ca_bundle(raw)
         for i, alg in enumerate(common["algorithms"]):
             if alg.startswith("HS"):
                 raise SpecError(
@@ -211,6 +222,21 @@ def _parse_static(static: Mapping[str, Any], common: dict[str, Any]) -> JwtSecre
         raise SpecError("spec.static.secretRef.key", "is required")
     ref_kid = _opt_str(ref, "kid", "spec.static.secretRef.kid")
     return JwtSecretSpec(kind="secretRef", secret_ref=SecretRef(name, key, ref_kid), **common)
+
+
+def _ca_bundle(raw: Mapping[str, Any]) -> CaBundleRef | None:
+    ref = raw.get("caBundleRef")
+    if ref is None:
+        return None
+    if not isinstance(ref, Mapping):
+        raise SpecError("spec.caBundleRef", "must be an object")
+    kind = ref.get("kind", "ConfigMap")
+    if kind not in ("ConfigMap", "Secret"):
+        raise SpecError("spec.caBundleRef.kind", "must be ConfigMap or Secret")
+    name = _opt_str(ref, "name", "spec.caBundleRef.name")
+    if name is None:
+        raise SpecError("spec.caBundleRef.name", "is required")
+    return CaBundleRef(kind, name, _opt_str(ref, "key", "spec.caBundleRef.key") or "ca.crt")
 
 
 def _bool(raw: Mapping[str, Any], key: str) -> bool:

@@ -240,3 +240,21 @@ def test_nothing_secret_anywhere(kube: Kube, ns: str, operator: OperatorProcess)
         assert raw.decode() not in text
         assert encoded not in text
         assert "short" not in text.replace("shorter", "")
+
+
+def test_private_ca_bundle_reference(kube: Kube, ns: str) -> None:
+    private = trustme.CA()
+    with JwksProvider(ca=private, max_age=60) as provider:
+        kube.create(ns, "noca", {"jwkUrl": provider.url, "audiences": ["api"]})
+        kube.wait_condition(ns, "noca", "False", "FetchFailed")
+        ref = {"kind": "ConfigMap", "name": "idp-ca"}
+        kube.create(ns, "ca", {"jwkUrl": provider.url, "audiences": ["api"], "caBundleRef": ref})
+        obj = kube.wait_condition(ns, "ca", "False", "FetchFailed")
+        assert obj["status"]["lastError"] == "spec.caBundleRef: ConfigMap idp-ca not found"
+        pem = private.cert_pem.bytes().decode()
+        kube.core.create_namespaced_config_map(ns, {"metadata": {"name": "idp-ca"}, "data": {"ca.crt": pem}})
+        obj = kube.wait_condition(ns, "ca", timeout=20)
+    assert obj["status"]["keyCount"] == 1
+    assert (kube.condition(ns, "noca") or {}).get(
+        "status"
+    ) == "False"  # the other one still trusts only its own CA
