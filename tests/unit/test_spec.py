@@ -84,6 +84,13 @@ def test_static_specs() -> None:
             "spec.rotation.retainRemovedFor",
             "duration",
         ),
+        ({"jwkUrl": URL, "caBundleRef": "ca"}, "spec.caBundleRef", "must be an object"),
+        (
+            {"jwkUrl": URL, "caBundleRef": {"kind": "Pod", "name": "x"}},
+            "spec.caBundleRef.kind",
+            "ConfigMap or Secret",
+        ),
+        ({"jwkUrl": URL, "caBundleRef": {"key": "x"}}, "spec.caBundleRef.name", "is required"),
         ({"jwkUrl": URL, "target": {"name": "Bad_Name"}}, "spec.target.name", "RFC 1123"),
     ],
 )
@@ -137,3 +144,13 @@ def test_refresh_overrides_and_defaults() -> None:
     assert spec.refresh.policy(default) == RefreshPolicy(90, 86400, None, 5400)
     assert spec.retain_removed_for == 600
     assert parse_spec({"jwkUrl": URL}).refresh.policy(default) == default
+
+
+def test_ca_bundle_reference() -> None:
+    from jwks_operator.spec import CaBundleRef
+
+    assert parse_spec({"jwkUrl": URL, "caBundleRef": {"name": "ca"}}).ca_bundle == CaBundleRef(
+        "ConfigMap", "ca"
+    )
+    spec = parse_spec({"jwkUrl": URL, "caBundleRef": {"kind": "Secret", "name": "s", "key": "root.pem"}})
+    assert spec.ca_bundle == CaBundleRef("Secret", "s", "root.pem")
