@@ -267,6 +267,10 @@ class Engine:
         """Stop tracking a deleted JwtSecret (its outputs go with it via ownerReferences)."""
         tracked = self.objects.pop(key, None)
         self._due.pop(("obj", key), None)
+        if tracked is not None and (tracked.status.get("target") or {}).get("shared"):
+            task = asyncio.get_running_loop().create_task(self._leave_shared(tracked))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self.metrics.jwtsecrets.set(len(self.objects))
         self.metrics.forget_object(*key)
         if tracked is not None and tracked.source_key:
@@ -431,7 +435,8 @@ class Engine:
             return replace(base, error=tracked.spec_error, failures=0)
         base = replace(base, warnings=tuple(spec.warnings()))
         kind: TargetKind = "Secret" if spec.symmetric else "ConfigMap"
-        base = replace(base, target_kind=kind, target_name=target_name(tracked.name, spec))
+        name = target_name(tracked.name, spec)
+        base = replace(base, target_kind=kind, target_name=name, target_shared=spec.target_shared)
         source = self.sources.get(tracked.source_key or "")
         if source is not None:
             if not from_source and not source.attempted:
@@ -500,27 +505,49 @@ class Engine:
     ) -> None:
         data = render(spec, key_set)
         name = target_name(tracked.name, spec)
-        new_digest = f"{kind}/{name}/{digest(data)}"
+        shared = spec.target_shared
+        new_digest = f"{kind}/{name}/{shared}/{digest(data)}"
         if new_digest != tracked.published_digest:
-            result = await asyncio.to_thread(self.kube.publish, kind, tracked.owner, name, data)
+            publish = self.kube.publish_shared if shared else self.kube.publish
+            result = await asyncio.to_thread(publish, kind, tracked.owner, name, data)
             if result != "unchanged":
                 self.metrics.api_writes.labels(kind, result.removesuffix("d")).inc()
                 message = f"{len(key_set.keys)} key(s) {result} in {kind} {name}"
                 _log(tracked, logging.INFO, message)
                 await self._event(tracked, "Normal", "Published", message)
             tracked.published_digest = new_digest
-            await self._remove_old_target(tracked, kind, name)
+            await self._remove_old_target(tracked, kind, name, shared)
         tracked.published, tracked.fetched_at = key_set, fetched_at
 
-    async def _remove_old_target(self, tracked: Tracked, kind: TargetKind, name: str) -> None:
-        """After a target change, delete the previous output (only if we still own it)."""
+    async def _remove_old_target(self, tracked: Tracked, kind: TargetKind, name: str, shared: bool) -> None:
+        """After a target change, remove the previous output (or our part of it) if we still own it."""
         old = tracked.status.get("target") or {}
-        old_kind, old_name = old.get("kind"), old.get("name")
-        if old_kind not in ("ConfigMap", "Secret") or not old_name or (old_kind, old_name) == (kind, name):
+        old_kind, old_name, old_shared = old.get("kind"), old.get("name"), bool(old.get("shared"))
+        if old_kind not in ("ConfigMap", "Secret") or not old_name:
             return
-        if await asyncio.to_thread(self.kube.delete_owned, old_kind, tracked.owner, old_name):
+        if (old_kind, old_name, old_shared) == (kind, name, shared):
+            return
+        if old_shared:
+            removed = await asyncio.to_thread(
+                self.kube.publish_shared, old_kind, tracked.owner, old_name, None
+            )
+            done = removed != "unchanged"
+        else:
+            done = await asyncio.to_thread(self.kube.delete_owned, old_kind, tracked.owner, old_name)
+        if done:
             self.metrics.api_writes.labels(old_kind, "delete").inc()
             _log(tracked, logging.INFO, "removed the previous output %s %s", old_kind, old_name)
+
+    async def _leave_shared(self, tracked: Tracked) -> None:
+        """A deleted JwtSecret takes its part out of a shared target (the last one removes it)."""
+        target = tracked.status.get("target") or {}
+        if target.get("shared") and target.get("kind") in ("ConfigMap", "Secret") and target.get("name"):
+            try:
+                await asyncio.to_thread(
+                    self.kube.publish_shared, target["kind"], tracked.owner, target["name"], None
+                )
+            except Exception as exc:
+                _log(tracked, logging.WARNING, "could not remove its part of %s: %s", target["name"], exc)
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:
         new = build_status(outcome, tracked.status, self.now())

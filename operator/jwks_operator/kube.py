@@ -15,7 +15,18 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .errors import FetchError, SecretRefError, TargetConflictError
-from .outputs import GROUP, KIND, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION, labels, owner_reference
+from .outputs import (
+    GROUP,
+    KIND,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PLURAL,
+    SHARED_ANNOTATION,
+    VERSION,
+    aggregate,
+    labels,
+    owner_reference,
+)
 from .spec import CaBundleRef
 from .status import timestamp
 
@@ -109,6 +120,67 @@ class Kube:
             return "updated"
         raise TargetConflictError(f"{kind} {name} kept changing while being written; will retry")
 
+    def publish_shared(
+        self, kind: TargetKind, owner: Owner, name: str, part: Mapping[str, str] | None
+    ) -> PublishResult | Literal["deleted"]:
+        """Merge (or, with part None, remove) our part of a shared target, guarded by resourceVersion."""
+        ours = owner_reference(owner.name, owner.uid, controller=False)
+        for _ in range(8):
+            existing = self._read(kind, owner.namespace, name)
+            if existing is None:
+                if part is None:
+                    return "unchanged"
+                body = self._body(kind, owner, name, _encode(kind, aggregate({}, owner.name, part)), None)
+                body["metadata"]["ownerReferences"] = [ours]
+                body["metadata"]["annotations"] = {SHARED_ANNOTATION: "true"}
+                try:
+                    self._create(kind, owner.namespace, body)
+                except ApiException as exc:
+                    if exc.status == 409:
+                        continue
+                    raise
+                return "created"
+            meta = existing["metadata"]
+            managed = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+            if not managed or (meta.get("annotations") or {}).get(SHARED_ANNOTATION) != "true":
+                raise TargetConflictError(
+                    f"{kind} {name} already exists and is not a shared jwks-operator target; "
+                    "it was left untouched"
+                )
+            others = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner.uid]
+            refs = others + ([ours] if part is not None else [])
+            if not refs:
+                options = {"preconditions": {"resourceVersion": meta.get("resourceVersion")}}
+                try:
+                    self._delete(kind, owner.namespace, name, options)
+                except ApiException as exc:
+                    if exc.status in (404, 409):
+                        continue
+                    raise
+                return "deleted"
+            data = _decode(kind, existing.get("data") or {})
+            live = {str(r.get("name")) for r in refs if r.get("kind") == KIND}
+            new = _encode(kind, aggregate(data, owner.name, part, live))
+            if new == dict(existing.get("data") or {}) and refs == meta.get("ownerReferences"):
+                return "unchanged"
+            body = {**existing, "data": new, "metadata": {**meta, "ownerReferences": refs}}
+            try:
+                self._replace(kind, owner.namespace, name, body)
+            except ApiException as exc:
+                if exc.status in (404, 409):
+                    continue  # another contributor wrote first: merge again on top of theirs
+                raise
+            return "updated"
+        raise TargetConflictError(f"{kind} {name} kept changing while being written; will retry")
+
+    def _delete(self, kind: TargetKind, namespace: str, name: str, options: Mapping[str, Any]) -> None:
+        delete = (
+            self.core.delete_namespaced_config_map
+            if kind == "ConfigMap"
+            else self.core.delete_namespaced_secret
+        )
+        delete(name, namespace, body=dict(options), _preload_content=False)
+
     def _read(self, kind: TargetKind, namespace: str, name: str) -> dict[str, Any] | None:
         read = (
             self.core.read_namespaced_config_map if kind == "ConfigMap" else self.core.read_namespaced_secret
@@ -161,13 +233,8 @@ class Kube:
             return False
         meta = existing["metadata"]
         options = {"preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}}
-        delete = (
-            self.core.delete_namespaced_config_map
-            if kind == "ConfigMap"
-            else self.core.delete_namespaced_secret
-        )
         try:
-            delete(name, owner.namespace, body=options, _preload_content=False)
+            self._delete(kind, owner.namespace, name, options)
         except ApiException as exc:
             if exc.status in (404, 409):
                 return False
@@ -186,10 +253,7 @@ class Kube:
         found = self._read("Secret" if kind == "Secret" else "ConfigMap", namespace, name)
         if found is None:
             raise LookupError(f"{kind} {namespace}/{name} not found")
-        data: dict[str, str] = found.get("data") or {}
-        if kind == "Secret":
-            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
-        return data
+        return _decode("Secret" if kind == "Secret" else "ConfigMap", found.get("data") or {})
 
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """Merge-patch the JwtSecret's status subresource."""
@@ -234,6 +298,12 @@ def _json(response: Any) -> Any:
     return json.loads(response.data)
 
 
+def _decode(kind: TargetKind, data: Mapping[str, str]) -> dict[str, str]:
+    if kind == "ConfigMap":
+        return dict(data)
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
 def _encode(kind: TargetKind, data: Mapping[str, str]) -> dict[str, str]:
     if kind == "ConfigMap":
         return dict(data)
@@ -253,7 +323,10 @@ def _owned_by(existing: Mapping[str, Any], owner: Owner) -> bool:
 
 def _check_owned(kind: str, existing: Mapping[str, Any], owner: Owner, name: str) -> None:
     if not _owned_by(existing, owner):
-        refs = (existing.get("metadata") or {}).get("ownerReferences") or []
+        meta = existing.get("metadata") or {}
+        refs = meta.get("ownerReferences") or []
         holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
         why = f"is owned by {holder}" if holder else "is not managed by jwks-operator"
+        if (meta.get("annotations") or {}).get(SHARED_ANNOTATION) == "true":
+            why = "is a shared target (set spec.target.shared: true to contribute to it)"
         raise TargetConflictError(f"{kind} {name} already exists and {why}; it was left untouched")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from .keys import ALGS_BY_KTY, EC_ALG_CURVE, KeySet
+from .keys import ALGS_BY_KTY, EC_ALG_CURVE, KeySet, thumbprint
 from .spec import JwtSecretSpec
 
 GROUP = "jwks.dev"
@@ -56,14 +56,14 @@ def digest(data: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-def owner_reference(name: str, uid: str) -> dict[str, Any]:
-    """The ownerReference that makes the API server delete our output with its JwtSecret."""
+def owner_reference(name: str, uid: str, *, controller: bool = True) -> dict[str, Any]:
+    """The ownerReference that makes the API server delete our output with its (last) JwtSecret."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
         "name": name,
         "uid": uid,
-        "controller": True,
+        "controller": controller,
     }
 
 
@@ -73,3 +73,72 @@ def labels(name: str) -> dict[str, str]:
     if len(name) <= 63:
         result[OWNER_LABEL] = name
     return result
+
+
+INDEX_KEY = "index.json"
+SHARED_ANNOTATION = f"{GROUP}/shared"
+
+
+def part_keys(name: str) -> tuple[str, str]:
+    """The data keys one JwtSecret owns inside a shared target."""
+    return f"{name}.{JWKS_KEY}", f"{name}.{POLICY_KEY}"
+
+
+def aggregate(
+    existing: Mapping[str, str],
+    name: str,
+    part: Mapping[str, str] | None,
+    live: Collection[str] | None = None,
+) -> dict[str, str]:
+    """Merge one JwtSecret's part into a shared target's data (None removes it).
+
+    Parts of contributors not in `live` (when given) are dropped. The merged jwks.json holds every
+    contributor's keys; identical keys appear once; a kid used by several contributors for different
+    material keeps the key of the first contributor by name, and index.json reports the collision.
+    """
+    parts: dict[str, dict[str, str]] = {}
+    for key, value in existing.items():
+        for suffix in (JWKS_KEY, POLICY_KEY):
+            if key.endswith("." + suffix):
+                parts.setdefault(key[: -len(suffix) - 1], {})[suffix] = value
+    if part is None:
+        parts.pop(name, None)
+    else:
+        parts[name] = {JWKS_KEY: part[JWKS_KEY], POLICY_KEY: part[POLICY_KEY]}
+    if live is not None:
+        parts = {n: p for n, p in parts.items() if n in live or (n == name and part is not None)}
+    merged: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}  # kid -> the contributor whose key keeps it
+    printed: set[str] = set()
+    collisions: dict[str, dict[str, Any]] = {}
+    index: list[dict[str, Any]] = []
+    for contributor in sorted(parts):
+        keys = json.loads(parts[contributor].get(JWKS_KEY, '{"keys": []}')).get("keys", [])
+        index.append(
+            {
+                "jwtsecret": contributor,
+                "jwks": part_keys(contributor)[0],
+                "policy": part_keys(contributor)[1],
+                "kids": [k.get("kid") for k in keys],
+            }
+        )
+        for key in keys:
+            print_ = thumbprint(key)
+            kid = key.get("kid")
+            if print_ in printed:
+                continue
+            if kid is not None and kid in seen:
+                entry = collisions.setdefault(kid, {"kid": kid, "kept": seen[kid], "dropped": []})
+                entry["dropped"].append(contributor)
+                continue
+            if kid is not None:
+                seen[kid] = contributor
+            printed.add(print_)
+            merged.append(key)
+    data = {f"{n}.{suffix}": v for n, p in parts.items() for suffix, v in p.items()}
+    data[JWKS_KEY] = json.dumps({"keys": merged}, indent=2, sort_keys=True) + "\n"
+    data[INDEX_KEY] = (
+        json.dumps({"contributors": index, "collisions": list(collisions.values())}, indent=2, sort_keys=True)
+        + "\n"
+    )
+    return data

@@ -101,6 +101,7 @@ class JwtSecretSpec:
     issuers: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = ()
     target_name: str | None = None
+    target_shared: bool = False
     refresh: RefreshSpec = field(default_factory=RefreshSpec)
     retain_removed_for: float = 0.0
     allow_missing_audience: bool = False
@@ -174,6 +175,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
         "issuers": _str_list(raw, "issuers"),
         "algorithms": _algorithms(raw),
         "target_name": _target(raw),
+        "target_shared": _bool(raw.get("target") or {}, "shared", "spec.target.shared"),
         "refresh": _refresh(raw),
         "retain_removed_for": _retain(raw),
         "allow_missing_audience": _bool(raw, "allowMissingAudience"),
@@ -239,10 +241,10 @@ def _ca_bundle(raw: Mapping[str, Any]) -> CaBundleRef | None:
     return CaBundleRef(kind, name, _opt_str(ref, "key", "spec.caBundleRef.key") or "ca.crt")
 
 
-def _bool(raw: Mapping[str, Any], key: str) -> bool:
+def _bool(raw: Mapping[str, Any], key: str, path: str | None = None) -> bool:
     value = raw.get(key, False)
     if not isinstance(value, bool):
-        raise SpecError(f"spec.{key}", "must be a boolean")
+        raise SpecError(path or f"spec.{key}", "must be a boolean")
     return value
 
 

@@ -34,7 +34,8 @@ class Outcome:
     fetched_at: datetime | None = None  # when the published keys were resolved
     next_refresh: datetime | None = None
     failures: int = 0
-    warnings: tuple[tuple[str, str], ...] = ()  # (reason, message) of insecure but working settings
+    warnings: tuple[tuple[str, str], ...] = ()
+    target_shared: bool = False  # (reason, message) of insecure but working settings
 
 
 def condition(
@@ -126,6 +127,8 @@ def build_status(outcome: Outcome, previous: Mapping[str, Any] | None, now: date
         status["keyCount"] = 0
     if outcome.target_kind and outcome.target_name:
         status["target"] = {"kind": outcome.target_kind, "name": outcome.target_name}
+        if outcome.target_shared:
+            status["target"]["shared"] = True
     if outcome.fetched_at is not None:
         status["lastFetchTime"] = timestamp(outcome.fetched_at)
     if outcome.next_refresh is not None:

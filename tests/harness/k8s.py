@@ -669,8 +669,17 @@ class ApiServer(kmock.KubernetesEmulator):
             for okey, dependent in list(self.store[other.key].items()):
                 refs = dependent["metadata"].get("ownerReferences") or []
                 uids = {r.get("uid") for r in refs}
-                if obj["metadata"]["uid"] in uids and not uids & live and okey in self.store[other.key]:
+                if obj["metadata"]["uid"] not in uids or okey not in self.store[other.key]:
+                    continue
+                if not uids & live:
                     self._delete(other, okey[0], okey[1], {})
+                else:  # other owners remain: the collector drops the dangling reference
+                    kept = [r for r in refs if r.get("uid") != obj["metadata"]["uid"]]
+                    new = {**dependent, "metadata": {**dependent["metadata"], "ownerReferences": kept}}
+                    self.rv += 1
+                    new["metadata"]["resourceVersion"] = str(self.rv)
+                    self.store[other.key][okey] = new
+                    self._emit(other, "MODIFIED", dependent, new)
 
     def _admit(self, kind: Kind, obj: Obj) -> None:
         """Default, prune and validate a custom resource like the API server does."""

@@ -300,6 +300,8 @@ def test_owner_references_are_garbage_collected(api: client.ApiClient, ns: str) 
     custom(api).delete_namespaced_custom_object(G, V, ns, P, "w")
     names = {c.metadata.name for c in core(api).list_namespaced_config_map(ns).items}
     assert names == {"shared", "orphan"}
+    shared_refs = core(api).read_namespaced_config_map("shared", ns).metadata.owner_references
+    assert [r.name for r in shared_refs] == ["o"]  # the dangling reference was removed
     custom(api).delete_namespaced_custom_object(G, V, ns, P, "o", body={"propagationPolicy": "Orphan"})
     assert {c.metadata.name for c in core(api).list_namespaced_config_map(ns).items} == {"shared", "orphan"}
 

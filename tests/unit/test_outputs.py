@@ -45,3 +45,39 @@ def test_metadata() -> None:
         "uid": "u-1",
         "controller": True,
     }
+
+
+def test_aggregate_merges_dedupes_reports_collisions_and_removes() -> None:
+    from jwks_operator.outputs import aggregate
+
+    other = {"kty": "RSA", "kid": "r", "n": "different", "e": "AQAB"}
+    a = render(parse_spec({"static": {"pem": "x"}, "audiences": ["a"]}), KeySet((RSA, EC)))
+    b = render(parse_spec({"static": {"pem": "x"}, "audiences": ["b"]}), KeySet((dict(EC), other, ED)))
+    data = aggregate(aggregate({}, "beta", b), "alpha", a)
+    assert set(data) == {
+        "jwks.json",
+        "index.json",
+        "alpha.jwks.json",
+        "alpha.policy.json",
+        "beta.jwks.json",
+        "beta.policy.json",
+    }
+    assert [k["kid"] for k in json.loads(data["jwks.json"])["keys"]] == [
+        "r",
+        "e",
+        "o",
+    ]  # alpha's r wins, e once
+    index = json.loads(data["index.json"])
+    assert index["collisions"] == [{"kid": "r", "kept": "alpha", "dropped": ["beta"]}]
+    assert [c["jwtsecret"] for c in index["contributors"]] == ["alpha", "beta"]
+    assert aggregate(data, "beta", b) == data  # idempotent
+    without_alpha = aggregate(data, "alpha", None)
+    assert [k["kid"] for k in json.loads(without_alpha["jwks.json"])["keys"]] == ["e", "r", "o"]
+    assert json.loads(without_alpha["index.json"])["collisions"] == []
+    assert "alpha.jwks.json" not in without_alpha
+    assert set(aggregate(data, "beta", b, live={"beta"})) == {
+        "jwks.json",
+        "index.json",
+        "beta.jwks.json",
+        "beta.policy.json",
+    }
