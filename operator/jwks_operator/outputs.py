@@ -18,6 +18,8 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "jwks-operator"
 OWNER_LABEL = "jwks.dev/jwtsecret"
 JWKS_KEY = "jwks.json"
+# Envoy Gateway's SecurityPolicy localJWKS.valueRef reads the key "jwks" (else an arbitrary key).
+ENVOY_GATEWAY_KEY = "jwks"
 POLICY_KEY = "policy.json"
 
 
@@ -44,8 +46,10 @@ def render(spec: JwtSecretSpec, key_set: KeySet) -> dict[str, str]:
         "algorithms": effective_algorithms(spec, key_set),
         "source": spec.policy_source(),
     }
+    jwks = json.dumps(key_set.document(), indent=2, sort_keys=True) + "\n"
     return {
-        JWKS_KEY: json.dumps(key_set.document(), indent=2, sort_keys=True) + "\n",
+        JWKS_KEY: jwks,
+        ENVOY_GATEWAY_KEY: jwks,
         POLICY_KEY: json.dumps(policy, indent=2, sort_keys=True) + "\n",
     }
 
@@ -136,7 +140,7 @@ def aggregate(
             printed.add(print_)
             merged.append(key)
     data = {f"{n}.{suffix}": v for n, p in parts.items() for suffix, v in p.items()}
-    data[JWKS_KEY] = json.dumps({"keys": merged}, indent=2, sort_keys=True) + "\n"
+    data[JWKS_KEY] = data[ENVOY_GATEWAY_KEY] = json.dumps({"keys": merged}, indent=2, sort_keys=True) + "\n"
     data[INDEX_KEY] = (
         json.dumps({"contributors": index, "collisions": list(collisions.values())}, indent=2, sort_keys=True)
         + "\n"

@@ -156,6 +156,19 @@ def _check_claims(claims: Mapping[str, Any], policy: Policy, leeway: float, now:
     return Result(True, claims=claims)
 
 
+def sources_from_data(data: Mapping[str, str]) -> list[KeySource]:
+    """Key sources in published data: each `<name>.jwks.json` part, else the single jwks.json."""
+    parts = sorted(k.removesuffix("." + JWKS_KEY) for k in data if k.endswith("." + JWKS_KEY))
+    if not parts:
+        return [KeySource.from_data(data)]
+    return [
+        KeySource.from_data(
+            {JWKS_KEY: data[f"{p}.{JWKS_KEY}"], POLICY_KEY: data.get(f"{p}.{POLICY_KEY}", "{}")}
+        )
+        for p in parts
+    ]
+
+
 class Verifier:
     """Verifies tokens against one or more published key sets: valid if any one accepts it."""
 
@@ -165,8 +178,9 @@ class Verifier:
 
     @classmethod
     def from_data(cls, data: Mapping[str, str], *, leeway: float = 30.0) -> Verifier:
-        """From the data of a published ConfigMap or (decoded) Secret."""
-        return cls([KeySource.from_data(data)], leeway=leeway)
+        """From the data of a published ConfigMap or (decoded) Secret; a shared target gives one
+        source per contributing JwtSecret, each with its own policy."""
+        return cls(sources_from_data(data), leeway=leeway)
 
     def verify(self, token: str, *, now: float | None = None) -> Result:
         """The first accepting source's claims, else the most specific rejection."""
@@ -193,7 +207,7 @@ class DirectoryVerifier:
         self._verifier = Verifier((), leeway=leeway)
 
     def _files(self) -> list[Path]:
-        return [p for p in (self.path / JWKS_KEY, self.path / POLICY_KEY) if p.exists()]
+        return sorted(p for p in self.path.glob("*.json") if p.is_file())
 
     def reload_if_changed(self) -> bool:
         """Re-read the files when their identity or mtime changed (kubelet swaps a symlink)."""
@@ -201,7 +215,7 @@ class DirectoryVerifier:
         if stamp == self._stamp:
             return False
         data = {p.name: p.read_text() for p in self._files()}
-        self._verifier = Verifier([KeySource.from_data(data)], leeway=self.leeway)
+        self._verifier = Verifier.from_data(data, leeway=self.leeway)
         self._stamp = stamp
         return True
 

@@ -43,6 +43,7 @@ def test_contributions_merge_collide_and_leave(kube: Kube, ns: str) -> None:
     assert set(content) == {
         "jwks.json",
         "index.json",
+        "jwks",
         "auth0.jwks.json",
         "auth0.policy.json",
         "firebase.jwks.json",

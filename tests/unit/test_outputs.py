@@ -57,6 +57,7 @@ def test_aggregate_merges_dedupes_reports_collisions_and_removes() -> None:
     assert set(data) == {
         "jwks.json",
         "index.json",
+        "jwks",
         "alpha.jwks.json",
         "alpha.policy.json",
         "beta.jwks.json",
@@ -78,6 +79,7 @@ def test_aggregate_merges_dedupes_reports_collisions_and_removes() -> None:
     assert set(aggregate(data, "beta", b, live={"beta"})) == {
         "jwks.json",
         "index.json",
+        "jwks",
         "beta.jwks.json",
         "beta.policy.json",
     }

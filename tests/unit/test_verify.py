@@ -151,3 +151,17 @@ def test_directory_verifier_reloads_when_files_change(tmp_path: Path) -> None:
         (tmp_path / f".{name}.new").write_text(value)
         os.replace(tmp_path / f".{name}.new", tmp_path / name)
     assert verifier.verify(sign(GOOD), now=NOW)
+
+
+def test_shared_target_parts_each_keep_their_policy() -> None:
+    from jwks_operator.outputs import aggregate
+
+    rsa = render(
+        parse_spec({**URL_SPEC, "audiences": ["api"]}), KeySet((public_jwk(RSA, kid="r1", alg="RS256"),))
+    )
+    ec = render(parse_spec({**URL_SPEC, "audiences": ["other"]}), KeySet((public_jwk(EC, kid="e1"),)))
+    verifier = Verifier.from_data(aggregate(aggregate({}, "a", rsa), "b", ec))
+    assert len(verifier.sources) == 2
+    assert verifier.verify(sign(GOOD), now=NOW)
+    assert verifier.verify(sign({**GOOD, "aud": "other"}, EC, "ES256", "e1"), now=NOW)
+    assert not verifier.verify(sign({**GOOD, "aud": "other"}), now=NOW)  # rsa's part wants "api"
