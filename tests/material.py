@@ -35,27 +35,23 @@ def ed_key(n: int = 0) -> ed25519.Ed25519PrivateKey:
     return ed25519.Ed25519PrivateKey.generate()
 
 
+def _jwk(key: Any) -> dict[str, Any]:
+    """The JWK of a key object (public or private), as PyJWT writes it."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return dict(RSAAlgorithm.to_jwk(key, as_dict=True))
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return dict(ECAlgorithm.to_jwk(key, as_dict=True))
+    return dict(OKPAlgorithm.to_jwk(key, as_dict=True))
+
+
 def public_jwk(key: Any, **extra: Any) -> dict[str, Any]:
     """The public JWK of a private key, with extra members."""
-    pub = key.public_key()
-    if isinstance(pub, rsa.RSAPublicKey):
-        jwk = RSAAlgorithm.to_jwk(pub, as_dict=True)
-    elif isinstance(pub, ec.EllipticCurvePublicKey):
-        jwk = ECAlgorithm.to_jwk(pub, as_dict=True)
-    else:
-        jwk = OKPAlgorithm.to_jwk(pub, as_dict=True)
-    return {**jwk, **extra}
+    return {**_jwk(key.public_key()), **extra}
 
 
 def private_jwk(key: Any, **extra: Any) -> dict[str, Any]:
     """The private JWK of a key (for hostile inputs)."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        jwk = RSAAlgorithm.to_jwk(key, as_dict=True)
-    elif isinstance(key, ec.EllipticCurvePrivateKey):
-        jwk = ECAlgorithm.to_jwk(key, as_dict=True)
-    else:
-        jwk = OKPAlgorithm.to_jwk(key, as_dict=True)
-    return {**jwk, **extra}
+    return {**_jwk(key), **extra}
 
 
 def public_pem(key: Any) -> str:
