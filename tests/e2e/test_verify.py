@@ -25,10 +25,10 @@ ISS = "https://idp.test"
 TABLE: list[str] = []
 
 
-def cli(kubeconfig: Path, ref: str, token: str) -> tuple[int, str]:
+def cli(kubeconfig: Path, ref: str, token: str, *, where: str = "--jwtsecret") -> tuple[int, str]:
     """Run the real console entry point against the cluster."""
     result = subprocess.run(
-        [sys.executable, "-m", "jwks_operator", "verify", "--jwtsecret", ref, "--token", f"Bearer {token}"],
+        [sys.executable, "-m", "jwks_operator", "verify", where, ref, "--token", f"Bearer {token}"],
         env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         capture_output=True,
         text=True,
@@ -92,4 +92,7 @@ def test_verification_table(kube: Kube, ns: str, ca: trustme.CA, kubeconfig: Pat
         code, out = cli(kubeconfig, f"{ns}/api", token)
         TABLE.append(f"{'new key, after refresh':16} -> {'valid' if code == 0 else 'invalid'}")
         assert code == 0, out
+        assert cli(kubeconfig, f"{ns}/api-jwks", token, where="--configmap")[0] == 0
+        missing = cli(kubeconfig, f"{ns}/missing", token, where="--configmap")
+        assert missing == (2, f"error: ConfigMap {ns}/missing not found")
     print("\n".join(["", "verification table:", *TABLE]))

@@ -165,3 +165,27 @@ def test_shared_target_parts_each_keep_their_policy() -> None:
     assert verifier.verify(sign(GOOD), now=NOW)
     assert verifier.verify(sign({**GOOD, "aud": "other"}, EC, "ES256", "e1"), now=NOW)
     assert not verifier.verify(sign({**GOOD, "aud": "other"}), now=NOW)  # rsa's part wants "api"
+
+
+def test_cli_with_a_directory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for name, value in render(
+        parse_spec(URL_SPEC), KeySet((public_jwk(RSA, kid="r1", alg="RS256"),))
+    ).items():
+        (tmp_path / name).write_text(value)
+    fresh = {**GOOD, "exp": 4_000_000_000, "iat": 1_700_000_000}
+
+    def run(token: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "jwks_operator", "verify", "--dir", str(tmp_path), "--token", token]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    ok = run(f"Authorization: Bearer {sign(fresh)}")
+    assert ok.returncode == 0
+    assert json.loads(ok.stdout)["sub"] == "u"
+    bad = run(sign({**fresh, "iss": "https://evil"}))
+    assert (bad.returncode, bad.stdout.strip()) == (
+        1,
+        "invalid: issuer 'https://evil' is not one of ['https://idp']",
+    )
