@@ -24,7 +24,7 @@ from .fetch import Fetcher
 from .keys import KeySet
 from .kube import Kube, Owner, TargetKind
 from .metrics import Metrics
-from .outputs import GROUP, digest, render
+from .outputs import GROUP, JWKS_KEY, POLICY_KEY, digest, part_keys, render
 from .spec import CaBundleRef, JwtSecretSpec, parse_spec, target_name
 from .status import Outcome, build_status, merge_patch, new_problems, timestamp
 
@@ -66,6 +66,8 @@ class Tracked:
     refresh_request: str | None = None
     published: KeySet | None = None
     published_digest: str | None = None
+    published_data: dict[str, str] | None = None  # what we last wrote (to notice edits by hand)
+    repairing: bool = False
     fetched_at: datetime | None = None
     failures: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -285,6 +287,33 @@ class Engine:
                 self._due.pop(("url", source_key), None)
                 if not any(s.url == source.url for s in self.sources.values()):
                     self.metrics.forget_url(source.url)
+
+    def drift(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A ConfigMap we publish changed: if it no longer holds what we wrote, write it back."""
+        meta = body.get("metadata") or {}
+        for ref in meta.get("ownerReferences") or []:
+            tracked = self.objects.get((str(meta.get("namespace")), str(ref.get("name"))))
+            if ref.get("kind") != "JwtSecret" or tracked is None or tracked.uid != ref.get("uid"):
+                continue
+            if tracked.published_data is None or tracked.spec is None:
+                continue  # nothing published by this process yet: the next reconcile writes it anyway
+            current = body.get("data") or {}
+            if tracked.spec.target_shared:
+                wanted = dict(
+                    zip(
+                        part_keys(tracked.name),
+                        (tracked.published_data[JWKS_KEY], tracked.published_data[POLICY_KEY]),
+                        strict=True,
+                    )
+                )
+            else:
+                wanted = tracked.published_data
+            if event_type != "DELETED" and all(current.get(k) == v for k, v in wanted.items()):
+                continue
+            tracked.published_digest, tracked.repairing = None, True
+            # A deletion may be the garbage collector following the JwtSecret's own deletion:
+            # wait a moment so that event is seen first and nothing is recreated for nobody.
+            self._schedule(("obj", tracked.key), 1.0 if event_type == "DELETED" else 0.0)
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -513,9 +542,12 @@ class Engine:
             if result != "unchanged":
                 self.metrics.api_writes.labels(kind, result.removesuffix("d")).inc()
                 message = f"{len(key_set.keys)} key(s) {result} in {kind} {name}"
+                reason = "Published"
+                if tracked.repairing:
+                    reason, message = "Repaired", f"{kind} {name} was changed by hand; restored ({message})"
                 _log(tracked, logging.INFO, message)
-                await self._event(tracked, "Normal", "Published", message)
-            tracked.published_digest = new_digest
+                await self._event(tracked, "Normal", reason, message)
+            tracked.published_digest, tracked.published_data, tracked.repairing = new_digest, data, False
             await self._remove_old_target(tracked, kind, name, shared)
         tracked.published, tracked.fetched_at = key_set, fetched_at
 

@@ -7,7 +7,9 @@ from typing import Any
 import kopf
 
 from .engine import Engine
-from .outputs import GROUP, PLURAL, VERSION
+from .outputs import GROUP, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION
+
+MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 
 def build_registry(engine: Engine) -> kopf.OperatorRegistry:
@@ -21,6 +23,11 @@ def build_registry(engine: Engine) -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def jwtsecret_event(event: kopf.RawEvent, **_: Any) -> None:
         await engine.observe(event.get("type"), event["object"])
+
+    # No client-side label filter: a ConfigMap relabelled by hand arrives as DELETED without the label.
+    @kopf.on.event("", "v1", "configmaps", registry=registry)
+    async def published_event(event: kopf.RawEvent, **_: Any) -> None:
+        engine.drift(event.get("type"), event["object"])
 
     return registry
 
@@ -36,4 +43,6 @@ def build_settings(*, standalone: bool = True) -> kopf.OperatorSettings:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    # Watch only the ConfigMaps we publish (server-side), so memory stays flat in big clusters.
+    settings.watching.label_selectors["configmaps"] = MANAGED
     return settings

@@ -316,9 +316,9 @@ def _has_labels(existing: Mapping[str, Any], owner_name: str) -> bool:
 
 
 def _owned_by(existing: Mapping[str, Any], owner: Owner) -> bool:
+    """Ours when it names this JwtSecret (by uid) as owner; a label removed by hand is put back."""
     meta = existing.get("metadata") or {}
-    ours = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
-    return ours and any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
+    return any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
 
 
 def _check_owned(kind: str, existing: Mapping[str, Any], owner: Owner, name: str) -> None:

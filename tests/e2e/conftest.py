@@ -25,6 +25,7 @@ from tests.harness.operator import OperatorProcess
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "jwks.dev", "v1alpha1", "jwtsecrets"
 T = TypeVar("T")
+EMULATED: EmulatedCluster | None = None  # the emulator, when the tests do not run against a real cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -130,8 +131,11 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         time.sleep(2)  # let the API server establish the CRD
         yield path
         return
+    global EMULATED
     with EmulatedCluster(crds=load_crds(ROOT / "crds")) as cluster:
+        EMULATED = cluster
         yield cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
+    EMULATED = None
 
 
 @pytest.fixture(scope="session")
