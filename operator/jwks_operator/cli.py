@@ -86,7 +86,7 @@ def verify_command(args: argparse.Namespace) -> int:
     if args.dir:
         result = DirectoryVerifier(args.dir, leeway=args.leeway).verify(token)
     else:
-        kube = Kube(load_api_client())
+        kube = Kube(load_api_client("jwks-operator-verify"))
         ref = args.configmap or args.jwtsecret
         namespace, sep, name = ref.partition("/")
         if not sep or not namespace or not name:

@@ -14,6 +14,7 @@ from cryptography import x509
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from . import __version__
 from .errors import FetchError, SecretRefError, TargetConflictError
 from .outputs import (
     GROUP,
@@ -44,13 +45,16 @@ class Owner:
     uid: str
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster config when running in a pod, else the local kubeconfig."""
+def load_api_client(component: str = "jwks-operator") -> client.ApiClient:
+    """In-cluster config when running in a pod, else the local kubeconfig; `component` names the
+    User-Agent (the operator and the verify command are told apart in API audit logs)."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    api = client.ApiClient()
+    api.user_agent = f"{component}/{__version__}"
+    return api
 
 
 class Kube:
