@@ -175,7 +175,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
         "issuers": _str_list(raw, "issuers"),
         "algorithms": _algorithms(raw),
         "target_name": _target(raw),
-        "target_shared": _bool(raw.get("target") or {}, "shared", "spec.target.shared"),
+        "target_shared": _bool(_opt_obj(raw, "target") or {}, "shared", "spec.target.shared"),
         "refresh": _refresh(raw),
         "retain_removed_for": _retain(raw),
         "allow_missing_audience": _bool(raw, "allowMissingAudience"),
@@ -227,11 +227,9 @@ def _parse_static(static: Mapping[str, Any], common: dict[str, Any]) -> JwtSecre
 
 
 def _ca_bundle(raw: Mapping[str, Any]) -> CaBundleRef | None:
-    ref = raw.get("caBundleRef")
+    ref = _opt_obj(raw, "caBundleRef")
     if ref is None:
         return None
-    if not isinstance(ref, Mapping):
-        raise SpecError("spec.caBundleRef", "must be an object")
     kind = ref.get("kind", "ConfigMap")
     if kind not in ("ConfigMap", "Secret"):
         raise SpecError("spec.caBundleRef.kind", "must be ConfigMap or Secret")
@@ -239,6 +237,14 @@ def _ca_bundle(raw: Mapping[str, Any]) -> CaBundleRef | None:
     if name is None:
         raise SpecError("spec.caBundleRef.name", "is required")
     return CaBundleRef(kind, name, _opt_str(ref, "key", "spec.caBundleRef.key") or "ca.crt")
+
+
+def _opt_obj(raw: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """spec.<key> when it is an object, None when absent."""
+    value = raw.get(key)
+    if value is not None and not isinstance(value, Mapping):
+        raise SpecError(f"spec.{key}", "must be an object")
+    return value
 
 
 def _bool(raw: Mapping[str, Any], key: str, path: str | None = None) -> bool:
@@ -285,11 +291,9 @@ def _algorithms(raw: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _target(raw: Mapping[str, Any]) -> str | None:
-    target = raw.get("target")
+    target = _opt_obj(raw, "target")
     if target is None:
         return None
-    if not isinstance(target, Mapping):
-        raise SpecError("spec.target", "must be an object")
     name = _opt_str(target, "name", "spec.target.name")
     if name is not None and (len(name) > 253 or not _DNS_SUBDOMAIN_RE.match(name)):
         raise SpecError("spec.target.name", "must be a lowercase RFC 1123 subdomain name")
@@ -310,11 +314,9 @@ def _duration(raw: Mapping[str, Any], key: str, path: str, *, positive: bool = T
 
 
 def _refresh(raw: Mapping[str, Any]) -> RefreshSpec:
-    refresh = raw.get("refresh")
+    refresh = _opt_obj(raw, "refresh")
     if refresh is None:
         return RefreshSpec()
-    if not isinstance(refresh, Mapping):
-        raise SpecError("spec.refresh", "must be an object")
     never = refresh.get("fallbackInterval") == "Never"
     spec = RefreshSpec(
         min_interval=_duration(refresh, "minInterval", "spec.refresh.minInterval"),
@@ -331,11 +333,9 @@ def _refresh(raw: Mapping[str, Any]) -> RefreshSpec:
 
 
 def _retain(raw: Mapping[str, Any]) -> float:
-    rotation = raw.get("rotation")
+    rotation = _opt_obj(raw, "rotation")
     if rotation is None:
         return 0.0
-    if not isinstance(rotation, Mapping):
-        raise SpecError("spec.rotation", "must be an object")
     seconds = _duration(rotation, "retainRemovedFor", "spec.rotation.retainRemovedFor", positive=False)
     return seconds or 0.0
 
