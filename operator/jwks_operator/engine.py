@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from . import keys as keylib
 from .cache import Freshness, RefreshPolicy, freshness
-from .errors import AudienceRequiredError, FetchError, JwksError, SpecError, StaleError
+from .errors import ApiCallError, AudienceRequiredError, FetchError, JwksError, SpecError, StaleError
 from .fetch import Fetcher
 from .keys import KeySet
 from .kube import Kube, Owner, TargetKind
@@ -31,7 +31,7 @@ from .status import Outcome, build_status, merge_patch, new_problems, timestamp
 log = logging.getLogger(__name__)
 
 ObjKey = tuple[str, str]
-Item = tuple[Literal["obj", "url"], Any]
+Item = tuple[Literal["obj", "url", "resync"], Any]
 EventType = Literal["Normal", "Warning"]
 REFRESH_ANNOTATION = f"{GROUP}/refresh-requested-at"
 TIMESTAMPS_ONLY = frozenset({"lastFetchTime", "nextRefreshTime"})
@@ -70,6 +70,7 @@ class Tracked:
     repairing: bool = False
     fetched_at: datetime | None = None
     failures: int = 0
+    report_failures: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -161,8 +162,12 @@ class Engine:
         retry: Backoff | None = None,
         metrics: Metrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        leading: Callable[[], bool] = lambda: True,
+        resync_interval: float = 3600.0,
     ) -> None:
         self.kube = kube
+        self.leading = leading
+        self.resync_interval = resync_interval
         self.metrics = metrics or Metrics()
         self.fetcher = fetcher
         self.policy = policy or RefreshPolicy()
@@ -181,6 +186,8 @@ class Engine:
 
     async def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Take a watch event for a JwtSecret (ADDED/MODIFIED/DELETED, None for the initial list)."""
+        if not self.leading():
+            return
         meta = body.get("metadata") or {}
         key: ObjKey = (str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
@@ -269,6 +276,7 @@ class Engine:
         """Stop tracking a deleted JwtSecret (its outputs go with it via ownerReferences)."""
         tracked = self.objects.pop(key, None)
         self._due.pop(("obj", key), None)
+        self._due.pop(("resync", key), None)
         if tracked is not None and (tracked.status.get("target") or {}).get("shared"):
             task = asyncio.get_running_loop().create_task(self._leave_shared(tracked))
             self._tasks.add(task)
@@ -290,6 +298,8 @@ class Engine:
 
     def drift(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A ConfigMap we publish changed: if it no longer holds what we wrote, write it back."""
+        if not self.leading():
+            return
         meta = body.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
             tracked = self.objects.get((str(meta.get("namespace")), str(ref.get("name"))))
@@ -314,6 +324,21 @@ class Engine:
             # A deletion may be the garbage collector following the JwtSecret's own deletion:
             # wait a moment so that event is seen first and nothing is recreated for nobody.
             self._schedule(("obj", tracked.key), 1.0 if event_type == "DELETED" else 0.0)
+
+    def stand_by(self) -> None:
+        """Another replica leads: drop all state without touching the cluster. Kopf lists every
+        JwtSecret again when this replica leads again, and the stored status resumes each one."""
+        for task in list(self._tasks):
+            task.cancel()
+        for namespace, name in self.objects:
+            self.metrics.forget_object(namespace, name)
+        for url in {source.url for source in self.sources.values()}:
+            self.metrics.forget_url(url)
+        self.objects.clear()
+        self.sources.clear()
+        self._heap.clear()
+        self._due.clear()
+        self.metrics.jwtsecrets.set(0)
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -355,11 +380,15 @@ class Engine:
 
     async def _fire(self, item: Item) -> None:
         kind, key = item
+        if not self.leading():
+            return
         try:
             if kind == "url":
                 source = self.sources.get(key)
                 if source is not None:
                     await self._refresh(source)
+            elif kind == "resync":
+                await self.resync(key)
             else:
                 await self.reconcile(key)
         except Exception:
@@ -441,6 +470,15 @@ class Engine:
 
     # -- reconciliation -----------------------------------------------------------------------
 
+    async def resync(self, key: ObjKey) -> None:
+        """Re-read the published output and put it back if it differs: Secrets are not watched (that
+        would need list/watch on every Secret), and a deletion during a watch gap long enough to need a
+        re-list has no event. One GET per JwtSecret per resync interval when nothing changed."""
+        tracked = self.objects.get(key)
+        if tracked is not None:
+            tracked.published_digest, tracked.repairing = None, True
+            await self.reconcile(key)
+
     async def reconcile(self, key: ObjKey, *, from_source: bool = False) -> None:
         """Resolve, publish and report one JwtSecret."""
         tracked = self.objects.get(key)
@@ -448,7 +486,20 @@ class Engine:
             return
         async with tracked.lock:
             outcome = await self._resolve_and_publish(tracked, from_source=from_source)
-            await self._report(tracked, outcome)
+            try:
+                await self._report(tracked, outcome)
+            except ApiCallError as exc:  # the next pass recomputes the same patch: nothing half-written
+                tracked.report_failures += 1
+                delay = self.retry.delay(tracked.report_failures, exc.retry_after)
+                _log(
+                    tracked, logging.WARNING, "status update failed (retry in %.0fs): %s", delay, exc.message
+                )
+                self._schedule(("obj", key), delay)
+            else:
+                tracked.report_failures = 0
+                if self.resync_interval > 0:
+                    spread = random.uniform(0.9, 1.1)  # noqa: S311 - load spreading, not crypto
+                    self._schedule(("resync", key), self.resync_interval * spread)
 
     async def _resolve_and_publish(self, tracked: Tracked, *, from_source: bool) -> Outcome:
         spec = tracked.spec
@@ -479,8 +530,18 @@ class Engine:
         except JwksError as exc:
             if source is None or exc is not source.error:  # fetch errors retry on the source's schedule
                 tracked.failures += 1
-                self._schedule(("obj", tracked.key), self.retry.delay(tracked.failures))
+                delay = self.retry.delay(tracked.failures, getattr(exc, "retry_after", None))
+                self._schedule(("obj", tracked.key), delay)
                 base = replace(base, failures=tracked.failures)
+            old = tracked.status.get("target") or {}
+            if old.get("kind") in ("ConfigMap", "Secret") and old.get("name"):
+                # Until the new target is written and the old one removed, status names the old one.
+                base = replace(
+                    base,
+                    target_kind=old["kind"],
+                    target_name=old["name"],
+                    target_shared=bool(old.get("shared")),
+                )
             return replace(base, error=exc, key_set=tracked.published)
         tracked.failures = 0
         error: JwksError | None = source.error if source is not None else None
@@ -537,8 +598,11 @@ class Engine:
         shared = spec.target_shared
         new_digest = f"{kind}/{name}/{shared}/{digest(data)}"
         if new_digest != tracked.published_digest:
-            publish = self.kube.publish_shared if shared else self.kube.publish
-            result = await asyncio.to_thread(publish, kind, tracked.owner, name, data)
+            if shared:
+                result = await asyncio.to_thread(self.kube.publish_shared, kind, tracked.owner, name, data)
+            else:
+                new = tracked.published_digest is None and not tracked.status.get("target")
+                result = await asyncio.to_thread(self.kube.publish, kind, tracked.owner, name, data, new=new)
             if result != "unchanged":
                 self.metrics.api_writes.labels(kind, result.removesuffix("d")).inc()
                 message = f"{len(key_set.keys)} key(s) {result} in {kind} {name}"
@@ -546,9 +610,13 @@ class Engine:
                 if tracked.repairing:
                     reason, message = "Repaired", f"{kind} {name} was changed by hand; restored ({message})"
                 _log(tracked, logging.INFO, message)
-                await self._event(tracked, "Normal", reason, message)
+                # The first publish shows in status (Ready, KeysPublished); an event for it too would be a
+                # third API write per new JwtSecret. Key changes and repairs are events.
+                if result == "updated" or tracked.repairing:
+                    await self._event(tracked, "Normal", reason, message)
             tracked.published_digest, tracked.published_data, tracked.repairing = new_digest, data, False
-            await self._remove_old_target(tracked, kind, name, shared)
+        # Until the status names the new target, the old one may still be ours (retried after a failure).
+        await self._remove_old_target(tracked, kind, name, shared)
         tracked.published, tracked.fetched_at = key_set, fetched_at
 
     async def _remove_old_target(self, tracked: Tracked, kind: TargetKind, name: str, shared: bool) -> None:

@@ -67,3 +67,14 @@ class StaleError(JwksError):
 
     reason = "Stale"
     ready_with_old_keys = False
+
+
+class ApiCallError(JwksError):
+    """A Kubernetes API call failed (5xx, 429, 409, timeout...): retried with backoff, last keys kept."""
+
+    reason = "ApiError"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after

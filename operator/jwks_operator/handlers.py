@@ -40,6 +40,8 @@ def build_settings(*, standalone: bool = True) -> kopf.OperatorSettings:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.peering.standalone = standalone
+    # The CRDs are installed before the operator: one discovery at startup, no CRD list/watch (RBAC).
+    settings.scanning.disabled = True
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)

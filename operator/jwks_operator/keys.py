@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -71,6 +72,12 @@ class KeySet:
     def document(self) -> dict[str, Any]:
         """The JWK Set document `{"keys": [...]}`."""
         return {"keys": [dict(k) for k in self.keys]}
+
+    @functools.cached_property
+    def rendered(self) -> str:
+        """The document as published (stable formatting), rendered once per KeySet: every JwtSecret of
+        a URL shares its KeySet, so thousands of them share one string."""
+        return json.dumps(self.document(), indent=2, sort_keys=True) + "\n"
 
     def summary(self) -> list[dict[str, str]]:
         """Public identification of each key for status.keys (no key material)."""

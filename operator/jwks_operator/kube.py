@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
+import urllib3
 from cryptography import x509
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from . import __version__
-from .errors import FetchError, SecretRefError, TargetConflictError
+from .errors import ApiCallError, FetchError, SecretRefError, TargetConflictError
 from .outputs import (
     GROUP,
     KIND,
@@ -34,6 +35,39 @@ from .status import timestamp
 MERGE_PATCH = "application/merge-patch+json"
 PublishResult = Literal["created", "updated", "unchanged"]
 TargetKind = Literal["ConfigMap", "Secret"]
+DEFAULT_TIMEOUT = 30.0
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    """The Retry-After seconds of a 429/503 answer, if given."""
+    value = (exc.headers or {}).get("Retry-After")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def api_errors(method: Callable[Concatenate[Kube, P], R]) -> Callable[Concatenate[Kube, P], R]:
+    """Turn API failures the method did not handle (HTTP errors, timeouts, refused connections) into
+    ApiCallError, which the engine retries with backoff while the last published keys stay."""
+
+    def wrapper(self: Kube, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        what = method.__name__.replace("_", " ")
+        try:
+            return method(self, *args, **kwargs)
+        except ApiException as exc:
+            raise ApiCallError(
+                f"Kubernetes API error ({what}): HTTP {exc.status} {exc.reason}",
+                status=exc.status,
+                retry_after=_retry_after(exc),
+            ) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiCallError(f"Kubernetes API unreachable ({what}): {type(exc).__name__}") from None
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -60,16 +94,24 @@ def load_api_client(component: str = "jwks-operator") -> client.ApiClient:
 class Kube:
     """Thin wrapper over the API calls the operator makes (all sync: call from a thread)."""
 
-    def __init__(self, api_client: client.ApiClient, *, component: str = "jwks-operator") -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        component: str = "jwks-operator",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         # Plain dict bodies (not model classes) keep this adapter small; the client serializes both.
         self.core: Any = client.CoreV1Api(api_client)
         self.custom: Any = client.CustomObjectsApi(api_client)
         self.component = component
+        self.timeout = timeout  # per request: a stalled API server must not hang a reconcile forever
 
+    @api_errors
     def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         """The raw bytes of one key of a Secret; SecretRefError names what is missing."""
         try:
-            secret = self.core.read_namespaced_secret(name, namespace)
+            secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
         except ApiException as exc:
             if exc.status == 404:
                 raise SecretRefError(f"spec.static.secretRef: Secret {name} not found") from None
@@ -79,6 +121,7 @@ class Kube:
             raise SecretRefError(f"spec.static.secretRef.key: Secret {name} has no key {key!r}")
         return base64.b64decode(data[key])
 
+    @api_errors
     def read_ca_bundle(self, namespace: str, ref: CaBundleRef) -> str:
         """The PEM CA bundle a caBundleRef names; FetchError (keeping the last keys) when unusable."""
         found = self._read(ref.kind, namespace, ref.name)
@@ -96,11 +139,15 @@ class Kube:
             ) from None
         return pem
 
-    def publish(self, kind: TargetKind, owner: Owner, name: str, data: Mapping[str, str]) -> PublishResult:
-        """Create or update our ConfigMap/Secret; never touch one we do not own."""
+    @api_errors
+    def publish(
+        self, kind: TargetKind, owner: Owner, name: str, data: Mapping[str, str], *, new: bool = False
+    ) -> PublishResult:
+        """Create or update our ConfigMap/Secret; never touch one we do not own. With `new` (nothing
+        published yet), try the create first: one request instead of a read and a create."""
         encoded = _encode(kind, data)
-        for _ in range(5):
-            existing = self._read(kind, owner.namespace, name)
+        for attempt in range(5):
+            existing = None if new and attempt == 0 else self._read(kind, owner.namespace, name)
             if existing is None:
                 body = self._body(kind, owner, name, encoded, None)
                 try:
@@ -124,6 +171,7 @@ class Kube:
             return "updated"
         raise TargetConflictError(f"{kind} {name} kept changing while being written; will retry")
 
+    @api_errors
     def publish_shared(
         self, kind: TargetKind, owner: Owner, name: str, part: Mapping[str, str] | None
     ) -> PublishResult | Literal["deleted"]:
@@ -183,14 +231,14 @@ class Kube:
             if kind == "ConfigMap"
             else self.core.delete_namespaced_secret
         )
-        delete(name, namespace, body=dict(options), _preload_content=False)
+        delete(name, namespace, body=dict(options), _preload_content=False, _request_timeout=self.timeout)
 
     def _read(self, kind: TargetKind, namespace: str, name: str) -> dict[str, Any] | None:
         read = (
             self.core.read_namespaced_config_map if kind == "ConfigMap" else self.core.read_namespaced_secret
         )
         try:
-            response = read(name, namespace, _preload_content=False)
+            response = read(name, namespace, _preload_content=False, _request_timeout=self.timeout)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -200,15 +248,23 @@ class Kube:
 
     def _create(self, kind: TargetKind, namespace: str, body: dict[str, Any]) -> None:
         if kind == "ConfigMap":
-            self.core.create_namespaced_config_map(namespace, body, _preload_content=False)
+            self.core.create_namespaced_config_map(
+                namespace, body, _preload_content=False, _request_timeout=self.timeout
+            )
         else:
-            self.core.create_namespaced_secret(namespace, body, _preload_content=False)
+            self.core.create_namespaced_secret(
+                namespace, body, _preload_content=False, _request_timeout=self.timeout
+            )
 
     def _replace(self, kind: TargetKind, namespace: str, name: str, body: dict[str, Any]) -> None:
         if kind == "ConfigMap":
-            self.core.replace_namespaced_config_map(name, namespace, body, _preload_content=False)
+            self.core.replace_namespaced_config_map(
+                name, namespace, body, _preload_content=False, _request_timeout=self.timeout
+            )
         else:
-            self.core.replace_namespaced_secret(name, namespace, body, _preload_content=False)
+            self.core.replace_namespaced_secret(
+                name, namespace, body, _preload_content=False, _request_timeout=self.timeout
+            )
 
     @staticmethod
     def _body(
@@ -230,6 +286,7 @@ class Kube:
             body["type"] = "Opaque"
         return body
 
+    @api_errors
     def delete_owned(self, kind: TargetKind, owner: Owner, name: str) -> bool:
         """Delete our old output (after a target change) if it is still ours; True if deleted."""
         existing = self._read(kind, owner.namespace, name)
@@ -259,6 +316,7 @@ class Kube:
             raise LookupError(f"{kind} {namespace}/{name} not found")
         return _decode("Secret" if kind == "Secret" else "ConfigMap", found.get("data") or {})
 
+    @api_errors
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """Merge-patch the JwtSecret's status subresource."""
         self.custom.patch_namespaced_custom_object_status(
@@ -270,8 +328,10 @@ class Kube:
             {"status": dict(patch)},
             _content_type=MERGE_PATCH,
             _preload_content=False,
+            _request_timeout=self.timeout,
         )
 
+    @api_errors
     def event(self, owner: Owner, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         """Record a core/v1 Event on the JwtSecret (best effort: failures are swallowed by the caller)."""
         now = timestamp(datetime.now(UTC))
@@ -295,7 +355,9 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.core.create_namespaced_event(owner.namespace, body, _preload_content=False)
+        self.core.create_namespaced_event(
+            owner.namespace, body, _preload_content=False, _request_timeout=self.timeout
+        )
 
 
 def _json(response: Any) -> Any:

@@ -66,6 +66,11 @@ class Metrics:
             registry=r,
         )
         self.jwtsecrets = Gauge(f"{PREFIX}_jwtsecrets", "JwtSecrets being tracked.", registry=r)
+        self.leader = Gauge(
+            f"{PREFIX}_leader",
+            "1 when this replica reconciles (standalone, or elected by Kopf peering), 0 on standby.",
+            registry=r,
+        )
         self._series: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
 
     def set_object(self, namespace: str, name: str, keys: int, conditions: Iterable[tuple[str, str]]) -> None:

@@ -46,7 +46,7 @@ def render(spec: JwtSecretSpec, key_set: KeySet) -> dict[str, str]:
         "algorithms": effective_algorithms(spec, key_set),
         "source": spec.policy_source(),
     }
-    jwks = json.dumps(key_set.document(), indent=2, sort_keys=True) + "\n"
+    jwks = key_set.rendered
     return {
         JWKS_KEY: jwks,
         ENVOY_GATEWAY_KEY: jwks,

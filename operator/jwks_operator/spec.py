@@ -29,6 +29,11 @@ ALGORITHMS = (
 MAX_URL_LENGTH = 2048
 _URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_BLANK_RE = re.compile(r"^[\t\n\f\r ]*$")  # no match for the CRD's matches(r'\S') (RE2: \s is [\t\n\f\r ])
+# Private JWK members the CRD rejects in spec.static.jwks (the key would be exposed in the object).
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
+# The longest duration the API server's CEL duration() (Go's time.Duration) reads: 2562047h47m16.85s.
+MAX_DURATION = (2**63 - 1) / 1e9
 # JWK Sets that sign tokens for every customer of a provider: only an audience check tells them apart.
 _GOOGLE = "https://www.googleapis.com"
 _ENTRA = "https://login.microsoftonline.com"
@@ -183,15 +188,17 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
     if url is not None:
         _check_url(url, insecure)
         common["ca_bundle"] = _ca_bundle(raw)
-        for i, alg in enumerate(common["algorithms"]):
-            if alg.startswith("HS"):
-                raise SpecError(
-                    f"spec.algorithms[{i}]",
-                    f"{alg} cannot be used with spec.jwkUrl: a published key used as an HMAC secret lets "
-                    "anyone forge tokens",
-                )
+        if any(alg.startswith("HS") for alg in common["algorithms"]):
+            raise SpecError(
+                "spec.algorithms",
+                "HS* cannot be used with spec.jwkUrl (a published key used as an HMAC secret lets "
+                "anyone forge tokens)",
+            )
         return JwtSecretSpec(kind="jwkUrl", jwk_url=url, **common)
     assert static is not None
+    for key in ("caBundleRef", "refresh", "rotation"):  # the CRD's CEL rules, for servers without CEL
+        if raw.get(key) is not None:
+            raise SpecError(f"spec.{key}", "only applies to spec.jwkUrl")
     return _parse_static(static, common)
 
 
@@ -203,12 +210,21 @@ def _parse_static(static: Mapping[str, Any], common: dict[str, Any]) -> JwtSecre
             "exactly one of spec.static.jwks, spec.static.pem or spec.static.secretRef must be set",
         )
     kid = _opt_str(static, "kid", "spec.static.kid")
+    if kid is not None and present[0] != "pem":
+        raise SpecError(
+            "spec.static.kid", "only applies to spec.static.pem (set kid in the JWKs or in secretRef)"
+        )
     if present[0] == "jwks":
         jwks = static["jwks"]
         if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
             raise SpecError("spec.static.jwks.keys", "must be a list of JWKs")
         if not jwks["keys"]:
             raise SpecError("spec.static.jwks.keys", "must contain at least one key")
+        if any(isinstance(k, Mapping) and any(m in k for m in PRIVATE_MEMBERS) for k in jwks["keys"]):
+            raise SpecError(
+                "spec.static.jwks.keys",
+                f"private key members ({', '.join(PRIVATE_MEMBERS)}) are not allowed; give public keys only",
+            )
         return JwtSecretSpec(kind="jwks", jwks=jwks, kid=kid, **common)
     if present[0] == "pem":
         pem = _opt_str(static, "pem", "spec.static.pem")
@@ -272,10 +288,12 @@ def _str_list(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise SpecError(f"spec.{key}", "must be a list of strings")
     for i, item in enumerate(value):
-        if not isinstance(item, str) or not item.strip():
+        if not isinstance(item, str) or not item:
             raise SpecError(f"spec.{key}[{i}]", "must be a non-empty string")
         if item in value[:i]:
             raise SpecError(f"spec.{key}[{i}]", f"duplicate value {item!r}")
+    if any(_BLANK_RE.match(item) for item in value):  # the CRD's CEL rule, for servers without CEL
+        raise SpecError(f"spec.{key}", "values must not be blank")
     return tuple(value)
 
 
@@ -310,6 +328,8 @@ def _duration(raw: Mapping[str, Any], key: str, path: str, *, positive: bool = T
         raise SpecError(path, str(exc)) from None
     if positive and seconds <= 0:
         raise SpecError(path, "must be greater than zero")
+    if seconds > MAX_DURATION:
+        raise SpecError(path, f"{value!r} is out of range (at most 2562047h)")
     return seconds
 
 

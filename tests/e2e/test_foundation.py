@@ -78,6 +78,8 @@ def test_static_jwk_is_published_with_metadata_status_and_event(kube: Kube, ns: 
     assert policy["audiences"] == ["api"]
     assert policy["issuers"] == ["https://iss"]
     assert "RS256" in policy["algorithms"]
+    assert not kube.events(ns, "s1"), "the first publish is in status; no event (an API write) for it"
+    kube.patch_spec(ns, "s1", {"audiences": ["api", "web"]})
     wait_for(lambda: any(e.reason == "Published" for e in kube.events(ns, "s1")), what="Published event")
 
 
@@ -195,7 +197,7 @@ def test_schema_rejects_malformed_specs_naming_the_field(kube: Kube, ns: str) ->
     cases: list[tuple[dict[str, Any], str]] = [
         ({}, "exactly one of spec.jwkUrl or spec.static must be set"),
         ({"jwkUrl": "https://a/b", "static": {"pem": "x"}}, "exactly one of spec.jwkUrl or spec.static"),
-        ({"jwkUrl": "http://a/b"}, "spec.jwkUrl must use https://"),
+        ({"jwkUrl": "http://a/b"}, "spec.jwkUrl: must use https://"),
         ({"jwkUrl": "https://a/b", "audiences": [""]}, "spec.audiences[0]"),
         ({"static": {}}, "exactly one of spec.static.jwks, spec.static.pem or spec.static.secretRef"),
         ({"jwkUrl": "https://a/b", "algorithms": ["none"]}, "spec.algorithms[0]"),

@@ -1,4 +1,5 @@
-"""Hostile inputs, table driven: malformed specs, malicious JWK Sets, hostile servers.
+"""Hostile inputs, table driven: malformed specs (from tests/faults/spec_table.py), malicious JWK Sets,
+hostile servers.
 
 Every case asserts a clear reason, that nothing good was lost, and that nothing private was published.
 """
@@ -15,6 +16,7 @@ import trustme
 from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.conftest import Kube, wait_for
+from tests.faults.spec_table import BAD_SPECS
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, private_jwk, public_jwk, rsa_key
@@ -22,49 +24,8 @@ from tests.material import ec_key, private_jwk, public_jwk, rsa_key
 PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 GOOD_URL = "https://idp.example/jwks"
 
-MALFORMED_SPECS: list[tuple[str, dict[str, Any], str]] = [
-    ("no source", {}, "exactly one of spec.jwkUrl or spec.static must be set"),
-    (
-        "both sources",
-        {"jwkUrl": GOOD_URL, "static": {"pem": "x"}},
-        "exactly one of spec.jwkUrl or spec.static",
-    ),
-    ("http url", {"jwkUrl": "http://idp/jwks"}, "spec.jwkUrl must use https://"),
-    ("not a url", {"jwkUrl": "file:///etc/passwd"}, "spec.jwkUrl in body should match"),
-    ("empty audience", {"jwkUrl": GOOD_URL, "audiences": [""]}, "spec.audiences[0]"),
-    ("empty issuer", {"jwkUrl": GOOD_URL, "issuers": [""]}, "spec.issuers[0]"),
-    ("alg none", {"jwkUrl": GOOD_URL, "algorithms": ["none"]}, "spec.algorithms[0]: Unsupported value"),
-    ("HS with a URL", {"jwkUrl": GOOD_URL, "algorithms": ["HS256"]}, "HS* cannot be used with spec.jwkUrl"),
-    (
-        "inline HMAC",
-        {"static": {"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}},
-        "spec.static.jwks.keys[0].kty: Unsupported value",
-    ),
-    (
-        "two static kinds",
-        {"static": {"pem": "x", "secretRef": {"name": "s", "key": "k"}}},
-        "exactly one of spec.static",
-    ),
-    (
-        "secretRef without key",
-        {"static": {"secretRef": {"name": "s"}}},
-        "spec.static.secretRef.key: Required value",
-    ),
-    ("bad duration", {"jwkUrl": GOOD_URL, "refresh": {"minInterval": "soon"}}, "spec.refresh.minInterval"),
-    (
-        "min above max",
-        {"jwkUrl": GOOD_URL, "refresh": {"minInterval": "2h", "maxInterval": "1h"}},
-        "spec.refresh.minInterval must not be greater than",
-    ),
-    (
-        "bad target name",
-        {"jwkUrl": GOOD_URL, "target": {"name": "Not_Valid"}},
-        "spec.target.name in body should match",
-    ),
-]
 
-
-@pytest.mark.parametrize(("case", "spec", "message"), MALFORMED_SPECS, ids=[c[0] for c in MALFORMED_SPECS])
+@pytest.mark.parametrize(("case", "spec", "message"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
 def test_malformed_specs_are_rejected_at_the_door(
     kube: Kube, ns: str, case: str, spec: dict[str, Any], message: str
 ) -> None:

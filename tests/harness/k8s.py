@@ -4,7 +4,8 @@ on it, and run in a thread so sync tests and a separate operator process can tal
 Enforced: namespaces must exist; uid/creationTimestamp/resourceVersion/generation; 409 on stale
 resourceVersion (PUT, patches carrying one, delete preconditions); status subresource isolation;
 patch content types (merge, strategic for built-ins, json-patch; 415 for apply); CRD defaulting,
-pruning and validation (OpenAPI + CEL `x-kubernetes-validations`) with real-looking 422 messages;
+pruning and validation (OpenAPI + CEL `x-kubernetes-validations`) with real-looking 422 messages
+(`cel=False` models an API server without CEL: before Kubernetes 1.25, or with the feature off);
 finalizers; ownerReference garbage collection; namespace deletion; label/field selectors in list and
 watch; watch resume from resourceVersion (410 when too old) and `timeoutSeconds`; fault injection.
 """
@@ -74,7 +75,9 @@ class ApiError(Exception):
             "message": self.message,
             "details": self.details,
         }
-        return aiohttp.web.json_response(body, status=self.code)
+        # Like the API server's priority-and-fairness rejections: 429 says when to come back.
+        headers = {"Retry-After": "1"} if self.code == 429 else None
+        return aiohttp.web.json_response(body, status=self.code, headers=headers)
 
 
 @dataclass
@@ -113,6 +116,7 @@ class Fault:
     times: int
     subresource: str | None
     name: str | None
+    delay: float = 0.0
 
 
 def now_stamp() -> str:
@@ -208,6 +212,8 @@ def to_json_schema(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {k: to_json_schema(v) for k, v in schema.items() if not k.startswith("x-kubernetes-")}
+    if schema.get("x-kubernetes-list-type") == "set":  # the API server rejects duplicates in a set
+        out["uniqueItems"] = True
     out.pop("format", None)
     if out.pop("nullable", False) and "type" in out:
         out["type"] = [out["type"], "null"]
@@ -222,6 +228,12 @@ def _k8s_message(error: jsonschema.ValidationError, where: str) -> str:
     if v == "required":
         missing = str(error.message).split("'")[1]
         return f"{_path([*error.absolute_path, missing])}: Required value"
+    if v == "uniqueItems":
+        seen: list[Any] = []
+        for index, item in enumerate(cast(list[Any], error.instance)):
+            if item in seen:
+                return f"{where}[{index}]: Duplicate value: {json.dumps(item)}"
+            seen.append(item)
     if v == "enum":
         options = ", ".join(json.dumps(o) for o in rule)
         return f"{where}: Unsupported value: {value}: supported values: {options}"
@@ -238,8 +250,11 @@ def _k8s_message(error: jsonschema.ValidationError, where: str) -> str:
     return f"{where}: Invalid value: {value}: {where} in body {texts.get(str(v), str(error.message))}"
 
 
-def validate(obj: Obj, schema: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(field, message) for every schema and CEL violation, like the API server reports them."""
+def validate(obj: Obj, schema: Mapping[str, Any], *, cel: bool = True) -> list[tuple[str, str]]:
+    """(field, message) for every schema and CEL violation, like the API server reports them.
+
+    With `cel=False`, `x-kubernetes-validations` rules are ignored, as by an API server without CEL.
+    """
     problems: list[tuple[str, str]] = []
     body = {k: v for k, v in obj.items() if k != "metadata"}
     checker = jsonschema.Draft7Validator(
@@ -253,7 +268,7 @@ def validate(obj: Obj, schema: Mapping[str, Any]) -> list[tuple[str, str]]:
     for error in sorted(checker.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))):
         where = _path(list(error.absolute_path))
         problems.append((where, _k8s_message(error, where)))
-    if not problems:
+    if cel and not problems:
         _cel(body, schema, [], problems)
     return problems
 
@@ -312,6 +327,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     crds: Sequence[Mapping[str, Any]] = ()
     history: int = EVENT_LOG  # watch events kept per resource for resuming; older resumes get 410
+    cel: bool = True  # False: CRD `x-kubernetes-validations` rules are ignored (no CEL in this server)
     kinds: dict[ResKey, Kind] = attrs.field(factory=dict, init=False)
     store: dict[ResKey, dict[tuple[str | None, str], Obj]] = attrs.field(factory=dict, init=False)
     rv: int = attrs.field(default=0, init=False)
@@ -366,9 +382,11 @@ class ApiServer(kmock.KubernetesEmulator):
         times: int = 1,
         subresource: str | None = None,
         name: str | None = None,
+        delay: float = 0.0,
     ) -> None:
-        """Fail the next `times` matching requests with `status` before touching any state."""
-        self.faults.append(Fault(action, plural, status, times, subresource, name))
+        """Fail the next `times` matching requests with `status` before touching any state; with a
+        `delay`, hold each first (a stalled server: clients time out); status 0 then serves it."""
+        self.faults.append(Fault(action, plural, status, times, subresource, name, delay))
 
     def counts(self) -> collections.Counter[tuple[str, str]]:
         """Requests served so far by (verb, plural[/subresource])."""
@@ -417,7 +435,13 @@ class ApiServer(kmock.KubernetesEmulator):
             return await kmock.KubernetesScaffold._handle(self, request)
         verb = _verb(request)
         try:
-            self._fault(verb, kind, request)
+            fault = self._fault(verb, kind, request)
+            if fault is not None:
+                await asyncio.sleep(fault.delay)
+                if verb == "watch" and fault.status == 410:  # as a real server says it: in the stream
+                    return await self._watch(kind, request, expired=True)
+                if fault.status:
+                    raise ApiError(fault.status, "InjectedFault", f"injected fault: HTTP {fault.status}")
             if verb == "watch":
                 return await self._watch(kind, request)
             obj, status = self._dispatch(verb, kind, request)
@@ -425,17 +449,18 @@ class ApiServer(kmock.KubernetesEmulator):
         except ApiError as exc:
             return exc.response()
 
-    def _fault(self, verb: str, kind: Kind, request: kmock.Request) -> None:
+    def _fault(self, verb: str, kind: Kind, request: kmock.Request) -> Fault | None:
         for fault in self.faults:
             if (
                 fault.action in (verb, "*")
                 and fault.plural == kind.key[2]
                 and fault.times > 0
                 and fault.subresource == request.subresource
-                and fault.name in (None, request.name)
+                and fault.name in (None, request.name or _body_name(request))
             ):
                 fault.times -= 1
-                raise ApiError(fault.status, "InjectedFault", f"injected fault: HTTP {fault.status}")
+                return fault
+        return None
 
     def _dispatch(self, verb: str, kind: Kind, request: kmock.Request) -> tuple[Obj, int]:
         ns, name, params = request.namespace, request.name, request.params
@@ -698,7 +723,7 @@ class ApiServer(kmock.KubernetesEmulator):
         for part, sub in props.items():
             if part != "metadata" and part in obj:
                 prune(obj[part], sub)
-        problems = validate(obj, kind.schema)
+        problems = validate(obj, kind.schema, cel=self.cel)
         if problems:
             name = obj["metadata"].get("name")
             text = problems[0][1] if len(problems) == 1 else "[" + ", ".join(m for _, m in problems) + "]"
@@ -721,7 +746,9 @@ class ApiServer(kmock.KubernetesEmulator):
                 if event is not None:
                     watcher.queue.put_nowait(event)
 
-    async def _watch(self, kind: Kind, request: kmock.Request) -> aiohttp.web.StreamResponse:
+    async def _watch(
+        self, kind: Kind, request: kmock.Request, *, expired: bool = False
+    ) -> aiohttp.web.StreamResponse:
         params = request.params
         watcher = Watcher(kind, request.namespace, _selector(params))
         since = params.get("resourceVersion") or "0"
@@ -735,7 +762,7 @@ class ApiServer(kmock.KubernetesEmulator):
         else:
             log = self.log[kind.key]
             oldest = log[0][0] if log else self.rv + 1
-            if log and len(log) == log.maxlen and int(since) < oldest - 1:
+            if expired or (log and len(log) == log.maxlen and int(since) < oldest - 1):
                 backlog = [
                     {
                         "type": "ERROR",
@@ -825,6 +852,13 @@ def _body(request: kmock.Request) -> Obj:
     return request.data
 
 
+def _body_name(request: kmock.Request) -> str | None:
+    """The object's name in a create request's body (its URL has none)."""
+    data = request.data if isinstance(request.data, dict) else {}
+    name = (data.get("metadata") or {}).get("name")
+    return str(name) if name else None
+
+
 def _spec_of(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
@@ -843,11 +877,20 @@ def load_crds(directory: Path) -> list[Obj]:
 
 
 class EmulatedCluster:
-    """The ApiServer on a loopback port, in a thread with its own event loop."""
+    """The ApiServer on a loopback port, in a thread with its own event loop.
 
-    def __init__(self, crds: Sequence[Mapping[str, Any]] = (), *, history: int = EVENT_LOG) -> None:
+    `cel=False` serves the CRDs without their CEL rules, like an API server older than Kubernetes 1.25.
+    Subclasses may serve a subclass of ApiServer (`server`).
+    """
+
+    server: type[ApiServer] = ApiServer
+
+    def __init__(
+        self, crds: Sequence[Mapping[str, Any]] = (), *, history: int = EVENT_LOG, cel: bool = True
+    ) -> None:
         self.crds = crds
         self.history = history
+        self.cel = cel
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="k8s-emulator")
         self._stop: asyncio.Event | None = None
@@ -866,7 +909,7 @@ class EmulatedCluster:
 
         async def serve() -> None:
             async with (
-                ApiServer(crds=self.crds, history=self.history) as api,
+                self.server(crds=self.crds, history=self.history, cel=self.cel) as api,
                 kmock.Server(api, host="127.0.0.1") as server,
             ):
                 self.api = api

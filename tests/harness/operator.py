@@ -1,4 +1,5 @@
-"""Run the real operator (`python -m jwks_operator run`) as a subprocess against a kubeconfig."""
+"""Run the real operator (`python -m jwks_operator run`, or another command such as an installed
+`jwks-operator` script) as a subprocess against a kubeconfig."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ class OperatorProcess:
         *,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        command: Sequence[str] = (sys.executable, "-m", "jwks_operator"),
     ) -> None:
+        self.command = list(command)
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.port = free_port()
@@ -48,7 +51,7 @@ class OperatorProcess:
         """Start and wait until the liveness endpoint answers."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jwks_operator", *self.args],
+                [*self.command, *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,

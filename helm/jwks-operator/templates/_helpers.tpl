@@ -1,0 +1,112 @@
+{{/* Chart name. */}}
+{{- define "jwks-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, prefixed to the chart name unless it already contains it. */}}
+{{- define "jwks-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "jwks-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jwks-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jwks-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "jwks-operator.labels" -}}
+helm.sh/chart: {{ include "jwks-operator.chart" . }}
+{{ include "jwks-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: jwks-operator
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "jwks-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "jwks-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "jwks-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the replicas run with Kopf peering (HA), else empty. */}}
+{{- define "jwks-operator.peering" -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- end }}
+
+{{/*
+The operator's permissions, shared by the ClusterRole (all namespaces) and each Role (watched
+namespaces). Exactly what the operator and Kopf request; tests/e2e/test_zz_rbac.py compares it with
+the requests of a whole e2e run.
+*/}}
+{{- define "jwks-operator.rules" -}}
+# Kopf lists, then watches, the JwtSecrets; the operator never reads one by name.
+- apiGroups: [jwks.dev]
+  resources: [jwtsecrets]
+  verbs: [list, watch]
+# Status is written through the subresource only (merge patch).
+- apiGroups: [jwks.dev]
+  resources: [jwtsecrets/status]
+  verbs: [patch]
+# Published ConfigMaps: read, written, deleted after a target change; watched (server-side label
+# selector app.kubernetes.io/managed-by=jwks-operator) to repair hand edits.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, update, delete]
+# Secrets: spec.static.secretRef / caBundleRef sources are read by name; HMAC outputs are written and,
+# after a target change, deleted. Never list or watch: the operator cannot enumerate Secrets.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, update, delete]
+# Warnings and repairs are recorded as Events on the JwtSecret (Kopf's own event posting is off).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* Kopf peering (HA): Kopf watches the peering objects and patches its keep-alive into ours. */}}
+{{- define "jwks-operator.peeringRules" -}}
+- apiGroups: [kopf.dev]
+  resources: [{{ .resource }}]
+  verbs: [list, watch]
+- apiGroups: [kopf.dev]
+  resources: [{{ .resource }}]
+  resourceNames: [{{ .name }}]
+  verbs: [patch]
+{{- end }}
+
+{{/* Checks the schema cannot express; deployment.yaml runs them. */}}
+{{- define "jwks-operator.validate" -}}
+{{- with .Values.refresh }}
+{{- if gt (float64 .minInterval) (float64 .maxInterval) }}
+{{- fail (printf "refresh.minInterval (%v) must not be greater than refresh.maxInterval (%v)" .minInterval .maxInterval) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.livenessProbe.port)) }}
+{{- fail (printf "metrics.port and livenessProbe.port must differ (both are %v)" .Values.metrics.port) }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,111 @@
+"""HA: two real operators with Kopf peering on one emulated cluster; exactly one reconciles.
+
+Runs on its own emulator (the session's standalone operator would otherwise answer too), with the
+chart's Kopf peering CRDs and a ClusterKopfPeering as the chart creates it. Failover times are printed
+(`pytest -s`) and documented in README.md; the waits below only bound them loosely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from kubernetes import config
+
+from tests.e2e.conftest import ROOT, Kube, wait_for
+from tests.harness.idp import JwksProvider
+from tests.harness.k8s import EmulatedCluster, load_crds
+from tests.harness.operator import OperatorProcess
+
+PEERING = "jwks-operator"
+LIFETIME = 6  # --peering-lifetime: how long a crashed leader is presumed alive
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("JWKS_E2E_KUBECONFIG")), reason="needs a cluster without another operator"
+)
+
+
+@pytest.fixture(scope="module")
+def ha_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kube, Path]]:
+    crds = load_crds(ROOT / "crds") + load_crds(ROOT / "helm" / "jwks-operator" / "crds")
+    with EmulatedCluster(crds=crds) as cluster:
+        path = cluster.write_kubeconfig(tmp_path_factory.mktemp("ha") / "kubeconfig")
+        kube = Kube(config.new_client_from_config(str(path)))  # type: ignore[no-untyped-call]
+        body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}}
+        kube.custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
+        kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ha"}})
+        yield kube, path
+
+
+def replica(kubeconfig: Path, tmp: Path, name: str, priority: int, ca_bundle: Path) -> OperatorProcess:
+    args = ["--peering", PEERING, "--priority", str(priority), "--peering-lifetime", str(LIFETIME)]
+    args += ["--min-interval", "1", "--allow-private-networks", "--retry-base", "1", "--retry-max", "2"]
+    env = {"POD_ID": name, "REQUESTS_CA_BUNDLE": str(ca_bundle)}
+    return OperatorProcess(kubeconfig, tmp / f"{name}.log", args=args, env=env)
+
+
+def lines(proc: OperatorProcess, text: str) -> int:
+    return sum(text in line for line in proc.log().splitlines())
+
+
+def peers(kube: Kube) -> dict[str, Any]:
+    obj = kube.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
+    return dict(obj.get("status") or {})
+
+
+def reconciled(kube: Kube, audience: str) -> bool:
+    obj = kube.get("ha", "keys")
+    policy = json.loads(kube.configmap("ha", "keys-jwks").data["policy.json"])
+    current = obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+    return bool(current and policy["audiences"] == [audience])
+
+
+def failover(kube: Kube, audience: str) -> float:
+    """Change the spec; seconds until the published policy shows it."""
+    started = time.monotonic()
+    kube.patch_spec("ha", "keys", {"audiences": [audience]})
+    wait_for(lambda: reconciled(kube, audience), LIFETIME + 20, f"audience {audience} published")
+    return time.monotonic() - started
+
+
+def test_one_replica_reconciles_and_another_takes_over(
+    ha_cluster: tuple[Kube, Path], tmp_path: Path, ca: trustme.CA, ca_bundle: Path
+) -> None:
+    kube, kubeconfig = ha_cluster
+    a = replica(kubeconfig, tmp_path, "replica-a", 200, ca_bundle).start()
+    b = replica(kubeconfig, tmp_path, "replica-b", 100, ca_bundle).start()
+    try:
+        with JwksProvider(ca=ca, profile="google", max_age=1) as idp:
+            kube.create("ha", "keys", {"jwkUrl": idp.url, "audiences": ["one"]})
+            kube.wait_condition("ha", "keys", timeout=30)
+            wait_for(lambda: set(peers(kube)) == {"replica-a", "replica-b"}, 10, "both peers")
+            time.sleep(3)  # a few refresh periods (max-age 1 s)
+            assert len(idp.log) >= 2, "the leader refreshes"
+            assert lines(b, "stands by") == 1
+            for quiet in ("fetched", "key(s) created", "key(s) updated", "Traceback"):
+                assert lines(b, quiet) == 0, b.log()
+
+            a.stop()  # graceful: the leader leaves the peering object at once
+            graceful = failover(kube, "two")
+            assert "replica-a" not in peers(kube)
+            assert lines(b, "now leads") == 1
+
+            a.start()  # the higher priority takes the lead back
+            wait_for(lambda: lines(b, "stands by") == 2, 15, "b stands by again")
+            wait_for(lambda: lines(a, "now leads") == 2, 15, "a leads again")
+            a.kill()  # a crash: b waits until a's keep-alive expires
+            crashed = failover(kube, "three")
+            assert lines(b, "now leads") == 2
+            requests_before = len(idp.log)
+            wait_for(lambda: len(idp.log) > requests_before, 10, "b refreshes as leader")
+        print(f"\nfailover: graceful {graceful:.1f}s, crash {crashed:.1f}s (--peering-lifetime {LIFETIME})")
+        assert graceful < crashed
+    finally:
+        a.stop()
+        b.stop()
