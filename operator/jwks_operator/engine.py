@@ -400,7 +400,10 @@ class Engine:
     async def _refresh(self, source: UrlSource) -> None:
         """Fetch a URL once for all its subscribers, then reconcile each of them."""
         async with source.lock:
+            before = (source.attempted, source.document, source.error, source.failures)
             await self._fetch(source)
+        if before == (True, source.document, source.error, source.failures):
+            return  # a revalidation that changed nothing: every subscriber's output and status stand
         await asyncio.gather(*(self.reconcile(k, from_source=True) for k in list(source.subscribers)))
 
     async def _fetch(self, source: UrlSource) -> None:
@@ -447,7 +450,10 @@ class Engine:
         self.metrics.fetches.labels(source.url, "ok" if result.status == 200 else "not_modified").inc()
         self.metrics.failures.labels(source.url).set(0)
         self.metrics.last_success.labels(source.url).set(now.timestamp())
-        self._plan(source, self._interval(source, freshness(result.headers, now)))
+        interval = self._interval(source, freshness(result.headers, now))
+        if interval is not None:  # freshness counts from the request (RFC 9111 4.2.3), not the reply
+            interval = max(interval - (time.monotonic() - started), 0.0)
+        self._plan(source, interval)
         source.expires_at = source.next_refresh
 
     def _interval(self, source: UrlSource, fresh: Freshness) -> float | None:

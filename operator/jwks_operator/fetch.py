@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.utils
 import urllib3
+import urllib3.util.ssl_
 
 from . import __version__
 from .cache import delta_seconds
 from .errors import FetchError
 from .netguard import BlockedAddressError, GuardedAdapter
+
+if TYPE_CHECKING:
+    from requests.adapters import _HostParams, _PoolKwargs
 
 MAX_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
@@ -48,6 +55,52 @@ class FetchSettings:
     allow_private_networks: bool = False
 
 
+class TrustCachingAdapter(GuardedAdapter):
+    """A GuardedAdapter that loads each CA bundle file once per process, not once per connection.
+
+    requests hands urllib3 the bundle's path and every new TLS connection parses it again: about
+    20 ms of CPU for a container's trust store (certifi's 140-odd roots), on every refresh, since
+    refresh intervals outlive keep-alive. Here each (path, mtime) gets one SSLContext, shared.
+    """
+
+    _contexts: dict[tuple[str, int], ssl.SSLContext] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def context(cls, path: str) -> ssl.SSLContext:
+        """The verifying SSLContext for a CA bundle file (reloaded when the file changes)."""
+        key = (path, os.stat(path).st_mtime_ns)
+        with cls._lock:
+            context = cls._contexts.get(key)
+            if context is None:
+                context = urllib3.util.ssl_.create_urllib3_context()
+                context.load_verify_locations(cafile=path)
+                cls._contexts = {k: v for k, v in cls._contexts.items() if k[0] != path}
+                cls._contexts[key] = context
+            return context
+
+    @staticmethod
+    def _bundle(verify: Any) -> str | None:
+        if verify is True:
+            return str(requests.utils.DEFAULT_CA_BUNDLE_PATH)
+        return verify if isinstance(verify, str) and not os.path.isdir(verify) else None
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[_HostParams, _PoolKwargs]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        bundle = self._bundle(verify)
+        if bundle is not None and host_params["scheme"] == "https":
+            pool_kwargs.pop("ca_certs", None)
+            pool_kwargs["ssl_context"] = self.context(bundle)
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if getattr(conn, "conn_kw", {}).get("ssl_context") is not None and self._bundle(verify) is not None:
+            conn.ca_certs = None  # the pool's context already trusts the bundle: do not parse it again
+
+
 class Fetcher:
     """Thread-safe JWKS fetcher (one requests.Session per thread for connection reuse)."""
 
@@ -59,7 +112,7 @@ class Fetcher:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            adapter = GuardedAdapter(allow_private=self.settings.allow_private_networks, max_retries=0)
+            adapter = TrustCachingAdapter(allow_private=self.settings.allow_private_networks, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers["User-Agent"] = f"jwks-operator/{__version__}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 import trustme
 
 from jwks_operator.errors import FetchError
-from jwks_operator.fetch import Fetcher, FetchSettings
+from jwks_operator.fetch import Fetcher, FetchSettings, TrustCachingAdapter
 from jwks_operator.netguard import BlockedAddressError, check_address, check_host
 from tests.harness.idp import JwksProvider
 
@@ -53,6 +55,33 @@ def test_fetch_and_revalidate(provider: JwksProvider) -> None:
     changed = fetcher().fetch(provider.url, etag=first.headers["etag"])
     assert changed.status == 200
     assert changed.headers["etag"] != first.headers["etag"]
+
+
+def test_a_trust_bundle_is_parsed_once_per_file_not_per_connection(
+    provider: JwksProvider, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "trust.pem"
+    bundle.write_bytes(trustme.CA().cert_pem.bytes() + ca.cert_pem.bytes())
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    parsed: list[object] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        parsed.append(kwargs.get("cafile") or args[0])
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    shared = fetcher()
+    for _ in range(3):  # the provider closes each connection: three TLS handshakes
+        assert shared.fetch(provider.url).status == 200
+    assert fetcher().fetch(provider.url).status == 200  # another session (thread) shares the context
+    assert parsed == [str(bundle)]
+    bundle.write_bytes(trustme.CA().cert_pem.bytes())  # rotated: our CA is gone
+    os.utime(bundle, ns=(0, 1))
+    with pytest.raises(FetchError, match="TLS error"):
+        shared.fetch(provider.url)
+    assert parsed == [str(bundle)] * 2
+    assert len([k for k in TrustCachingAdapter._contexts if k[0] == str(bundle)]) == 1
 
 
 def test_untrusted_certificate_is_refused(provider: JwksProvider) -> None:
