@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 PREFIX = "jwks_operator"
 
@@ -47,18 +49,8 @@ class Metrics:
             ["url"],
             registry=r,
         )
-        self.keys = Gauge(
-            f"{PREFIX}_keys_published",
-            "Keys published per JwtSecret.",
-            ["namespace", "jwtsecret"],
-            registry=r,
-        )
-        self.condition = Gauge(
-            f"{PREFIX}_condition",
-            "JwtSecret conditions (1 for the current status).",
-            ["namespace", "jwtsecret", "type", "status"],
-            registry=r,
-        )
+        self.objects = ObjectCollector()
+        r.register(self.objects)
         self.api_writes = Counter(
             f"{PREFIX}_api_writes",
             "Kubernetes API writes by kind and verb.",
@@ -71,24 +63,14 @@ class Metrics:
             "1 when this replica reconciles (standalone, or elected by Kopf peering), 0 on standby.",
             registry=r,
         )
-        self._series: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
 
     def set_object(self, namespace: str, name: str, keys: int, conditions: Iterable[tuple[str, str]]) -> None:
-        """Export a JwtSecret's key count and its (type, status) conditions (1 current, 0 others)."""
-        self.keys.labels(namespace, name).set(keys)
-        series = self._series.setdefault((namespace, name), set())
-        for kind, status in conditions:
-            for value in ("True", "False", "Unknown"):
-                self.condition.labels(namespace, name, kind, value).set(1.0 if value == status else 0.0)
-                series.add((namespace, name, kind, value))
+        """Export a JwtSecret's key count and its (type, status) conditions."""
+        self.objects.state[(namespace, name)] = (keys, tuple(conditions))
 
     def forget_object(self, namespace: str, name: str) -> None:
         """Drop the series of a deleted JwtSecret."""
-        with contextlib.suppress(KeyError):
-            self.keys.remove(namespace, name)
-        for labels in self._series.pop((namespace, name), set()):
-            with contextlib.suppress(KeyError):
-                self.condition.remove(*labels)
+        self.objects.state.pop((namespace, name), None)
 
     def forget_url(self, url: str) -> None:
         """Drop the gauges of a URL nobody uses any more."""
@@ -99,3 +81,33 @@ class Metrics:
     def serve(self, port: int) -> None:
         """Serve /metrics on `port` (a daemon thread)."""
         start_http_server(port, registry=self.registry)
+
+
+class ObjectCollector(Collector):
+    """Per-JwtSecret series, built at scrape time from one small tuple per object.
+
+    A labelled Gauge child per series would cost about 7 KB per JwtSecret (key count, and three
+    conditions with three statuses each): 70 MB at 10,000 objects, for data the engine already has.
+    """
+
+    def __init__(self) -> None:
+        self.state: dict[tuple[str, str], tuple[int, tuple[tuple[str, str], ...]]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        keys = GaugeMetricFamily(
+            f"{PREFIX}_keys_published", "Keys published per JwtSecret.", labels=["namespace", "jwtsecret"]
+        )
+        condition = GaugeMetricFamily(
+            f"{PREFIX}_condition",
+            "JwtSecret conditions (1 for the current status).",
+            labels=["namespace", "jwtsecret", "type", "status"],
+        )
+        for (namespace, name), (count, conditions) in list(
+            self.state.items()
+        ):  # copied: scrapes run in a thread
+            keys.add_metric([namespace, name], count)
+            for kind, status in conditions:
+                for value in ("True", "False", "Unknown"):
+                    condition.add_metric([namespace, name, kind, value], 1.0 if value == status else 0.0)
+        yield keys
+        yield condition

@@ -176,7 +176,9 @@ def operator(
         "3",
         "--allow-private-networks",
     ]
-    proc = OperatorProcess(kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(ca_bundle)})
+    proc = OperatorProcess(
+        kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(ca_bundle)}, metrics=True
+    )
     with proc:
         yield proc
     print(f"operator log: {log}")

@@ -147,6 +147,35 @@ def test_jwk_url_over_tls_publishes_keys_that_verify_tokens(
     assert claims["aud"] == "api"
 
 
+def test_metrics_report_each_jwtsecret_and_url(
+    kube: Kube, ns: str, provider: JwksProvider, operator: OperatorProcess
+) -> None:
+    kube.create(ns, "good", {"jwkUrl": provider.url, "audiences": ["api"]})
+    kube.create(ns, "bad", {"static": {"pem": "not a key"}})
+    kube.wait_condition(ns, "good")
+    kube.wait_condition(ns, "bad", "False")
+
+    def series(name: str, **labels: str) -> float | None:
+        return operator.scrape().get((name, frozenset(labels.items())))
+
+    good, bad = {"namespace": ns, "jwtsecret": "good"}, {"namespace": ns, "jwtsecret": "bad"}
+    assert series("jwks_operator_keys_published", **good) == len(provider.keys)
+    assert series("jwks_operator_condition", **good, type="Ready", status="True") == 1.0
+    assert series("jwks_operator_condition", **good, type="Ready", status="False") == 0.0
+    assert series("jwks_operator_condition", **bad, type="Ready", status="False") == 1.0
+    assert series("jwks_operator_keys_published", **bad) == 0.0
+    url = {"url": provider.url}
+    assert (series("jwks_operator_fetches_total", **url, result="ok") or 0) >= 1
+    assert (series("jwks_operator_next_refresh_timestamp_seconds", **url) or 0) > time.time()
+    assert series("jwks_operator_consecutive_failures", **url) == 0.0
+    assert (series("jwks_operator_api_writes_total", kind="ConfigMap", verb="create") or 0) >= 1
+    kube.delete(ns, "bad")
+    wait_for(
+        lambda: series("jwks_operator_keys_published", **bad) is None, what="series of a deleted object gone"
+    )
+    assert not [k for k in operator.scrape() if ("jwtsecret", "bad") in k[1] and ("namespace", ns) in k[1]]
+
+
 def test_untrusted_tls_is_refused(kube: Kube, ns: str) -> None:
     with JwksProvider(ca=trustme.CA()) as stranger:
         kube.create(ns, "tls", {"jwkUrl": stranger.url})

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from prometheus_client.parser import text_string_to_metric_families
+
 
 def free_port() -> int:
     """A free TCP port on loopback."""
@@ -33,6 +35,7 @@ class OperatorProcess:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         command: Sequence[str] = (sys.executable, "-m", "jwks_operator"),
+        metrics: bool = False,
     ) -> None:
         self.command = list(command)
         self.kubeconfig = kubeconfig
@@ -44,6 +47,9 @@ class OperatorProcess:
             f"http://127.0.0.1:{self.port}/healthz",
             *args,
         ]
+        self.metrics_port = free_port() if metrics else 0
+        if metrics:
+            self.args += ["--metrics-port", str(self.metrics_port)]
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -89,6 +95,17 @@ class OperatorProcess:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """The operator's /metrics as {(sample name, labels): value} (needs `metrics=True`)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
 
     def log(self) -> str:
         """Everything the operator printed so far."""
