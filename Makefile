@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit e2e bench tools sync-crds deploy clean
+.PHONY: demo test test-emulator test-real control-plane lint typecheck unit e2e bench tools sync-crds deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo
 
-## Lint, type-check and run the whole test suite.
-test: lint typecheck
+## Lint, type-check and run the whole test suite: the emulator tier, then the real control-plane tier.
+test: lint typecheck test-emulator test-real
+
+test-emulator: $(STAMP)
 	$(BIN)/python -m pytest
+
+## The e2e suite and tests/e2e/real on etcd + kube-apiserver + kube-controller-manager (built once).
+test-real: control-plane
+	JWKS_BACKEND=real $(BIN)/python -m pytest tests/e2e
+
+## Build kube-apiserver, kube-controller-manager and etcd into .tools/k8s/<version> (or use KUBEBUILDER_ASSETS).
+control-plane: $(STAMP)
+	$(BIN)/python tools/control_plane.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests tools benchmarks

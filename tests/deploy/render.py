@@ -8,15 +8,15 @@ policy) is left out. tests/deploy/test_chart.py fails when deploy/ differs from 
 
 from __future__ import annotations
 
-import functools
 import re
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.harness.tools import run
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "jwks-operator"
@@ -50,20 +50,9 @@ metadata:
 HELM_ONLY = re.compile(r"^ *(helm\.sh/chart: .*|app\.kubernetes\.io/managed-by: Helm)\n", re.MULTILINE)
 
 
-@functools.cache
-def tool(name: str) -> Path:
-    """helm or kubectl from .tools/bin, installed there on first use (tools/install_tools.py)."""
-    subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "install_tools.py")], check=True, capture_output=True, text=True
-    )
-    return ROOT / ".tools" / "bin" / name
-
-
 def helm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run helm; the caller checks the return code."""
-    return subprocess.run(
-        [str(tool("helm")), *args], input=stdin, capture_output=True, text=True, check=False, timeout=60
-    )
+    return run("helm", *args, stdin=stdin, timeout=60)
 
 
 def template(values: Mapping[str, Any] | None = None, *flags: str) -> str:

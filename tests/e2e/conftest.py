@@ -19,15 +19,38 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tests.harness.backend import BACKEND, new_cluster
+from tests.harness.control_plane import RealCluster
 from tests.harness.k8s import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess
+from tests.harness.tools import kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "jwks.dev", "v1alpha1", "jwtsecrets"
 T = TypeVar("T")
-EMULATED: EmulatedCluster | None = None  # the emulator, when the tests do not run against a real cluster
+EMULATED: EmulatedCluster | None = None  # the emulator, when the tests run on it
+CLUSTER: EmulatedCluster | RealCluster | None = None  # the session's cluster (None: JWKS_E2E_KUBECONFIG)
+OPERATOR_NAMESPACE = OPERATOR_SA = "jwks-operator"  # deploy/'s ServiceAccount
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
 
 pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) what does not belong to this tier: tests/e2e/real/ needs the real control
+    plane (JWKS_BACKEND=real); tests marked `emulator_only` need the emulator."""
+    real = BACKEND == "real" and not os.environ.get("JWKS_E2E_KUBECONFIG")
+    real_dir = Path(__file__).parent / "real"
+
+    def wanted(item: pytest.Item) -> bool:
+        if real_dir in Path(str(item.path)).parents:
+            return real
+        return not (BACKEND == "real" and item.get_closest_marker("emulator_only"))
+
+    keep = [item for item in items if wanted(item)]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
+        items[:] = keep
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
@@ -115,27 +138,51 @@ class Kube:
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A kubeconfig for the emulator, or JWKS_E2E_KUBECONFIG for a real cluster (CRD applied)."""
-    real = os.environ.get("JWKS_E2E_KUBECONFIG")
-    if real:
-        path = Path(real).expanduser()
-        api = config.new_client_from_config(str(path))  # type: ignore[no-untyped-call]
-        ext: Any = client.ApiextensionsV1Api(api)
-        for crd in load_crds(ROOT / "crds"):
-            try:
-                ext.create_custom_resource_definition(crd)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        time.sleep(2)  # let the API server establish the CRD
-        yield path
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster | RealCluster | None]:
+    """The session's cluster of the selected backend (None with JWKS_E2E_KUBECONFIG: a user's)."""
+    if os.environ.get("JWKS_E2E_KUBECONFIG"):
+        yield None
         return
-    global EMULATED
-    with EmulatedCluster(crds=load_crds(ROOT / "crds")) as cluster:
-        EMULATED = cluster
-        yield cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
-    EMULATED = None
+    global CLUSTER, EMULATED
+    with new_cluster(tmp_path_factory.mktemp("cluster"), load_crds(ROOT / "crds")) as started:
+        CLUSTER = started
+        EMULATED = started if isinstance(started, EmulatedCluster) else None
+        yield started
+    CLUSTER = EMULATED = None
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(
+    cluster: EmulatedCluster | RealCluster | None, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """An admin kubeconfig for the session's cluster, or JWKS_E2E_KUBECONFIG (CRD applied)."""
+    if cluster is not None:
+        return cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
+    path = Path(os.environ["JWKS_E2E_KUBECONFIG"]).expanduser()
+    api = config.new_client_from_config(str(path))  # type: ignore[no-untyped-call]
+    ext: Any = client.ApiextensionsV1Api(api)
+    for crd in load_crds(ROOT / "crds"):
+        try:
+            ext.create_custom_resource_definition(crd)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    time.sleep(2)  # let the API server establish the CRD
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    cluster: EmulatedCluster | RealCluster | None, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """What the operator runs with: on the real control plane, the ServiceAccount and RBAC of deploy/
+    (a token from the TokenRequest API), so every request is authorized as in a cluster."""
+    if not isinstance(cluster, RealCluster):
+        return kubeconfig
+    kubectl(kubeconfig, "apply", "--server-side", "-f", str(ROOT / "deploy" / "namespace.yaml"))
+    kubectl(kubeconfig, "apply", "--server-side", "-f", str(ROOT / "deploy" / "rbac.yaml"))
+    path = tmp_path_factory.mktemp("operator-sa") / "kubeconfig"
+    return cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, path)
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +204,7 @@ def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def operator(
-    kubeconfig: Path, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+    operator_kubeconfig: Path, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """One operator for the session, trusting the test CA, refreshing at least every second."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
@@ -177,7 +224,7 @@ def operator(
         "--allow-private-networks",
     ]
     proc = OperatorProcess(
-        kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(ca_bundle)}, metrics=True
+        operator_kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(ca_bundle)}, metrics=True
     )
     with proc:
         yield proc

@@ -11,7 +11,7 @@ import pytest
 from benchmarks.report import STEADY_COLUMNS, SYNC_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]  # benchmarks run their own emulator
 
 
 def rows(output: str, first_column: str) -> list[dict[str, str]]:

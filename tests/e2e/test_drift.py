@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from tests.e2e.conftest import Kube, wait_for
+from tests.harness.backend import operator_requests
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, public_jwk
 
@@ -58,19 +60,14 @@ def test_deleting_the_jwtsecret_does_not_resurrect_its_configmap(kube: Kube, ns:
 def test_only_labelled_configmaps_are_watched(operator: OperatorProcess) -> None:
     from tests.e2e import conftest
 
-    if conftest.EMULATED is None:
-        pytest.skip("the request log is only available from the emulator")
-    emulated = conftest.EMULATED
+    if conftest.CLUSTER is None:
+        pytest.skip("needs the request log of the emulator or the audit log of the test control plane")
+    cluster = conftest.CLUSTER
 
     def configmap_watches() -> list[Any]:
-        requests = emulated.call(lambda api: list(api._requests))
-        return [
-            r
-            for r in requests
-            if r.resource is not None
-            and r.resource.plural == "configmaps"
-            and r.params.get("watch") == "true"
-        ]
+        calls = operator_requests(cluster)
+        return [c for c in calls if c.resource == "configmaps" and c.verb == "watch"]
 
     watches = wait_for(configmap_watches, 10, "the operator's ConfigMap watch")
-    assert all(r.params.get("labelSelector") == f"{LABEL}=jwks-operator" for r in watches)
+    selector = f"labelSelector={quote(LABEL + '=jwks-operator', safe='')}"
+    assert all(selector in c.uri or f"labelSelector={LABEL}=jwks-operator" in c.uri for c in watches), watches

@@ -1,6 +1,7 @@
-"""HA: two real operators with Kopf peering on one emulated cluster; exactly one reconciles.
+"""HA: two real operators with Kopf peering on one cluster of the selected backend; exactly one
+reconciles.
 
-Runs on its own emulator (the session's standalone operator would otherwise answer too), with the
+Runs on its own cluster (the session's standalone operator would otherwise answer too), with the
 chart's Kopf peering CRDs and a ClusterKopfPeering as the chart creates it. Failover times are printed
 (`pytest -s`) and documented in README.md; the waits below only bound them loosely.
 """
@@ -19,8 +20,9 @@ import trustme
 from kubernetes import config
 
 from tests.e2e.conftest import ROOT, Kube, wait_for
+from tests.harness.backend import new_cluster
 from tests.harness.idp import JwksProvider
-from tests.harness.k8s import EmulatedCluster, load_crds
+from tests.harness.k8s import load_crds
 from tests.harness.operator import OperatorProcess
 
 PEERING = "jwks-operator"
@@ -34,7 +36,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def ha_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kube, Path]]:
     crds = load_crds(ROOT / "crds") + load_crds(ROOT / "helm" / "jwks-operator" / "crds")
-    with EmulatedCluster(crds=crds) as cluster:
+    with new_cluster(tmp_path_factory.mktemp("ha-cluster"), crds) as cluster:
         path = cluster.write_kubeconfig(tmp_path_factory.mktemp("ha") / "kubeconfig")
         kube = Kube(config.new_client_from_config(str(path)))  # type: ignore[no-untyped-call]
         body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}}

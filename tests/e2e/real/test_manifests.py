@@ -1,0 +1,123 @@
+"""What the real API server decides about our manifests: the CRD (structural schema, CEL cost
+budget), deploy/, `kubectl explain` and printer columns, every example and every YAML block of the docs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.e2e.conftest import ROOT, Kube
+from tests.harness.control_plane import RealCluster
+from tests.harness.gomod import security_policy_crd
+from tests.harness.k8s import load_crds
+from tests.harness.tools import kubectl
+from tests.material import ec_key, public_jwk
+
+CRD = load_crds(ROOT / "crds")[0]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_crds_and_deploy_apply_server_side(admin: Path) -> None:
+    """Server-side apply of crds/ and then deploy/ (CRD, namespace, RBAC, workload): accepted, and no
+    warning (the Deployment's pods would meet the namespace's `restricted` Pod Security Standard)."""
+    for directory in ("crds", "deploy"):
+        out = kubectl(
+            admin, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / directory), check=False
+        )
+        assert "serverside-applied" in out, out
+        assert "Warning" not in out and "error" not in out.lower(), out
+    crd = yaml.safe_load(kubectl(admin, "get", "crd", CRD["metadata"]["name"], "-o", "yaml"))
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions["Established"] == "True" and conditions["NamesAccepted"] == "True", conditions
+    assert conditions.get("NonStructuralSchema") is None, conditions
+    assert crd["status"]["acceptedNames"]["shortNames"] == CRD["spec"]["names"]["shortNames"]
+    deployment = kubectl(admin, "get", "deployment", "-n", "jwks-operator", "jwks-operator", "-o", "name")
+    assert deployment.strip() == "deployment.apps/jwks-operator"
+
+
+def _descriptions(schema: dict[str, Any]) -> dict[str, str]:
+    return {name: " ".join(sub["description"].split()) for name, sub in schema["properties"].items()}
+
+
+def test_kubectl_explain_shows_descriptions(admin: Path) -> None:
+    spec = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    out = " ".join(kubectl(admin, "explain", "jwtsecret.spec.refresh").split())
+    refresh = spec["properties"]["refresh"]
+    assert " ".join(refresh["description"].split())[:60] in out, out
+    for name, text in _descriptions(refresh).items():
+        assert name in out and text[:50] in out, (name, out)
+    recursive = kubectl(admin, "explain", "jwtsecrets.spec", "--recursive")
+    for name in spec["properties"]:
+        assert re.search(rf"^\s+{name}\s", recursive, re.MULTILINE), (name, recursive)
+
+
+def test_get_wide_shows_the_printer_columns(admin: Path, kube: Kube, ns: str) -> None:
+    kube.create(
+        ns, "cols", {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid="k")]}}, "audiences": ["a"]}
+    )
+    kube.wait_condition(ns, "cols")
+    columns = CRD["spec"]["versions"][0]["additionalPrinterColumns"]
+    narrow, wide = (
+        kubectl(admin, "get", "jwts", "-n", ns, *flags).splitlines() for flags in ([], ["-o", "wide"])
+    )
+    headers = [c["name"].upper() for c in columns]
+    assert [h for h in headers if h in narrow[0]] == [
+        c["name"].upper() for c in columns if not c.get("priority")
+    ]
+    assert all(h in wide[0] for h in headers), wide[0]
+    row = dict(zip(re.split(r"\s{2,}", wide[0].strip()), re.split(r"\s{2,}", wide[1].strip()), strict=False))
+    assert row["NAME"] == "cols" and row["READY"] == "True" and row["KEYS"] == "1", row
+    assert row["SOURCE"].startswith("static"), row
+
+
+def test_every_example_applies(admin: Path, kube: Kube, ns: str) -> None:
+    """Each file of examples/ (and examples/providers/) is created for real by kubectl."""
+    files = sorted((ROOT / "examples").rglob("*.yaml"))
+    assert len(files) >= 5
+    for path in files:
+        out = kubectl(admin, "apply", "--server-side", "-n", ns, "-f", str(path), check=False)
+        assert "serverside-applied" in out and "error" not in out.lower(), (path.name, out)
+    names = {
+        i["metadata"]["name"]
+        for i in kube.custom.list_namespaced_custom_object("jwks.dev", "v1alpha1", ns, "jwtsecrets")["items"]
+    }
+    expected = {
+        d["metadata"]["name"]
+        for p in files
+        for d in yaml.safe_load_all(p.read_text())
+        if d and d["kind"] == "JwtSecret"
+    }
+    assert names == expected
+
+
+def yaml_blocks() -> list[tuple[str, str]]:
+    return [
+        (page.name, body)
+        for page in PAGES
+        for body in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.DOTALL)
+    ]
+
+
+def test_every_yaml_block_in_the_docs_applies(
+    admin: Path, real: RealCluster, ns: str, tmp_path: Path
+) -> None:
+    """Every YAML block of README.md and docs/: JwtSecrets and Secrets are created; other kinds (Pods,
+    Envoy Gateway's SecurityPolicy, with its CRD from Envoy Gateway's Go module) go through
+    `--dry-run=server`, which runs admission and the schema without storing them."""
+    real.install(security_policy_crd())
+    blocks = yaml_blocks()
+    assert len(blocks) >= 8
+    kinds = set()
+    for index, (page, body) in enumerate(blocks):
+        docs = [d for d in yaml.safe_load_all(body) if d]
+        kinds |= {d["kind"] for d in docs}
+        stored = all(d["kind"] in {"JwtSecret", "Secret", "ConfigMap"} for d in docs)
+        path = tmp_path / f"{index}.yaml"
+        path.write_text(body)
+        flags = [] if stored else ["--dry-run=server"]
+        out = kubectl(admin, "apply", "--server-side", "-n", ns, *flags, "-f", str(path), check=False)
+        assert "serverside-applied" in out and "error" not in out.lower(), (page, body, out)
+    assert {"JwtSecret", "SecurityPolicy", "Pod", "ConfigMap"} <= kinds, kinds

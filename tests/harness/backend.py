@@ -1,0 +1,82 @@
+"""Which Kubernetes the tests run against: the emulator (fast tier) or a real control plane.
+
+`JWKS_BACKEND=emulator` (default) serves tests/harness/k8s.py's emulator; `JWKS_BACKEND=real` starts
+tests/harness/control_plane.py's etcd + kube-apiserver + kube-controller-manager. Both clusters offer
+the same interface (`Cluster`), and `operator_requests` reads what the operator asked of either: the
+emulator's request log, or the real API server's audit log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Protocol
+
+from kubernetes import client
+
+from tests.harness.control_plane import RealCluster
+from tests.harness.k8s import EmulatedCluster
+
+Backend = Literal["emulator", "real"]
+BACKEND: Backend = "real" if os.environ.get("JWKS_BACKEND", "emulator") == "real" else "emulator"
+OPERATOR_AGENTS = ("kopf/", "jwks-operator/")
+_VERB = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+class Cluster(Protocol):
+    """What tests need of a cluster, emulated or real."""
+
+    url: str
+
+    def __enter__(self) -> Cluster: ...
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def write_kubeconfig(self, path: Path) -> Path: ...
+
+    def api_client(self, path: Path) -> client.ApiClient: ...
+
+
+def new_cluster(workdir: Path, crds: Sequence[Mapping[str, Any]] = ()) -> EmulatedCluster | RealCluster:
+    """A cluster of the selected backend serving these CRDs (enter it to start it)."""
+    if BACKEND == "real":
+        return RealCluster(workdir, crds)
+    return EmulatedCluster(crds=crds)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the operator made: RBAC terms (group, resource[/subresource], verb) and its URI."""
+
+    group: str
+    resource: str
+    verb: str
+    uri: str
+    code: int
+
+
+def operator_requests(cluster: EmulatedCluster | RealCluster, user: str = "") -> list[Call]:
+    """The operator's requests to the API (told apart by its and Kopf's User-Agents); for a real
+    cluster, also by `user` when given (the ServiceAccount it runs as). Discovery is left out."""
+    if isinstance(cluster, RealCluster):
+        return [
+            Call(r.group, r.resource, r.verb, r.uri, r.code)
+            for r in cluster.requests()
+            if r.user_agent.startswith(OPERATOR_AGENTS) and r.resource and (not user or r.user == user)
+        ]
+    calls = []
+    for request in cluster.call(lambda api: list(api._requests)):
+        agent = next((v for k, v in request.headers.items() if k.lower() == "user-agent"), "")
+        if not agent.startswith(OPERATOR_AGENTS) or request.resource is None or not request.resource.plural:
+            continue
+        method = str(getattr(request.method, "value", request.method)).upper()
+        watch = request.params.get("watch") == "true"
+        verb = _VERB[method] if method != "GET" else ("watch" if watch else "get" if request.name else "list")
+        resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        calls.append(Call(request.resource.group or "", resource, verb, str(request.url), 0))
+    return calls

@@ -1,0 +1,139 @@
+"""Build (once) or locate a real Kubernetes control plane: kube-apiserver, kube-controller-manager, etcd.
+
+The binaries are built from their published Go modules through the Go module proxy, as projects that
+embed Kubernetes do: a wrapper module requires `k8s.io/kubernetes` at KUBERNETES and replaces each of
+its staging modules (pinned at v0.0.0 in its go.mod) with the matching v0.MINOR.PATCH; etcd is built
+from `go.etcd.io/etcd/server/v3`'s `etcdmain` at the version that Kubernetes release pins. Output:
+`.tools/k8s/<version>/`. Later runs reuse the binaries, and Go's module and build caches.
+
+`KUBEBUILDER_ASSETS` (envtest's convention, e.g. from `setup-envtest use -p path`) names a directory of
+existing binaries: those found there are used, and only what is missing there is built
+(setup-envtest ships no kube-controller-manager).
+
+Usage: python tools/control_plane.py [--print-dir]   (prints each binary's --version)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KUBERNETES = "v1.34.4"
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_ROOT = ROOT / ".tools" / "k8s"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+_STAGING = re.compile(r"^\s*(k8s\.io/[\w.-]+) v0\.0\.0$", re.MULTILINE)
+_ETCD_MAIN = """// Command etcd is etcd's own entry point (etcdmain), built from the published module.
+package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+"""
+_TOOLS = """//go:build tools
+
+// Package tools pins the Kubernetes commands this module builds.
+package tools
+
+import (
+\t_ "k8s.io/kubernetes/cmd/kube-apiserver"
+\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
+"""
+
+
+def _go(args: list[str], cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "0",
+        "GOFLAGS": f"{os.environ.get('GOFLAGS', '')} -buildvcs=false".strip(),
+    }
+    done = subprocess.run(["go", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)  # noqa: S603,S607
+    return done.stdout
+
+
+def _go_mod(version: str, work: Path) -> str:
+    """The wrapper's go.mod: Kubernetes at `version`, each staging module replaced by v0.MINOR.PATCH."""
+    info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{version}"], work))
+    staging = sorted(set(_STAGING.findall(Path(info["GoMod"]).read_text())))
+    minor_patch = version.removeprefix("v1.")
+    replaces = "".join(f"replace {m} => {m} v0.{minor_patch}\n" for m in staging)
+    return f"module jwks-operator.local/control-plane\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes {version}\n\n{replaces}"
+
+
+def build(version: str = KUBERNETES, out: Path | None = None, only: tuple[str, ...] = BINARIES) -> Path:
+    """Build the binaries named in `only` into `out` (default .tools/k8s/<version>) unless present."""
+    out = out or BUILD_ROOT / version
+    missing = [name for name in only if not (out / name).is_file()]
+    if not missing:
+        return out
+    if shutil.which("go") is None:
+        raise SystemExit(
+            f"control plane: `go` is not on PATH; install Go or set KUBEBUILDER_ASSETS ({missing})"
+        )
+    src = out / "src"
+    (src / "etcd").mkdir(parents=True, exist_ok=True)
+    (src / "go.mod").write_text(_go_mod(version, src))
+    (src / "etcd" / "main.go").write_text(_ETCD_MAIN)
+    (src / "tools.go").write_text(_TOOLS)
+    _go(["mod", "tidy"], src)
+    major, minor = version.removeprefix("v").split(".")[:2]
+    stamp = "k8s.io/component-base/version"
+    ldflags = (
+        f"-s -w -X {stamp}.gitVersion={version} -X {stamp}.gitMajor={major} "
+        f"-X {stamp}.gitMinor={minor} -X {stamp}.gitTreeState=clean"
+    )
+    packages = {
+        "etcd": "./etcd",
+        "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+    }
+    started = time.monotonic()
+    _go(
+        ["build", "-trimpath", "-ldflags", ldflags, "-o", str(out) + "/", *(packages[m] for m in missing)],
+        src,
+    )
+    print(f"built {', '.join(missing)} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return out
+
+
+def assets(version: str = KUBERNETES) -> dict[str, Path]:
+    """Path of each binary: from KUBEBUILDER_ASSETS when it has it, else built under .tools/k8s."""
+    given = os.environ.get("KUBEBUILDER_ASSETS")
+    found: dict[str, Path] = {}
+    if given:
+        found = {name: Path(given) / name for name in BINARIES if (Path(given) / name).is_file()}
+    missing = tuple(name for name in BINARIES if name not in found)
+    if missing:
+        built = build(version, only=missing)
+        found.update({name: built / name for name in missing})
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    try:
+        paths = assets()
+    except subprocess.CalledProcessError as exc:
+        print(f"control plane: `go {' '.join(exc.cmd[1:4])}` failed:\n{exc.stderr}", file=sys.stderr)
+        return 2
+    for name, path in paths.items():
+        version = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+        print(f"{path}: {(version.stdout or version.stderr).splitlines()[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
