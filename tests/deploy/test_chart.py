@@ -28,6 +28,7 @@ from kopf._cogs.structs import references
 from jwks_operator.cli import _parser
 from jwks_operator.metrics import Metrics
 from tests.deploy.render import CHART, DEPLOY, NAMESPACE, ROOT, documents, helm, render_deploy, template
+from tests.deploy.scenarios import SCENARIOS
 from tests.e2e.conftest import Kube
 from tests.harness.k8s import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess
@@ -35,51 +36,6 @@ from tests.material import public_jwk, rsa_key
 
 Obj = dict[str, Any]
 FULLNAME = "jwks-operator"  # release "jwks-operator" contains the chart name
-SCENARIOS: dict[str, Obj] = {
-    "default": {},
-    "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
-    "ha": {"replicaCount": 2},
-    "ha-namespaced": {"replicaCount": 3, "watchNamespaces": ["team-a"], "peeringLifetime": 20},
-    "observability": {
-        "replicaCount": 2,
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
-        "podDisruptionBudget": {"enabled": True},
-        "grafanaDashboard": {"enabled": True},
-        "networkPolicy": {
-            "enabled": True,
-            "metricsFrom": [
-                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-            ],
-            "apiServer": {"cidrs": ["10.0.0.1/32"]},
-        },
-    },
-    "proxy-ca": {
-        "proxy": {"httpsProxy": "http://proxy.corp.example:3128", "noProxy": ".corp.example,10.0.0.0/8"},
-        "caBundle": {"kind": "Secret", "name": "corp-ca", "key": "bundle.pem"},
-        "extraEnv": [{"name": "TZ", "value": "UTC"}],
-        "extraArgs": ["--allow-private-networks"],
-        "logLevel": "debug",
-        "logFormat": "text",
-        "metrics": {"enabled": False},
-        "image": {"digest": "sha256:" + "a" * 64},
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-        "affinity": {
-            "podAntiAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [
-                    {
-                        "weight": 100,
-                        "podAffinityTerm": {
-                            "topologyKey": "kubernetes.io/hostname",
-                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "jwks-operator"}},
-                        },
-                    }
-                ]
-            }
-        },
-        "podAnnotations": {"example.com/team": "identity"},
-    },
-}
 # What the operator needs (tests/e2e/test_zz_rbac.py measures it against a whole e2e run).
 OPERATOR_GRANTS = {
     ("jwks.dev", "jwtsecrets", "list"),

@@ -57,7 +57,8 @@ class Call:
     resource: str
     verb: str
     uri: str
-    code: int
+    code: int  # the answer's status code (0 from the emulator, which records requests only)
+    forbidden: bool  # refused by authorization (RBAC), not by admission such as a terminating namespace
 
 
 def operator_requests(cluster: EmulatedCluster | RealCluster, user: str = "") -> list[Call]:
@@ -65,7 +66,7 @@ def operator_requests(cluster: EmulatedCluster | RealCluster, user: str = "") ->
     cluster, also by `user` when given (the ServiceAccount it runs as). Discovery is left out."""
     if isinstance(cluster, RealCluster):
         return [
-            Call(r.group, r.resource, r.verb, r.uri, r.code)
+            Call(r.group, r.resource, r.verb, r.uri, r.code, r.decision == "forbid")
             for r in cluster.requests()
             if r.user_agent.startswith(OPERATOR_AGENTS) and r.resource and (not user or r.user == user)
         ]
@@ -78,5 +79,5 @@ def operator_requests(cluster: EmulatedCluster | RealCluster, user: str = "") ->
         watch = request.params.get("watch") == "true"
         verb = _VERB[method] if method != "GET" else ("watch" if watch else "get" if request.name else "list")
         resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
-        calls.append(Call(request.resource.group or "", resource, verb, str(request.url), 0))
+        calls.append(Call(request.resource.group or "", resource, verb, str(request.url), 0, False))
     return calls

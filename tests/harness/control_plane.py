@@ -66,6 +66,7 @@ class Request:
     name: str
     uri: str
     code: int
+    decision: str  # the authorizer's: "allow", "forbid", or "" (not authorized: e.g. authentication failed)
 
 
 class ControlPlaneError(RuntimeError):
@@ -105,9 +106,11 @@ class RealCluster:
             self._files()
             self._start_etcd()
             self.start_apiserver()
+            # CRDs first: the controller manager's REST mapper sees them at once (it re-reads
+            # discovery every 30 s, so a CRD created later is garbage-collected only after that).
+            self.install(self.crds)
             if self.with_controller_manager:
                 self._start_controller_manager()
-            self.install(self.crds)
         except BaseException:
             self.stop()
             raise
@@ -342,6 +345,7 @@ class RealCluster:
                     name=ref.get("name", ""),
                     uri=event["requestURI"],
                     code=(event.get("responseStatus") or {}).get("code", 0),
+                    decision=(event.get("annotations") or {}).get("authorization.k8s.io/decision", ""),
                 )
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import ROOT, Kube
+from tests.e2e.conftest import ROOT, Kube, wait_for
 from tests.harness.control_plane import RealCluster
 from tests.harness.gomod import security_policy_crd
 from tests.harness.k8s import load_crds
-from tests.harness.tools import kubectl
+from tests.harness.tools import kubectl, run
 from tests.material import ec_key, public_jwk
 
 CRD = load_crds(ROOT / "crds")[0]
@@ -44,7 +44,12 @@ def _descriptions(schema: dict[str, Any]) -> dict[str, str]:
 
 def test_kubectl_explain_shows_descriptions(admin: Path) -> None:
     spec = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    out = " ".join(kubectl(admin, "explain", "jwtsecret.spec.refresh").split())
+    # The API server publishes a CRD's OpenAPI schema a few seconds after it is Established.
+    def explain() -> str | None:
+        result = run("kubectl", "--kubeconfig", str(admin), "explain", "jwtsecret.spec.refresh")
+        return result.stdout if result.returncode == 0 else None
+
+    out = " ".join(wait_for(explain, 30, "kubectl explain").split())
     refresh = spec["properties"]["refresh"]
     assert " ".join(refresh["description"].split())[:60] in out, out
     for name, text in _descriptions(refresh).items():
@@ -110,6 +115,9 @@ def test_every_yaml_block_in_the_docs_applies(
     real.install(security_policy_crd())
     blocks = yaml_blocks()
     assert len(blocks) >= 8
+    named = {d["metadata"]["namespace"] for _, b in blocks for d in yaml.safe_load_all(b) if d and "namespace" in d["metadata"]}
+    for namespace in sorted(named):  # the namespaces the guides use, as their reader would have them
+        kubectl(admin, "create", "namespace", namespace)
     kinds = set()
     for index, (page, body) in enumerate(blocks):
         docs = [d for d in yaml.safe_load_all(body) if d]
@@ -118,6 +126,9 @@ def test_every_yaml_block_in_the_docs_applies(
         path = tmp_path / f"{index}.yaml"
         path.write_text(body)
         flags = [] if stored else ["--dry-run=server"]
-        out = kubectl(admin, "apply", "--server-side", "-n", ns, *flags, "-f", str(path), check=False)
+        flags += [] if any("namespace" in d["metadata"] for d in docs) else ["-n", ns]
+        out = kubectl(admin, "apply", "--server-side", *flags, "-f", str(path), check=False)
         assert "serverside-applied" in out and "error" not in out.lower(), (page, body, out)
     assert {"JwtSecret", "SecurityPolicy", "Pod", "ConfigMap"} <= kinds, kinds
+    for namespace in sorted(named):
+        kubectl(admin, "delete", "namespace", namespace, "--wait=false")
