@@ -69,7 +69,8 @@ def _go_mod(version: str, work: Path) -> str:
     staging = sorted(set(_STAGING.findall(Path(info["GoMod"]).read_text())))
     minor_patch = version.removeprefix("v1.")
     replaces = "".join(f"replace {m} => {m} v0.{minor_patch}\n" for m in staging)
-    return f"module jwks-operator.local/control-plane\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes {version}\n\n{replaces}"
+    head = "module jwks-operator.local/control-plane\n\ngo 1.24.0\n\n"
+    return f"{head}require k8s.io/kubernetes {version}\n\n{replaces}"
 
 
 def build(version: str = KUBERNETES, out: Path | None = None, only: tuple[str, ...] = BINARIES) -> Path:
@@ -129,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as exc:
         print(f"control plane: `go {' '.join(exc.cmd[1:4])}` failed:\n{exc.stderr}", file=sys.stderr)
         return 2
-    for name, path in paths.items():
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for path in paths.values():
         version = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False)  # noqa: S603
         print(f"{path}: {(version.stdout or version.stderr).splitlines()[0]}")
     return 0

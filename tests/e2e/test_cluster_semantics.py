@@ -25,10 +25,18 @@ def test_status_and_spec_are_isolated(kube: Kube, ns: str) -> None:
     ready = kube.wait_condition(ns, "iso")
     merge = {"_content_type": "application/merge-patch+json"}
     main = kube.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, ns, PLURAL, "iso", {"status": {"keyCount": 99}, "metadata": {"labels": {"x": "y"}}}, **merge
+        GROUP,
+        VERSION,
+        ns,
+        PLURAL,
+        "iso",
+        {"status": {"keyCount": 99}, "metadata": {"labels": {"x": "y"}}},
+        **merge,
     )
     assert main["metadata"]["labels"] == {"x": "y"}
-    assert main["status"]["keyCount"] == ready["status"]["keyCount"] == 1, "status written through the main resource"
+    assert main["status"]["keyCount"] == ready["status"]["keyCount"] == 1, (
+        "status written through the main resource"
+    )
     sub = kube.custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, ns, PLURAL, "iso", {"spec": {"audiences": ["other"]}}, **merge
     )
@@ -63,14 +71,16 @@ def test_garbage_collection_of_outputs(kube: Kube, ns: str) -> None:
              what="a's owner reference gone")  # fmt: skip
     assert "b.jwks.json" in kube.configmap(ns, "shared-jwks").data
     kube.delete(ns, "b")
-    wait_for(lambda: _absent(kube, ns, "shared-jwks"), what="the shared ConfigMap collected with its last owner")
+    wait_for(
+        lambda: _absent(kube, ns, "shared-jwks"), what="the shared ConfigMap collected with its last owner"
+    )
 
 
 def _absent(kube: Kube, ns: str, name: str) -> bool:
     try:
         kube.configmap(ns, name)
     except ApiException as exc:
-        return exc.status == 404
+        return bool(exc.status == 404)
     return False
 
 
@@ -85,9 +95,10 @@ def test_namespace_deletion_while_served(kube: Kube, operator: OperatorProcess) 
         try:
             kube.core.read_namespace(name)
         except ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     wait_for(gone, 60, f"namespace {name} deleted")
-    assert operator.process is not None and operator.process.poll() is None, "the operator died"
+    assert operator.process is not None
+    assert operator.process.poll() is None, "the operator died"
     assert "Traceback" not in operator.log()

@@ -10,6 +10,7 @@ import signal
 import ssl
 import urllib.error
 import urllib.request
+from typing import Any
 
 from tests.e2e.conftest import Kube, wait_for
 from tests.harness.backend import operator_requests
@@ -29,29 +30,38 @@ def test_the_garbage_collector_deletes_outputs(kube: Kube, ns: str, real: RealCl
     kube.wait_condition(ns, "owned")
     kube.delete(ns, "owned")
     wait_for(lambda: not kube.core.list_namespaced_config_map(ns).items, 30, "ConfigMap collected")
-    deletes = [r for r in real.requests() if r.verb == "delete" and r.resource == "configmaps" and r.namespace == ns]
+    deletes = [
+        r for r in real.requests() if r.verb == "delete" and r.resource == "configmaps" and r.namespace == ns
+    ]
     assert [(r.user, r.name, r.code) for r in deletes] == [(GC_USER, "owned-jwks", 200)], deletes
 
 
 def watch_status(real: RealCluster, resource_version: str) -> int | None:
     """The code of the first event of a watch from `resource_version` (200 when it is still valid);
     None while the restarted server's watch cache is still initializing (429)."""
-    url = f"{real.url}/apis/jwks.dev/v1alpha1/jwtsecrets?watch=1&timeoutSeconds=1&resourceVersion={resource_version}"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {real.token}"})
-    context = ssl.create_default_context(cadata=real.ca_pem.decode())
-    with urllib.request.urlopen(request, timeout=5, context=context) as response:
-        line = response.readline()
-    event = json.loads(line) if line else {"type": "NONE"}
+    query = f"watch=1&timeoutSeconds=1&resourceVersion={resource_version}"
+    try:
+        with _open(real, f"/apis/jwks.dev/v1alpha1/jwtsecrets?{query}") as response:
+            line = response.readline()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 429:
+            return None
+        raise
+    event: dict[str, Any] = json.loads(line) if line else {"type": "NONE"}
     return int(event["object"]["code"]) if event["type"] == "ERROR" else 200
+
+
+def _open(real: RealCluster, path: str) -> Any:
+    request = urllib.request.Request(real.url + path, headers={"Authorization": f"Bearer {real.token}"})
+    context = ssl.create_default_context(cadata=real.ca_pem.decode())
+    return urllib.request.urlopen(request, timeout=5, context=context)
 
 
 def compacted(real: RealCluster, resource_version: str) -> bool:
     """Whether etcd has compacted `resource_version` away (an exact list at it is then 410 Gone)."""
-    url = f"{real.url}/apis/jwks.dev/v1alpha1/jwtsecrets?resourceVersion={resource_version}&resourceVersionMatch=Exact"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {real.token}"})
-    context = ssl.create_default_context(cadata=real.ca_pem.decode())
+    query = f"resourceVersion={resource_version}&resourceVersionMatch=Exact"
     try:
-        with urllib.request.urlopen(request, timeout=5, context=context):  # noqa: S310
+        with _open(real, f"/apis/jwks.dev/v1alpha1/jwtsecrets?{query}"):
             return False
     except urllib.error.HTTPError as exc:
         return exc.code == 410

@@ -35,7 +35,7 @@ def verdict(kube: Kube, ns: str, name: str, spec: dict[str, Any]) -> Verdict:
     try:
         kube.create(ns, name, spec)
     except ApiException as exc:
-        body = json.loads(exc.body)
+        body = json.loads(str(exc.body))
         return f"{body['code']} {body['reason']}", body["message"]
     return "accepted", ""
 

@@ -88,7 +88,9 @@ def test_install_run_as_the_chart_and_uninstall(
     for doc in manifest:  # every object of the release is stored
         group = doc["apiVersion"].rpartition("/")[0]
         kind = f"{doc['kind']}.{group}" if group else doc["kind"]
-        kubectl(admin, "get", "-n", doc["metadata"].get("namespace", NAMESPACE), kind, doc["metadata"]["name"])
+        kubectl(
+            admin, "get", "-n", doc["metadata"].get("namespace", NAMESPACE), kind, doc["metadata"]["name"]
+        )
     ns = (values.get("watchNamespaces") or ["apps"])[0]
     name = f"app-{scenario}"
     with as_chart(cluster, admin, tmp_path, name) as operator:

@@ -28,10 +28,12 @@ def test_crds_and_deploy_apply_server_side(admin: Path) -> None:
             admin, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / directory), check=False
         )
         assert "serverside-applied" in out, out
-        assert "Warning" not in out and "error" not in out.lower(), out
+        assert "Warning" not in out, out
+        assert "error" not in out.lower(), out
     crd = yaml.safe_load(kubectl(admin, "get", "crd", CRD["metadata"]["name"], "-o", "yaml"))
     conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
-    assert conditions["Established"] == "True" and conditions["NamesAccepted"] == "True", conditions
+    assert conditions["Established"] == "True", conditions
+    assert conditions["NamesAccepted"] == "True", conditions
     assert conditions.get("NonStructuralSchema") is None, conditions
     assert crd["status"]["acceptedNames"]["shortNames"] == CRD["spec"]["names"]["shortNames"]
     deployment = kubectl(admin, "get", "deployment", "-n", "jwks-operator", "jwks-operator", "-o", "name")
@@ -44,6 +46,7 @@ def _descriptions(schema: dict[str, Any]) -> dict[str, str]:
 
 def test_kubectl_explain_shows_descriptions(admin: Path) -> None:
     spec = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
     # The API server publishes a CRD's OpenAPI schema a few seconds after it is Established.
     def explain() -> str | None:
         result = run("kubectl", "--kubeconfig", str(admin), "explain", "jwtsecret.spec.refresh")
@@ -53,7 +56,8 @@ def test_kubectl_explain_shows_descriptions(admin: Path) -> None:
     refresh = spec["properties"]["refresh"]
     assert " ".join(refresh["description"].split())[:60] in out, out
     for name, text in _descriptions(refresh).items():
-        assert name in out and text[:50] in out, (name, out)
+        assert f" {name} " in out, (name, out)
+        assert text[:50] in out, (name, out)
     recursive = kubectl(admin, "explain", "jwtsecrets.spec", "--recursive")
     for name in spec["properties"]:
         assert re.search(rf"^\s+{name}\s", recursive, re.MULTILINE), (name, recursive)
@@ -74,7 +78,7 @@ def test_get_wide_shows_the_printer_columns(admin: Path, kube: Kube, ns: str) ->
     ]
     assert all(h in wide[0] for h in headers), wide[0]
     row = dict(zip(re.split(r"\s{2,}", wide[0].strip()), re.split(r"\s{2,}", wide[1].strip()), strict=False))
-    assert row["NAME"] == "cols" and row["READY"] == "True" and row["KEYS"] == "1", row
+    assert (row["NAME"], row["READY"], row["KEYS"]) == ("cols", "True", "1"), row
     assert row["SOURCE"].startswith("static"), row
 
 
@@ -84,7 +88,8 @@ def test_every_example_applies(admin: Path, kube: Kube, ns: str) -> None:
     assert len(files) >= 5
     for path in files:
         out = kubectl(admin, "apply", "--server-side", "-n", ns, "-f", str(path), check=False)
-        assert "serverside-applied" in out and "error" not in out.lower(), (path.name, out)
+        assert "serverside-applied" in out, (path.name, out)
+        assert "error" not in out.lower(), (path.name, out)
     names = {
         i["metadata"]["name"]
         for i in kube.custom.list_namespaced_custom_object("jwks.dev", "v1alpha1", ns, "jwtsecrets")["items"]
@@ -115,7 +120,12 @@ def test_every_yaml_block_in_the_docs_applies(
     real.install(security_policy_crd())
     blocks = yaml_blocks()
     assert len(blocks) >= 8
-    named = {d["metadata"]["namespace"] for _, b in blocks for d in yaml.safe_load_all(b) if d and "namespace" in d["metadata"]}
+    named = {
+        d["metadata"]["namespace"]
+        for _, b in blocks
+        for d in yaml.safe_load_all(b)
+        if d and "namespace" in d["metadata"]
+    }
     for namespace in sorted(named):  # the namespaces the guides use, as their reader would have them
         kubectl(admin, "create", "namespace", namespace)
     kinds = set()
@@ -128,7 +138,8 @@ def test_every_yaml_block_in_the_docs_applies(
         flags = [] if stored else ["--dry-run=server"]
         flags += [] if any("namespace" in d["metadata"] for d in docs) else ["-n", ns]
         out = kubectl(admin, "apply", "--server-side", *flags, "-f", str(path), check=False)
-        assert "serverside-applied" in out and "error" not in out.lower(), (page, body, out)
+        assert "serverside-applied" in out, (page, body, out)
+        assert "error" not in out.lower(), (page, body, out)
     assert {"JwtSecret", "SecurityPolicy", "Pod", "ConfigMap"} <= kinds, kinds
     for namespace in sorted(named):
         kubectl(admin, "delete", "namespace", namespace, "--wait=false")
