@@ -143,3 +143,23 @@ def test_every_yaml_block_in_the_docs_applies(
     assert {"JwtSecret", "SecurityPolicy", "Pod", "ConfigMap"} <= kinds, kinds
     for namespace in sorted(named):
         kubectl(admin, "delete", "namespace", namespace, "--wait=false")
+
+
+def test_an_unquoted_ec_y_in_yaml_is_lost_by_kubectl(admin: Path, kube: Kube, ns: str) -> None:
+    """kubectl reads YAML 1.1, where a bare `y` key is the boolean true: the README says to quote it."""
+    jwk = public_jwk(ec_key(), kid="k")
+    manifest = yaml.safe_dump(
+        {
+            "apiVersion": "jwks.dev/v1alpha1",
+            "kind": "JwtSecret",
+            "metadata": {"name": "{name}"},
+            "spec": {"static": {"jwks": {"keys": [jwk]}}, "audiences": ["api"]},
+        }  # fmt: skip
+    )
+    assert "\n        y: " in manifest, manifest  # PyYAML (YAML 1.1 too) leaves it bare
+    quoted = manifest.replace("\n        y: ", '\n        "y": ')
+    for name, text in (("bare", manifest), ("quoted", quoted)):
+        kubectl(admin, "apply", "-n", ns, "-f", "-", stdin=text.replace("'{name}'", name))
+    lost = kube.wait_condition(ns, "bare", status="False")
+    assert "'y'" in lost["status"]["lastError"], lost["status"]
+    assert kube.wait_condition(ns, "quoted")["status"]["keyCount"] == 1
