@@ -4,8 +4,9 @@ on it, and run in a thread so sync tests and a separate operator process can tal
 Enforced: namespaces must exist; uid/creationTimestamp/resourceVersion/generation; 409 on stale
 resourceVersion (PUT, patches carrying one, delete preconditions); status subresource isolation;
 patch content types (merge, strategic for built-ins, json-patch; 415 for apply); CRD defaulting,
-pruning and validation (OpenAPI + CEL `x-kubernetes-validations`) with real-looking 422 messages
-(`cel=False` models an API server without CEL: before Kubernetes 1.25, or with the feature off);
+pruning and validation (OpenAPI + CEL `x-kubernetes-validations`, tests/harness/k8s_validation.py)
+with the real API server's 422 messages (`cel=False` models an API server without CEL: before
+Kubernetes 1.25, or with the feature off);
 finalizers; ownerReference garbage collection; namespace deletion; label/field selectors in list and
 watch; watch resume from resourceVersion (410 when too old) and `timeoutSeconds`; fault injection.
 """
@@ -25,17 +26,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiohttp.web
 import attrs
-import celpy
 import jsonpatch
-import jsonschema
 import kmock
 import yaml
-from celpy.adapter import json_to_cel
 from kubernetes import client, config
+
+from tests.harness.k8s_validation import FieldError, aggregate, check, go_numbers
+from tests.harness.k8s_validation import apply_defaults as apply_defaults  # these three: for the tests
+from tests.harness.k8s_validation import prune as prune
+from tests.harness.k8s_validation import validate as validate
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -163,146 +166,7 @@ def field_selector(text: str) -> Callable[[Obj], bool]:
     return lambda obj: all((obj["metadata"].get(attr) == value) == eq for attr, value, eq in tests)
 
 
-# -- schemas ------------------------------------------------------------------------------------------
-
-
-def _path(parts: Sequence[str | int]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
-def apply_defaults(value: Any, schema: Mapping[str, Any]) -> None:
-    if isinstance(value, dict):
-        for name, sub in (schema.get("properties") or {}).items():
-            if name not in value and "default" in sub:
-                value[name] = copy.deepcopy(sub["default"])
-            if name in value:
-                apply_defaults(value[name], sub)
-    elif isinstance(value, list) and "items" in schema:
-        for item in value:
-            apply_defaults(item, schema["items"])
-
-
-def prune(value: Any, schema: Mapping[str, Any]) -> None:
-    """Drop fields the structural schema does not declare (unless it preserves unknown fields)."""
-    if isinstance(value, dict):
-        props = schema.get("properties")
-        extra = schema.get("additionalProperties")
-        if not schema.get("x-kubernetes-preserve-unknown-fields") and not isinstance(extra, dict):
-            for name in [k for k in value if k not in (props or {})]:
-                del value[name]
-        for name, sub in (props or {}).items():
-            if name in value:
-                prune(value[name], sub)
-        if isinstance(extra, dict):
-            for name in value:
-                if name not in (props or {}):
-                    prune(value[name], extra)
-    elif isinstance(value, list) and "items" in schema:
-        for item in value:
-            prune(item, schema["items"])
-
-
-def to_json_schema(schema: Any) -> Any:
-    """OpenAPI v3 (as Kubernetes uses it) to JSON Schema: drop x-kubernetes-*, map nullable."""
-    if isinstance(schema, list):
-        return [to_json_schema(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: to_json_schema(v) for k, v in schema.items() if not k.startswith("x-kubernetes-")}
-    if schema.get("x-kubernetes-list-type") == "set":  # the API server rejects duplicates in a set
-        out["uniqueItems"] = True
-    out.pop("format", None)
-    if out.pop("nullable", False) and "type" in out:
-        out["type"] = [out["type"], "null"]
-    if "properties" in out:
-        out["properties"] = {k: to_json_schema(v) for k, v in schema["properties"].items()}
-    return out
-
-
-def _k8s_message(error: jsonschema.ValidationError, where: str) -> str:
-    value = json.dumps(error.instance) if not isinstance(error.instance, dict | list) else '"object"'
-    v, rule = error.validator, cast(Any, error.validator_value)
-    if v == "required":
-        missing = str(error.message).split("'")[1]
-        return f"{_path([*error.absolute_path, missing])}: Required value"
-    if v == "uniqueItems":
-        seen: list[Any] = []
-        for index, item in enumerate(cast(list[Any], error.instance)):
-            if item in seen:
-                return f"{where}[{index}]: Duplicate value: {json.dumps(item)}"
-            seen.append(item)
-    if v == "enum":
-        options = ", ".join(json.dumps(o) for o in rule)
-        return f"{where}: Unsupported value: {value}: supported values: {options}"
-    texts = {
-        "minLength": f"should be at least {rule} chars long",
-        "maxLength": f"may not be more than {rule} bytes",
-        "minItems": f"should have at least {rule} items",
-        "maxItems": f"must have at most {rule} items",
-        "pattern": f"should match '{rule}'",
-        "minimum": f"should be greater than or equal to {rule}",
-        "maximum": f"should be less than or equal to {rule}",
-        "type": f"must be of type {rule}",
-    }
-    return f"{where}: Invalid value: {value}: {where} in body {texts.get(str(v), str(error.message))}"
-
-
-def validate(obj: Obj, schema: Mapping[str, Any], *, cel: bool = True) -> list[tuple[str, str]]:
-    """(field, message) for every schema and CEL violation, like the API server reports them.
-
-    With `cel=False`, `x-kubernetes-validations` rules are ignored, as by an API server without CEL.
-    """
-    problems: list[tuple[str, str]] = []
-    body = {k: v for k, v in obj.items() if k != "metadata"}
-    checker = jsonschema.Draft7Validator(
-        to_json_schema(
-            {
-                **schema,
-                "properties": {k: v for k, v in (schema.get("properties") or {}).items() if k != "metadata"},
-            }
-        )
-    )
-    for error in sorted(checker.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))):
-        where = _path(list(error.absolute_path))
-        problems.append((where, _k8s_message(error, where)))
-    if cel and not problems:
-        _cel(body, schema, [], problems)
-    return problems
-
-
-_CEL = celpy.Environment()
-_PROGRAMS: dict[str, Any] = {}
-
-
-def _cel(
-    value: Any, schema: Mapping[str, Any], path: list[str | int], problems: list[tuple[str, str]]
-) -> None:
-    for rule in schema.get("x-kubernetes-validations") or []:
-        if "oldSelf" in rule["rule"]:
-            continue  # transition rules: nothing to compare against on create; not used by our CRDs
-        program = _PROGRAMS.get(rule["rule"])
-        if program is None:
-            program = _PROGRAMS[rule["rule"]] = _CEL.program(_CEL.compile(rule["rule"]))
-        try:
-            ok = bool(program.evaluate({"self": json_to_cel(value)}))
-        except Exception as exc:  # an evaluation error is a failed rule, as in the API server
-            ok, rule = False, {**rule, "message": f"{rule.get('message', rule['rule'])} ({exc})"}
-        if not ok:
-            where = _path(path) + str(rule.get("fieldPath", ""))
-            shown = '"object"' if isinstance(value, dict | list) else json.dumps(value)
-            problems.append(
-                (where, f"{where}: Invalid value: {shown}: {rule.get('message') or rule['rule']}")
-            )
-    if isinstance(value, dict):
-        for name, sub in (schema.get("properties") or {}).items():
-            if name in value:
-                _cel(value[name], sub, [*path, name], problems)
-    elif isinstance(value, list) and "items" in schema:
-        for index, item in enumerate(value):
-            _cel(item, schema["items"], [*path, index], problems)
+# -- patches ------------------------------------------------------------------------------------------
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -707,7 +571,8 @@ class ApiServer(kmock.KubernetesEmulator):
                     self._emit(other, "MODIFIED", dependent, new)
 
     def _admit(self, kind: Kind, obj: Obj) -> None:
-        """Default, prune and validate a custom resource like the API server does."""
+        """Default, prune and validate a custom resource like the API server does (k8s_validation.py);
+        what it stores has whole numbers as ints, as Go's JSON writes float64s back."""
         if kind.key == ("", "v1", "secrets") and "stringData" in obj:  # write-only convenience field
             encoded = {
                 k: base64.b64encode(str(v).encode()).decode() for k, v in obj.pop("stringData").items()
@@ -715,25 +580,17 @@ class ApiServer(kmock.KubernetesEmulator):
             obj["data"] = {**(obj.get("data") or {}), **encoded}
         if kind.schema is None:
             return
-        props = kind.schema.get("properties") or {}
-        for part in [k for k in obj if k not in ("apiVersion", "kind", "metadata")]:
-            if part not in props:
-                del obj[part]
+        # apiVersion, kind and metadata are kept aside, as the API server's schema coercion does
+        implicit: Obj = {k: obj.pop(k) for k in ("apiVersion", "kind", "metadata") if k in obj}
         apply_defaults(obj, kind.schema)
-        for part, sub in props.items():
-            if part != "metadata" and part in obj:
-                prune(obj[part], sub)
-        problems = validate(obj, kind.schema, cel=self.cel)
-        if problems:
-            name = obj["metadata"].get("name")
-            text = problems[0][1] if len(problems) == 1 else "[" + ", ".join(m for _, m in problems) + "]"
-            causes = [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in problems]
-            raise ApiError(
-                422,
-                "Invalid",
-                f'{kind.kind}.{kind.key[0]} "{name}" is invalid: {text}',
-                {"name": name, "group": kind.key[0], "kind": kind.kind, "causes": causes},
-            )
+        prune(obj, kind.schema)
+        rest = dict(obj)
+        obj.clear()
+        obj.update(implicit, **rest)
+        errors = check(obj, kind.schema, cel=self.cel)
+        if errors:
+            raise invalid(kind, obj["metadata"].get("name"), errors)
+        go_numbers(obj)
 
     # -- watching -------------------------------------------------------------------------------------
 
@@ -808,6 +665,17 @@ class ApiServer(kmock.KubernetesEmulator):
         finally:
             self.watchers.remove(watcher)
         return response
+
+
+def invalid(kind: Kind, name: str | None, errors: list[FieldError]) -> ApiError:
+    """The 422 of apierrors.NewInvalid: a cause per error, the message listing each one once."""
+    causes = [{"reason": e.type, "message": e.body, "field": e.field} for e in errors]
+    return ApiError(
+        422,
+        "Invalid",
+        f'{kind.kind}.{kind.key[0]} "{name}" is invalid: {aggregate(errors)}',
+        {"name": name, "group": kind.key[0], "kind": kind.kind, "causes": causes},
+    )
 
 
 def _watch_event(watcher: Watcher, type_: str, old: Obj | None, new: Obj | None) -> Obj | None:

@@ -154,7 +154,7 @@ def test_an_unquoted_ec_y_in_yaml_is_lost_by_kubectl(admin: Path, kube: Kube, ns
             "kind": "JwtSecret",
             "metadata": {"name": "{name}"},
             "spec": {"static": {"jwks": {"keys": [jwk]}}, "audiences": ["api"]},
-        }  # fmt: skip
+        }
     )
     assert "\n        y: " in manifest, manifest  # PyYAML (YAML 1.1 too) leaves it bare
     quoted = manifest.replace("\n        y: ", '\n        "y": ')
