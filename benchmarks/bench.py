@@ -32,7 +32,8 @@ from benchmarks import naive
 from benchmarks.emulator import CONFIGMAPS, JWTSECRETS, BenchCluster, Tally
 from benchmarks.procstat import usage
 from benchmarks.rawhttp import JsonClient
-from benchmarks.workload import GROUP, PLURAL, VERSION, Item, items, namespaces
+from benchmarks.workload import Item, items, namespaces
+from jwks_operator.names import GROUP, PLURAL, VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 Key = tuple[str, str]

@@ -16,8 +16,10 @@ import attrs
 import kmock
 from tests.harness.k8s import ApiServer, EmulatedCluster, _verb
 
+from jwks_operator.names import GROUP, PLURAL, VERSION
+
 Tally = collections.Counter[tuple[str, str, str]]  # (client, verb, resource[/subresource])
-JWTSECRETS = ("jwks.dev", "v1alpha1", "jwtsecrets")
+JWTSECRETS = (GROUP, VERSION, PLURAL)
 CONFIGMAPS = ("", "v1", "configmaps")
 
 # Who sent a request, by User-Agent prefix (the operator's own client and Kopf's are one client).

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks.rawhttp import MERGE_PATCH, JsonClient
-from benchmarks.workload import GROUP, PLURAL, VERSION
+from jwks_operator.names import GROUP, PLURAL, VERSION
 
 AGENT = "jwks-minimal/1"
 BASE = f"/apis/{GROUP}/{VERSION}"

@@ -7,7 +7,8 @@ from typing import Any
 
 from tests.material import public_jwk, rsa_key
 
-GROUP, VERSION, PLURAL = "jwks.dev", "v1alpha1", "jwtsecrets"
+from jwks_operator.names import GROUP, VERSION
+
 NAMESPACES = 10
 MAX_URLS = 100
 STATIC_EVERY = 10  # every 10th object is static

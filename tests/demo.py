@@ -20,13 +20,13 @@ import trustme
 import yaml
 from kubernetes import client, config
 
+from jwks_operator.names import GROUP, PLURAL, VERSION
 from tests.harness.idp import JwksProvider
 from tests.harness.k8s import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = "demo"
-GROUP, VERSION, PLURAL = "jwks.dev", "v1alpha1", "jwtsecrets"
 
 
 def apply(api: client.ApiClient, doc: dict[str, Any], provider_url: str) -> str:

@@ -24,7 +24,8 @@ from .fetch import Fetcher
 from .keys import KeySet
 from .kube import Kube, Owner, TargetKind
 from .metrics import Metrics
-from .outputs import GROUP, JWKS_KEY, POLICY_KEY, digest, part_keys, render
+from .names import JWKS_KEY, POLICY_KEY, REFRESH_ANNOTATION
+from .outputs import digest, part_keys, render
 from .spec import CaBundleRef, JwtSecretSpec, parse_spec, target_name
 from .status import Outcome, build_status, merge_patch, new_problems, timestamp
 
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 ObjKey = tuple[str, str]
 Item = tuple[Literal["obj", "url", "resync"], Any]
 EventType = Literal["Normal", "Warning"]
-REFRESH_ANNOTATION = f"{GROUP}/refresh-requested-at"
 TIMESTAMPS_ONLY = frozenset({"lastFetchTime", "nextRefreshTime"})
 
 

@@ -7,9 +7,7 @@ from typing import Any
 import kopf
 
 from .engine import Engine
-from .outputs import GROUP, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION
-
-MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+from .names import GROUP, MANAGED_SELECTOR, PLURAL, VERSION
 
 
 def build_registry(engine: Engine) -> kopf.OperatorRegistry:
@@ -46,5 +44,5 @@ def build_settings(*, standalone: bool = True) -> kopf.OperatorSettings:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     # Watch only the ConfigMaps we publish (server-side), so memory stays flat in big clusters.
-    settings.watching.label_selectors["configmaps"] = MANAGED
+    settings.watching.label_selectors["configmaps"] = MANAGED_SELECTOR
     return settings

@@ -17,7 +17,8 @@ from kubernetes.client.exceptions import ApiException
 
 from . import __version__
 from .errors import ApiCallError, FetchError, SecretRefError, TargetConflictError
-from .outputs import (
+from .names import (
+    API_VERSION,
     GROUP,
     KIND,
     MANAGED_BY,
@@ -25,10 +26,8 @@ from .outputs import (
     PLURAL,
     SHARED_ANNOTATION,
     VERSION,
-    aggregate,
-    labels,
-    owner_reference,
 )
+from .outputs import aggregate, labels, owner_reference
 from .spec import CaBundleRef
 from .status import timestamp
 
@@ -340,7 +339,7 @@ class Kube:
             "kind": "Event",
             "metadata": {"name": f"{owner.name}.{secrets.token_hex(8)}", "namespace": owner.namespace},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
+                "apiVersion": API_VERSION,
                 "kind": KIND,
                 "name": owner.name,
                 "namespace": owner.namespace,

@@ -8,19 +8,18 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from .keys import ALGS_BY_KTY, EC_ALG_CURVE, KeySet, thumbprint
+from .names import (
+    API_VERSION,
+    ENVOY_GATEWAY_KEY,
+    INDEX_KEY,
+    JWKS_KEY,
+    KIND,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    OWNER_LABEL,
+    POLICY_KEY,
+)
 from .spec import JwtSecretSpec
-
-GROUP = "jwks.dev"
-VERSION = "v1alpha1"
-KIND = "JwtSecret"
-PLURAL = "jwtsecrets"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "jwks-operator"
-OWNER_LABEL = "jwks.dev/jwtsecret"
-JWKS_KEY = "jwks.json"
-# Envoy Gateway's SecurityPolicy localJWKS.valueRef reads the key "jwks" (else an arbitrary key).
-ENVOY_GATEWAY_KEY = "jwks"
-POLICY_KEY = "policy.json"
 
 
 def effective_algorithms(spec: JwtSecretSpec, key_set: KeySet) -> list[str]:
@@ -63,7 +62,7 @@ def digest(data: Mapping[str, str]) -> str:
 def owner_reference(name: str, uid: str, *, controller: bool = True) -> dict[str, Any]:
     """The ownerReference that makes the API server delete our output with its (last) JwtSecret."""
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": KIND,
         "name": name,
         "uid": uid,
@@ -77,10 +76,6 @@ def labels(name: str) -> dict[str, str]:
     if len(name) <= 63:
         result[OWNER_LABEL] = name
     return result
-
-
-INDEX_KEY = "index.json"
-SHARED_ANNOTATION = f"{GROUP}/shared"
 
 
 def part_keys(name: str) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 import jwt
 
 from .keys import ALGS_BY_KTY, EC_ALG_CURVE
-from .outputs import JWKS_KEY, POLICY_KEY
+from .names import JWKS_KEY, POLICY_KEY
 
 HMAC_ALGS = frozenset(ALGS_BY_KTY["oct"])
 KTY_BY_ALG = {alg: kty for kty, algs in ALGS_BY_KTY.items() for alg in algs}

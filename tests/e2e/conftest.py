@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from jwks_operator.names import GROUP, PLURAL, VERSION
 from tests.harness.backend import BACKEND, new_cluster
 from tests.harness.control_plane import RealCluster
 from tests.harness.k8s import EmulatedCluster, load_crds
@@ -26,7 +27,6 @@ from tests.harness.operator import OperatorProcess
 from tests.harness.tools import kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUP, VERSION, PLURAL = "jwks.dev", "v1alpha1", "jwtsecrets"
 T = TypeVar("T")
 EMULATED: EmulatedCluster | None = None  # the emulator, when the tests run on it
 CLUSTER: EmulatedCluster | RealCluster | None = None  # the session's cluster (None: JWKS_E2E_KUBECONFIG)

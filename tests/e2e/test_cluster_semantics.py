@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.conftest import GROUP, PLURAL, VERSION, Kube, wait_for
+from jwks_operator.names import GROUP, PLURAL, VERSION
+from tests.e2e.conftest import Kube, wait_for
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, public_jwk
 

@@ -8,12 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from jwks_operator.names import MANAGED_BY_LABEL
 from tests.e2e.conftest import Kube, wait_for
 from tests.harness.backend import operator_requests
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, public_jwk
 
-LABEL = "app.kubernetes.io/managed-by"
+LABEL = MANAGED_BY_LABEL
 
 
 def published(kube: Kube, ns: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import pytest
 import trustme
 from kubernetes.client.exceptions import ApiException
 
+from jwks_operator.names import GROUP, PLURAL, VERSION
 from tests.e2e.conftest import Kube, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
@@ -34,7 +35,7 @@ def published(kube: Kube, ns: str, name: str) -> tuple[dict[str, Any], dict[str,
 
 def test_examples_are_accepted_and_become_ready(kube: Kube, ns: str, examples: dict[str, list[Any]]) -> None:
     for doc in examples["static-jwks.yaml"] + examples["static-pem.yaml"]:
-        kube.custom.create_namespaced_custom_object("jwks.dev", "v1alpha1", ns, "jwtsecrets", doc)
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, doc)
     for name in ("static-jwks", "static-pem"):
         obj = kube.wait_condition(ns, name)
         assert obj["status"]["keyCount"] == 1

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trustme
 
+from jwks_operator.names import GROUP, PLURAL, REFRESH_ANNOTATION, VERSION
 from tests.e2e.conftest import Kube, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
@@ -105,12 +106,12 @@ def test_force_refresh_annotation(kube: Kube, ns: str, ca: trustme.CA) -> None:
         time.sleep(1.5)
         assert provider.count() == 1  # nothing due for an hour
         requested = time.monotonic()
-        stamp = {"metadata": {"annotations": {"jwks.dev/refresh-requested-at": "2026-11-22T10:00:00Z"}}}
-        kube.custom.patch_namespaced_custom_object("jwks.dev", "v1alpha1", ns, "jwtsecrets", "f", stamp)
+        stamp = {"metadata": {"annotations": {REFRESH_ANNOTATION: "2026-11-22T10:00:00Z"}}}
+        kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "f", stamp)
         wait_for(lambda: new in kids(kube, ns, "f"), 5, "forced refresh published the new key")
         first = provider.log[1].monotonic - requested
-        stamp["metadata"]["annotations"]["jwks.dev/refresh-requested-at"] = "2026-11-22T10:00:01Z"
-        kube.custom.patch_namespaced_custom_object("jwks.dev", "v1alpha1", ns, "jwtsecrets", "f", stamp)
+        stamp["metadata"]["annotations"][REFRESH_ANNOTATION] = "2026-11-22T10:00:01Z"
+        kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "f", stamp)
         wait_for(lambda: provider.count() == 3, 8, "second forced refresh")
         spacing = provider.log[2].monotonic - provider.log[1].monotonic
     REPORT.append(

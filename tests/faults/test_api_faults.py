@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 import trustme
 
+from jwks_operator.names import MANAGED_BY_LABEL
 from tests.e2e.conftest import Kube, wait_for
 from tests.faults.summary import SUMMARY
 from tests.harness.idp import JwksProvider
 from tests.harness.k8s import ApiServer, EmulatedCluster
 from tests.material import ec_key, public_jwk
 
-LABEL = "app.kubernetes.io/managed-by"
+LABEL = MANAGED_BY_LABEL
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from jwks_operator.names import GROUP, PLURAL, VERSION
 from tests.e2e.conftest import ROOT, Kube, wait_for
 from tests.harness.control_plane import RealCluster
 from tests.harness.gomod import security_policy_crd
@@ -92,7 +93,7 @@ def test_every_example_applies(admin: Path, kube: Kube, ns: str) -> None:
         assert "error" not in out.lower(), (path.name, out)
     names = {
         i["metadata"]["name"]
-        for i in kube.custom.list_namespaced_custom_object("jwks.dev", "v1alpha1", ns, "jwtsecrets")["items"]
+        for i in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
     }
     expected = {
         d["metadata"]["name"]

@@ -1,0 +1,25 @@
+"""The API's names in one place: the JwtSecret resource, labels, annotations and published data keys.
+
+Shared by the operator, the verify library, the tests and the benchmarks (pure constants, no imports).
+"""
+
+from __future__ import annotations
+
+GROUP = "jwks.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "JwtSecret"
+PLURAL = "jwtsecrets"
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "jwks-operator"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"  # what the operator watches ConfigMaps with
+OWNER_LABEL = f"{GROUP}/jwtsecret"  # on each output, when the JwtSecret's name fits a label value
+
+REFRESH_ANNOTATION = f"{GROUP}/refresh-requested-at"  # `kubectl annotate` it to force a refresh
+SHARED_ANNOTATION = f"{GROUP}/shared"  # marks a shared target (several contributors)
+
+JWKS_KEY = "jwks.json"  # the JWK Set, public members only
+ENVOY_GATEWAY_KEY = "jwks"  # the same set under the key Envoy Gateway's localJWKS valueRef reads
+POLICY_KEY = "policy.json"  # issuers, audiences, algorithms, source
+INDEX_KEY = "index.json"  # shared targets: contributors and kid collisions
