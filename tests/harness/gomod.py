@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tools.control_plane import go_binary
 
 ENVOY_GATEWAY = ("github.com/envoyproxy/gateway", "v1.9.1")
 PROMETHEUS_OPERATOR = ("github.com/prometheus-operator/prometheus-operator", "v0.85.0")
@@ -21,10 +22,8 @@ PROMETHEUS_OPERATOR = ("github.com/prometheus-operator/prometheus-operator", "v0
 @functools.cache
 def module_dir(path: str, version: str) -> Path:
     """The extracted module in Go's module cache (downloaded on first use)."""
-    done = subprocess.run(
-        ["go", "mod", "download", "-json", f"{path}@{version}"],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
+    command = [go_binary(), "mod", "download", "-json", f"{path}@{version}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     info = json.loads(done.stdout or "{}")
     if done.returncode or "Dir" not in info:
         raise RuntimeError(f"go mod download {path}@{version} failed: {info.get('Error') or done.stderr}")
