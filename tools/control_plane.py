@@ -53,13 +53,22 @@ import (
 """
 
 
+def go_binary() -> str:
+    """The `go` command: from PATH, else Go's default install location (/usr/local/go)."""
+    default = Path("/usr/local/go/bin/go")
+    found = shutil.which("go") or (str(default) if default.is_file() else None)
+    if found is None:
+        raise RuntimeError("control plane: no `go` (Go >= 1.24): install Go, or set KUBEBUILDER_ASSETS")
+    return found
+
+
 def _go(args: list[str], cwd: Path) -> str:
     env = {
         **os.environ,
         "CGO_ENABLED": "0",
         "GOFLAGS": f"{os.environ.get('GOFLAGS', '')} -buildvcs=false".strip(),
     }
-    done = subprocess.run(["go", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)  # noqa: S603,S607
+    done = subprocess.run([go_binary(), *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)  # noqa: S603
     return done.stdout
 
 
@@ -79,10 +88,6 @@ def build(version: str = KUBERNETES, out: Path | None = None, only: tuple[str, .
     missing = [name for name in only if not (out / name).is_file()]
     if not missing:
         return out
-    if shutil.which("go") is None:
-        raise SystemExit(
-            f"control plane: `go` is not on PATH; install Go or set KUBEBUILDER_ASSETS ({missing})"
-        )
     src = out / "src"
     (src / "etcd").mkdir(parents=True, exist_ok=True)
     (src / "go.mod").write_text(_go_mod(version, src))
