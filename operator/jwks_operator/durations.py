@@ -1,4 +1,4 @@
-"""Kubernetes-style durations ("90s", "5m", "1h30m", "24h") (pure)."""
+"""Durations as the CRD's pattern admits them ("90s", "5m", "1h30m", "1.5h"), a subset of Go's (pure)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,3 @@ def parse_duration(text: str) -> float:
     if not re.match(PATTERN, text):
         raise ValueError(f"{text!r} is not a duration like 90s, 5m or 1h30m")
     return sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact h/m/s form of whole seconds (sub-second values in ms)."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
-    return text or "0s"

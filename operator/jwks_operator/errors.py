@@ -27,7 +27,8 @@ class SpecError(JwksError):
 
 
 class AudienceRequiredError(JwksError):
-    """A shared JWK Set (Firebase, Google, Azure AD common) without audiences: nothing is published."""
+    """A JWK Set shared by every customer of its provider (Firebase, Google, Microsoft Entra ID common...)
+    without spec.audiences or spec.allowMissingAudience: nothing is fetched or published."""
 
     reason = "AudienceRequired"
     ready_with_old_keys = False
@@ -40,7 +41,7 @@ class KeySetError(JwksError):
 
 
 class SecretRefError(JwksError):
-    """The referenced Secret or its key is missing or unusable."""
+    """The referenced Secret, or its key, is missing (a secret too short for HMAC is a KeySetError)."""
 
     reason = "SecretNotFound"
 
@@ -56,21 +57,23 @@ class FetchError(JwksError):
 
 
 class TargetConflictError(JwksError):
-    """The target object exists and is not managed by jwks-operator."""
+    """The target exists and is not ours to write (unmanaged, another object's, or shared where the spec
+    does not say so, or the reverse), or it kept changing while being written."""
 
     reason = "TargetConflict"
     ready_with_old_keys = False
 
 
 class StaleError(JwksError):
-    """Refreshes have failed for longer than staleAfter past the keys' refresh time."""
+    """Refreshes keep failing and the keys are more than staleAfter past their refresh time."""
 
     reason = "Stale"
     ready_with_old_keys = False
 
 
 class ApiCallError(JwksError):
-    """A Kubernetes API call failed (5xx, 429, 409, timeout...): retried with backoff, last keys kept."""
+    """A Kubernetes API call failed (an HTTP error its caller did not handle, or no connection): retried
+    with backoff, last keys kept."""
 
     reason = "ApiError"
 

@@ -31,7 +31,7 @@ def build_registry(engine: Engine) -> kopf.OperatorRegistry:
 
 
 def build_settings(*, standalone: bool = True) -> kopf.OperatorSettings:
-    """Kopf settings: no Kopf-posted events, bounded watch streams, quiet peering by default."""
+    """Kopf settings: no Kopf-posted events, bounded watch streams, no CRD scanning, standalone by default."""
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
@@ -40,9 +40,10 @@ def build_settings(*, standalone: bool = True) -> kopf.OperatorSettings:
     settings.peering.standalone = standalone
     # The CRDs are installed before the operator: one discovery at startup, no CRD list/watch (RBAC).
     settings.scanning.disabled = True
+    # Kopf writes no finalizer, progress or diff-base for event handlers alone, but on every event it strips
+    # this finalizer from the object when no handler needs one: a name of our own, not Kopf's default, so
+    # another Kopf operator's finalizer on our ConfigMaps or JwtSecrets stays.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     # Watch only the ConfigMaps we publish (server-side), so memory stays flat in big clusters.
     settings.watching.label_selectors["configmaps"] = MANAGED_SELECTOR
     return settings

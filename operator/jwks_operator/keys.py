@@ -1,4 +1,4 @@
-"""Key parsing and validation (pure): JWK Sets, PEM and HMAC secrets to public-only JWK Sets."""
+"""Key parsing and validation (pure): JWK Sets and PEM to public-only JWKs, HMAC secrets to `oct` JWKs."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from .errors import KeySetError
 
 MIN_RSA_BITS = 2048
-MIN_HMAC_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 MAX_KEYS = 100
 
 PUBLIC_MEMBERS: Mapping[str, tuple[str, ...]] = {
@@ -29,17 +28,70 @@ PUBLIC_MEMBERS: Mapping[str, tuple[str, ...]] = {
     "OKP": ("crv", "x"),
     "oct": ("k",),
 }
+# The private members of an asymmetric JWK (RFC 7518 sections 6.2.2 and 6.3.2; `oth`, a list, holds the
+# further primes of a multi-prime RSA key): a key with any of them is exposed and is never published.
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
+# What must never reach a ConfigMap: the private members and the secret of an HMAC (`oct`) key.
+SECRET_MEMBERS = (*PRIVATE_MEMBERS, *PUBLIC_MEMBERS["oct"])
 METADATA_MEMBERS = ("kid", "alg", "use", "key_ops", "x5c", "x5t", "x5t#S256")
-EC_ALG_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
-OKP_CURVES = ("Ed25519", "Ed448")
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """What a JWS algorithm (RFC 7518 section 3) asks of a key."""
+
+    kty: str
+    hash_bits: int | None  # its SHA-2 digest; None for EdDSA, whose curve fixes the hash
+    curves: tuple[str, ...] = ()  # EC and OKP: the curves it signs with
+
+
+# Every algorithm the operator accepts (the CRD's spec.algorithms enum, in its order); `none` never is.
+# The other algorithm tables are derived from this one.
+ALGORITHM_TABLE: Mapping[str, Algorithm] = {
+    "RS256": Algorithm("RSA", 256),
+    "RS384": Algorithm("RSA", 384),
+    "RS512": Algorithm("RSA", 512),
+    "PS256": Algorithm("RSA", 256),
+    "PS384": Algorithm("RSA", 384),
+    "PS512": Algorithm("RSA", 512),
+    "ES256": Algorithm("EC", 256, ("P-256",)),
+    "ES384": Algorithm("EC", 384, ("P-384",)),
+    "ES512": Algorithm("EC", 512, ("P-521",)),
+    "EdDSA": Algorithm("OKP", None, ("Ed25519", "Ed448")),
+    "HS256": Algorithm("oct", 256),
+    "HS384": Algorithm("oct", 384),
+    "HS512": Algorithm("oct", 512),
+}
+ALGORITHMS = tuple(ALGORITHM_TABLE)
+KTY_BY_ALG: Mapping[str, str] = {alg: spec.kty for alg, spec in ALGORITHM_TABLE.items()}
 ALGS_BY_KTY: Mapping[str, frozenset[str]] = {
-    "RSA": frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}),
-    "EC": frozenset(EC_ALG_CURVE),
-    "OKP": frozenset({"EdDSA"}),
-    "oct": frozenset(MIN_HMAC_BYTES),
+    kty: frozenset(alg for alg, spec in ALGORITHM_TABLE.items() if spec.kty == kty) for kty in PUBLIC_MEMBERS
+}
+HMAC_ALGS = ALGS_BY_KTY["oct"]
+# RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+MIN_HMAC_BYTES: Mapping[str, int] = {
+    alg: spec.hash_bits // 8 for alg, spec in ALGORITHM_TABLE.items() if spec.kty == "oct" and spec.hash_bits
+}
+EC_ALG_CURVE: Mapping[str, str] = {
+    alg: spec.curves[0] for alg, spec in ALGORITHM_TABLE.items() if spec.kty == "EC"
+}
+CURVES_BY_KTY: Mapping[str, tuple[str, ...]] = {
+    kty: tuple(dict.fromkeys(c for spec in ALGORITHM_TABLE.values() if spec.kty == kty for c in spec.curves))
+    for kty in ("EC", "OKP")
 }
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+
+
+def key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
+    """The algorithms a JWK can verify: those of its kty (and EC/OKP curve), narrowed to its alg if set."""
+    alg = jwk.get("alg")
+    return frozenset(
+        name
+        for name, spec in ALGORITHM_TABLE.items()
+        if spec.kty == jwk.get("kty")
+        and (not spec.curves or jwk.get("crv") in spec.curves)
+        and alg in (None, name)
+    )
 
 
 class InvalidKey(ValueError):
@@ -75,8 +127,8 @@ class KeySet:
 
     @functools.cached_property
     def rendered(self) -> str:
-        """The document as published (stable formatting), rendered once per KeySet: every JwtSecret of
-        a URL shares its KeySet, so thousands of them share one string."""
+        """The document as published (stable formatting), rendered once per KeySet: the JwtSecrets of one
+        URL (with the same spec.algorithms) share its KeySet, so thousands of them share one string."""
         return json.dumps(self.document(), indent=2, sort_keys=True) + "\n"
 
     def summary(self) -> list[dict[str, str]]:
@@ -94,7 +146,8 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
 def validate_jwk(
     jwk: Any, *, allow_symmetric: bool = False, algorithms: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Check one JWK and return its public-only form; raise InvalidKey with the reason."""
+    """Check one JWK and return its public form (for `oct`, with its secret `k`); raise InvalidKey with the
+    reason."""
     if not isinstance(jwk, Mapping):
         raise InvalidKey("a JWK must be a JSON object")
     kty = jwk.get("kty")
@@ -119,9 +172,10 @@ def validate_jwk(
     for member in PUBLIC_MEMBERS[kty]:
         if not isinstance(jwk.get(member), str) or not jwk[member]:
             raise InvalidKey(f"missing or invalid member {member!r} for kty {kty}")
+    _check_curve(kty, jwk)
     alg = jwk.get("alg")
     _check_alg(kty, jwk, alg)
-    if algorithms and not _alg_allowed(kty, jwk, alg, algorithms):
+    if algorithms and not key_algorithms(jwk) & set(algorithms):
         raise InvalidKey(f"alg {alg or 'for kty ' + kty} is not in spec.algorithms")
     _check_material(kty, jwk)
     public = {m: jwk[m] for m in (*METADATA_MEMBERS, "kty", *PUBLIC_MEMBERS[kty]) if m in jwk}
@@ -131,36 +185,31 @@ def validate_jwk(
     return public
 
 
+def _check_curve(kty: str, jwk: Mapping[str, Any]) -> None:
+    curves = CURVES_BY_KTY.get(kty)
+    if curves is not None and jwk.get("crv") not in curves:
+        raise InvalidKey(f"unsupported {kty} curve {jwk.get('crv')!r}; expected {_one_of(curves)}")
+
+
 def _check_alg(kty: str, jwk: Mapping[str, Any], alg: str | None) -> None:
     if alg is None:
         return
-    if alg == "none" or alg not in ALGS_BY_KTY[kty]:
+    spec = ALGORITHM_TABLE.get(alg)
+    if spec is None or spec.kty != kty:
         raise InvalidKey(f"alg {alg!r} does not match kty {kty}")
-    if kty == "EC" and EC_ALG_CURVE[alg] != jwk.get("crv"):
-        raise InvalidKey(f"alg {alg} requires crv {EC_ALG_CURVE[alg]}, got {jwk.get('crv')!r}")
-
-
-def _alg_allowed(kty: str, jwk: Mapping[str, Any], alg: str | None, algorithms: Sequence[str]) -> bool:
-    if alg is not None:
-        return alg in algorithms
-    candidates = ALGS_BY_KTY[kty]
-    if kty == "EC":
-        candidates = frozenset(a for a, crv in EC_ALG_CURVE.items() if crv == jwk.get("crv"))
-    return bool(candidates & set(algorithms))
+    if spec.curves and jwk.get("crv") not in spec.curves:
+        raise InvalidKey(f"alg {alg} requires crv {_one_of(spec.curves)}, got {jwk.get('crv')!r}")
 
 
 def _check_material(kty: str, jwk: Mapping[str, Any]) -> None:
-    """Load the key with cryptography to prove it is well-formed and strong enough."""
+    """Load the key with cryptography to prove it is well-formed and strong enough (an HMAC secret: long
+    enough for its alg, HS256 when it names none)."""
     if kty == "oct":
         secret = _b64url_decode(str(jwk["k"]), "k")
         alg = str(jwk.get("alg") or "HS256")
         if len(secret) < MIN_HMAC_BYTES[alg]:
             raise InvalidKey(f"HMAC secret is shorter than {MIN_HMAC_BYTES[alg]} bytes required for {alg}")
         return
-    if kty == "EC" and jwk.get("crv") not in EC_ALG_CURVE.values():
-        raise InvalidKey(f"unsupported EC curve {jwk.get('crv')!r}; expected P-256, P-384 or P-521")
-    if kty == "OKP" and jwk.get("crv") not in OKP_CURVES:
-        raise InvalidKey(f"unsupported OKP curve {jwk.get('crv')!r}; expected Ed25519 or Ed448")
     try:
         key = jwt.PyJWK(dict(jwk)).key
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
@@ -181,10 +230,16 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def _one_of(names: Sequence[str]) -> str:
+    """`a, b or c`."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def build_key_set(
     candidates: Iterable[Any], *, allow_symmetric: bool = False, algorithms: Sequence[str] = ()
 ) -> KeySet:
-    """Validate candidate JWKs; drop invalid ones and duplicate kids with different material."""
+    """Validate candidate JWKs; drop invalid ones, those past MAX_KEYS, repeats of an earlier key, and every
+    key of a kid that names different key material."""
     accepted: list[tuple[int, dict[str, Any]]] = []
     rejected: list[Rejection] = []
     for index, candidate in enumerate(candidates):
@@ -246,7 +301,8 @@ def parse_jwks_document(body: bytes, *, algorithms: Sequence[str] = ()) -> KeySe
 
 
 def keys_from_pem(pem: str, *, kid: str | None = None, algorithms: Sequence[str] = ()) -> KeySet:
-    """Convert PEM public keys/certificates to JWKs (kid: given, else RFC 7638 thumbprint)."""
+    """Convert PEM public keys/certificates to JWKs (kid: the given one for a single block, else the RFC 7638
+    thumbprint)."""
     blocks = _PEM_BLOCK.findall(pem)
     if not blocks:
         raise KeySetError("spec.static.pem: no PEM block found")
@@ -294,9 +350,11 @@ def _public_key_to_jwk(key: Any) -> dict[str, Any]:
         return dict(RSAAlgorithm.to_jwk(key, as_dict=True))
     if isinstance(key, ec.EllipticCurvePublicKey):
         jwk = dict(ECAlgorithm.to_jwk(key, as_dict=True))
-        alg = {v: k for k, v in EC_ALG_CURVE.items()}.get(str(jwk.get("crv")))
+        alg = next((a for a, crv in EC_ALG_CURVE.items() if crv == jwk.get("crv")), None)
         if alg is None:
-            raise InvalidKey(f"unsupported EC curve {key.curve.name}; expected P-256, P-384 or P-521")
+            raise InvalidKey(
+                f"unsupported EC curve {key.curve.name}; expected {_one_of(CURVES_BY_KTY['EC'])}"
+            )
         jwk["alg"] = alg
         return jwk
     if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):

@@ -1,11 +1,11 @@
 """Which replica leads, as Kopf's peering decides it (HA with `--peering`).
 
-Kopf pauses its watch streams while a peer with a higher priority is alive, but the refresh engine has
-its own timers: it must pause too, or every standby would fetch and write. Kopf keeps that decision
-in a private toggle per peering object, handed to `kopf._core.engines.peering.process_peering_event`;
-`Leadership.install()` wraps that function to watch the toggle (tests/e2e/test_ha.py runs two real
-operators against one peering object, so a Kopf upgrade that changes this fails there, not in a
-cluster). Standalone operators (no `--peering`) always lead.
+Kopf pauses its watch streams while a live peer has a higher priority (or the same one: then all
+pause), but the refresh engine has its own timers: it must pause too, or every standby would fetch and
+write. Kopf keeps that decision in a private toggle per peering object, handed to
+`kopf._core.engines.peering.process_peering_event`; `Leadership.install()` wraps that function to watch
+the toggle (tests/e2e/test_ha.py runs two real operators against one peering object, so a Kopf upgrade
+that changes this fails there, not in a cluster). Standalone operators (no `--peering`) always lead.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(*, verbose: bool, fmt: str) -> None:
-    """Configure the root logger; Kopf's per-event handler chatter only when verbose."""
+    """Configure the root logger; Kopf's per-object chatter and urllib3's only when verbose."""
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -33,7 +33,7 @@ class Metrics:
         )
         self.next_refresh = Gauge(
             f"{PREFIX}_next_refresh_timestamp_seconds",
-            "When a JWK URL is fetched next (Unix time).",
+            "When a JWK URL is fetched next (Unix time; +Inf when it is never refetched).",
             ["url"],
             registry=r,
         )
@@ -102,9 +102,8 @@ class ObjectCollector(Collector):
             "JwtSecret conditions (1 for the current status).",
             labels=["namespace", "jwtsecret", "type", "status"],
         )
-        for (namespace, name), (count, conditions) in list(
-            self.state.items()
-        ):  # copied: scrapes run in a thread
+        snapshot = list(self.state.items())  # a copy: scrapes run in a thread of their own
+        for (namespace, name), (count, conditions) in snapshot:
             keys.add_metric([namespace, name], count)
             for kind, status in conditions:
                 for value in ("True", "False", "Unknown"):

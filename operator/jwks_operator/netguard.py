@@ -1,5 +1,6 @@
-"""SSRF guard for JWKS fetches: refuse metadata and link-local addresses (and, unless allowed,
-private and loopback ones) after DNS resolution and again on the connected socket."""
+"""SSRF guard for JWKS fetches: refuse cloud metadata host names, link-local, metadata, unspecified and
+multicast addresses (and, unless allowed, private and loopback ones) after DNS resolution and again on the
+connected socket."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class BlockedAddressError(ValueError):
 
 
 def check_address(ip: str, *, allow_private: bool) -> None:
-    """Raise BlockedAddressError for metadata/link-local addresses, and private ones unless allowed."""
+    """Raise BlockedAddressError for an ALWAYS_BLOCKED address, and a PRIVATE one unless allowed."""
     addr: IPAddress = ipaddress.ip_address(ip.split("%", 1)[0])
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped

@@ -10,29 +10,18 @@ from typing import Any, Literal
 from .cache import RefreshPolicy
 from .durations import parse_duration
 from .errors import SpecError
+from .keys import ALGORITHMS, HMAC_ALGS, PRIVATE_MEMBERS
 
-ALGORITHMS = (
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "EdDSA",
-    "HS256",
-    "HS384",
-    "HS512",
-)
 MAX_URL_LENGTH = 2048
 _URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_BLANK_RE = re.compile(r"^[\t\n\f\r ]*$")  # no match for the CRD's matches(r'\S') (RE2: \s is [\t\n\f\r ])
-# Private JWK members the CRD rejects in spec.static.jwks (the key would be exposed in the object).
-PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
-# The longest duration the API server's CEL duration() (Go's time.Duration) reads: 2562047h47m16.85s.
+_BLANK_RE = re.compile(r"^[\t\n\f\r ]*$")  # what fails the CRD's matches(r'\S') (RE2: \s is [\t\n\f\r ])
+# The private JWK members the CRD's CEL rule rejects in spec.static.jwks.keys (the key would be exposed in
+# the object), checked here too for API servers without CEL. CEL sees only the properties the CRD declares,
+# and it declares the string-valued ones, not `oth` (a list, which a private RSA key carries beside `d`).
+# keys.validate_jwk drops a key with any of keys.PRIVATE_MEMBERS.
+CRD_PRIVATE_MEMBERS = tuple(m for m in PRIVATE_MEMBERS if m != "oth")
+# The longest duration the API server's CEL duration() (Go's time.Duration) reads: 2562047h47m16.854775807s.
 MAX_DURATION = (2**63 - 1) / 1e9
 # JWK Sets that sign tokens for every customer of a provider: only an audience check tells them apart.
 _GOOGLE = "https://www.googleapis.com"
@@ -188,7 +177,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
     if url is not None:
         _check_url(url, insecure)
         common["ca_bundle"] = _ca_bundle(raw)
-        if any(alg.startswith("HS") for alg in common["algorithms"]):
+        if any(alg in HMAC_ALGS for alg in common["algorithms"]):
             raise SpecError(
                 "spec.algorithms",
                 "HS* cannot be used with spec.jwkUrl (a published key used as an HMAC secret lets "
@@ -220,10 +209,11 @@ def _parse_static(static: Mapping[str, Any], common: dict[str, Any]) -> JwtSecre
             raise SpecError("spec.static.jwks.keys", "must be a list of JWKs")
         if not jwks["keys"]:
             raise SpecError("spec.static.jwks.keys", "must contain at least one key")
-        if any(isinstance(k, Mapping) and any(m in k for m in PRIVATE_MEMBERS) for k in jwks["keys"]):
+        if any(isinstance(k, Mapping) and any(m in k for m in CRD_PRIVATE_MEMBERS) for k in jwks["keys"]):
             raise SpecError(
                 "spec.static.jwks.keys",
-                f"private key members ({', '.join(PRIVATE_MEMBERS)}) are not allowed; give public keys only",
+                f"private key members ({', '.join(CRD_PRIVATE_MEMBERS)}) are not allowed; "
+                "give public keys only",
             )
         return JwtSecretSpec(kind="jwks", jwks=jwks, kid=kid, **common)
     if present[0] == "pem":

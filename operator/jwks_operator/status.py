@@ -34,8 +34,8 @@ class Outcome:
     fetched_at: datetime | None = None  # when the published keys were resolved
     next_refresh: datetime | None = None
     failures: int = 0
-    warnings: tuple[tuple[str, str], ...] = ()
-    target_shared: bool = False  # (reason, message) of insecure but working settings
+    warnings: tuple[tuple[str, str], ...] = ()  # (reason, message) of insecure but working settings
+    target_shared: bool = False  # the target is a shared one (spec.target.shared)
 
 
 def condition(
@@ -79,7 +79,7 @@ def _rejected_message(key_set: KeySet) -> str:
 def conditions(
     outcome: Outcome, previous: Sequence[Mapping[str, Any]], now: datetime
 ) -> list[dict[str, Any]]:
-    """Ready and Degraded for an outcome."""
+    """Ready, Degraded and InsecureConfig for an outcome."""
 
     def make(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
         return condition(kind, status, reason, message, outcome.generation, previous, now)

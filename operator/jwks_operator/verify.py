@@ -1,9 +1,10 @@
 """Verify JWTs against what jwks-operator publishes (pure; no Kubernetes needed).
 
-The rules gateways apply: a token is valid if any one configured key verifies its signature;
-`exp`, if present, is in the future (`nbf`/`iat` honoured with a leeway); when audiences are set,
-the token's `aud` (a string or a list) matches one of them; issuers likewise; the algorithm is in
-the published allow-list, never `none`, and never HS* for keys that came from a URL.
+The rules gateways apply: a token is valid if any one configured key (of the token's `kid`, if it
+names one, and fitting its algorithm) verifies its signature; `exp`, `nbf` and `iat`, when present,
+are numbers and, within a leeway, `exp` is not past and `nbf` and `iat` are not in the future; when
+audiences are set, the token's `aud` (a string or a list) matches one of them; issuers likewise; the
+algorithm is in the published allow-list, never `none`, and never HS* for keys that came from a URL.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ from typing import Any
 
 import jwt
 
-from .keys import ALGS_BY_KTY, EC_ALG_CURVE
+from .keys import HMAC_ALGS, KTY_BY_ALG, key_algorithms
 from .names import JWKS_KEY, POLICY_KEY
-
-HMAC_ALGS = frozenset(ALGS_BY_KTY["oct"])
-KTY_BY_ALG = {alg: kty for kty, algs in ALGS_BY_KTY.items() for alg in algs}
 
 
 @dataclass(frozen=True)
@@ -84,12 +82,6 @@ def strip_bearer(token: str) -> str:
     return token
 
 
-def _key_fits(jwk: Mapping[str, Any], alg: str) -> bool:
-    if jwk.get("alg") not in (None, alg) or KTY_BY_ALG.get(alg) != jwk.get("kty"):
-        return False
-    return not (jwk.get("kty") == "EC" and EC_ALG_CURVE.get(alg) != jwk.get("crv"))
-
-
 def _matches(claim: Any, accepted: Sequence[str]) -> bool:
     values = [claim] if isinstance(claim, str) else claim if isinstance(claim, list) else []
     return any(isinstance(v, str) and v in accepted for v in values)
@@ -113,7 +105,7 @@ def verify_with(source: KeySource, token: str, *, leeway: float, now: float | No
     candidates = [k for k in source.keys if kid is None or k.get("kid") == kid]
     if not candidates:
         return Result(False, f"no key with kid {kid!r}")
-    candidates = [k for k in candidates if _key_fits(k, alg)]
+    candidates = [k for k in candidates if alg in key_algorithms(k)]
     if not candidates:
         return Result(False, f"no key for algorithm {alg}" + (f" with kid {kid!r}" if kid else ""))
     last = "signature verification failed"
@@ -210,7 +202,7 @@ class DirectoryVerifier:
         return sorted(p for p in self.path.glob("*.json") if p.is_file())
 
     def reload_if_changed(self) -> bool:
-        """Re-read the files when their identity or mtime changed (kubelet swaps a symlink)."""
+        """Re-read the files when their identity, mtime or size changed (kubelet swaps a symlink)."""
         stamp = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in self._files())
         if stamp == self._stamp:
             return False

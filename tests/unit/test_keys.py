@@ -21,7 +21,7 @@ from tests.material import (
     rsa_key,
 )
 
-PRIVATE = set(keys.PRIVATE_MEMBERS)
+PRIVATE = set(keys.SECRET_MEMBERS)  # none of them in a key from a URL, a JWK Set or PEM
 
 
 def test_public_rsa_key_is_accepted_with_public_members_only() -> None:
@@ -59,6 +59,7 @@ def test_malformed_jwks_are_rejected_with_a_reason(jwk: Any, reason: str) -> Non
         (lambda: private_jwk(rsa_key(), kid="leak"), r"private key members \(d, p, q, dp, dq, qi\)"),
         (lambda: private_jwk(ec_key()), r"private key members \(d\)"),
         (lambda: private_jwk(ed_key()), r"private key members \(d\)"),
+        (lambda: {**public_jwk(rsa_key()), "oth": []}, r"private key members \(oth\)"),
         (lambda: {**public_jwk(ed_key()), "crv": "X25519"}, "unsupported OKP curve"),
         (lambda: public_jwk(rsa_key(), kid=7), "kid must be a string"),
     ],
@@ -66,6 +67,45 @@ def test_malformed_jwks_are_rejected_with_a_reason(jwk: Any, reason: str) -> Non
 def test_unsafe_keys_are_rejected(make: Any, reason: str) -> None:
     with pytest.raises(keys.InvalidKey, match=reason):
         keys.validate_jwk(make())
+
+
+def test_unsupported_curves_are_named_before_the_algorithm() -> None:
+    with pytest.raises(
+        keys.InvalidKey, match=r"unsupported EC curve 'secp256k1'; expected P-256, P-384 or P-521"
+    ):
+        keys.validate_jwk(public_jwk(ec_key("secp256k1"), alg="ES256"))
+    with pytest.raises(keys.InvalidKey, match=r"unsupported OKP curve 'X25519'; expected Ed25519 or Ed448"):
+        keys.validate_jwk({**public_jwk(ed_key()), "crv": "X25519"}, algorithms=["EdDSA"])
+
+
+def test_algorithm_tables_are_derived_from_one() -> None:
+    assert keys.EC_ALG_CURVE == {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+    assert keys.CURVES_BY_KTY == {"EC": ("P-256", "P-384", "P-521"), "OKP": ("Ed25519", "Ed448")}
+    assert keys.MIN_HMAC_BYTES == {"HS256": 32, "HS384": 48, "HS512": 64}
+    assert keys.ALGS_BY_KTY["RSA"] == {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+    assert keys.ALGS_BY_KTY["OKP"] == {"EdDSA"}
+    assert sorted(a for algs in keys.ALGS_BY_KTY.values() for a in algs) == sorted(keys.ALGORITHMS)
+    assert keys.KTY_BY_ALG["ES384"] == "EC"
+    assert "none" not in keys.KTY_BY_ALG
+
+
+@pytest.mark.parametrize(
+    ("jwk", "algorithms"),
+    [
+        (public_jwk(rsa_key()), keys.ALGS_BY_KTY["RSA"]),
+        (public_jwk(rsa_key(), alg="PS384"), {"PS384"}),
+        (public_jwk(rsa_key(), alg="ES256"), set()),
+        (public_jwk(ec_key("P-384")), {"ES384"}),
+        (public_jwk(ec_key("P-384"), alg="ES256"), set()),
+        (public_jwk(ed_key()), {"EdDSA"}),
+        ({**public_jwk(ed_key()), "crv": "X25519"}, set()),
+        ({"kty": "oct", "k": "c2VjcmV0"}, keys.HMAC_ALGS),
+        ({"kty": "oct", "k": "c2VjcmV0", "alg": ["HS256"]}, set()),
+        ({"kty": "XYZ"}, set()),
+    ],
+)
+def test_key_algorithms(jwk: dict[str, Any], algorithms: set[str]) -> None:
+    assert keys.key_algorithms(jwk) == algorithms
 
 
 def test_algorithm_allow_list_filters_keys() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -11,10 +12,11 @@ from typing import Any
 import jwt
 import pytest
 
+import jwks_operator
 from jwks_operator.keys import KeySet, key_from_hmac
 from jwks_operator.outputs import render
 from jwks_operator.spec import parse_spec
-from jwks_operator.verify import DirectoryVerifier, KeySource, Policy, Verifier, strip_bearer
+from jwks_operator.verify import DirectoryVerifier, KeySource, Policy, Verifier, strip_bearer, verify_with
 from tests.material import ec_key, private_pem, public_jwk, public_pem, rsa_key
 
 NOW = 1_800_000_000
@@ -189,3 +191,27 @@ def test_cli_with_a_directory(tmp_path: Path) -> None:
         1,
         "invalid: issuer 'https://evil' is not one of ['https://idp']",
     )
+
+
+def test_a_key_of_another_curve_is_not_tried() -> None:
+    token = sign(GOOD, EC, "ES256", "e")
+    p384 = KeySource((public_jwk(ec_key("P-384"), kid="e"),), Policy())
+    assert verify_with(p384, token, leeway=0, now=NOW).reason == "no key for algorithm ES256 with kid 'e'"
+    both = KeySource((*p384.keys, public_jwk(EC, kid="e")), Policy())
+    assert verify_with(both, token, leeway=0, now=NOW)
+
+
+def test_the_library_imports_no_producer_module() -> None:
+    """jwks_operator.verify ships to gateways' sidecars and tests: its constants come from names and keys,
+    and keys (pure tables and parsing) imports only errors."""
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((Path(jwks_operator.__file__).parent / f"{module}.py").read_text())
+        return {
+            str(node.module) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level
+        }
+
+    assert imported("verify") == {"names", "keys"}
+    assert imported("keys") == {"errors"}
+    assert imported("names") == set()
+    assert imported("errors") == set()
