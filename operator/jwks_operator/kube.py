@@ -1,4 +1,9 @@
-"""Kubernetes adapter (the official client, sync): read Secrets, publish outputs, patch status, events."""
+"""Kubernetes adapter (the official client, sync: call from a thread).
+
+Reads Secrets and CA bundles, publishes ConfigMap/Secret outputs, patches status, records events. Each
+publish or delete is writes.write() on a TargetObject with a pure `mutate` from bodies. The HTTP errors
+and timeouts nothing handled become ApiCallError naming the Kube method (the engine retries with backoff).
+"""
 
 from __future__ import annotations
 
@@ -6,34 +11,35 @@ import base64
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import urllib3
-from cryptography import x509
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from . import __version__
-from .errors import ApiCallError, FetchError, SecretRefError, TargetConflictError
-from .names import (
-    API_VERSION,
-    GROUP,
-    KIND,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    PLURAL,
-    SHARED_ANNOTATION,
-    VERSION,
-)
-from .outputs import aggregate, labels, owner_reference
+from . import __version__, bodies
+from .bodies import Owner, TargetKind
+from .errors import ApiCallError, FetchError, SecretRefError
+from .names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .spec import CaBundleRef
 from .status import timestamp
+from .writes import Body, write
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MERGE_PATCH",
+    "Kube",
+    "Owner",
+    "PublishResult",
+    "TargetKind",
+    "TargetObject",
+    "api_errors",
+    "load_api_client",
+]
 
 MERGE_PATCH = "application/merge-patch+json"
 PublishResult = Literal["created", "updated", "unchanged"]
-TargetKind = Literal["ConfigMap", "Secret"]
 DEFAULT_TIMEOUT = 30.0
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,15 +75,6 @@ def api_errors(method: Callable[Concatenate[Kube, P], R]) -> Callable[Concatenat
     return wrapper
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The JwtSecret that owns a published object."""
-
-    namespace: str
-    name: str
-    uid: str
-
-
 def load_api_client(component: str = "jwks-operator") -> client.ApiClient:
     """In-cluster config when running in a pod, else the local kubeconfig; `component` names the
     User-Agent (the operator and the verify command are told apart in API audit logs)."""
@@ -91,7 +88,8 @@ def load_api_client(component: str = "jwks-operator") -> client.ApiClient:
 
 
 class Kube:
-    """Thin wrapper over the API calls the operator makes (all sync: call from a thread)."""
+    """The API calls the operator makes (all sync: call from a thread). Their HTTP errors and timeouts
+    become ApiCallError, except in read_published (the verify command's), which lets them through."""
 
     def __init__(
         self,
@@ -109,197 +107,50 @@ class Kube:
     @api_errors
     def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         """The raw bytes of one key of a Secret; SecretRefError names what is missing."""
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise SecretRefError(f"spec.static.secretRef: Secret {name} not found") from None
-            raise
-        data = secret.data or {}
+        secret = self._object("Secret", namespace, name).read()
+        if secret is None:
+            raise SecretRefError(f"spec.static.secretRef: Secret {name} not found")
+        data = secret.get("data") or {}
         if key not in data:
             raise SecretRefError(f"spec.static.secretRef.key: Secret {name} has no key {key!r}")
         return base64.b64decode(data[key])
 
     @api_errors
     def read_ca_bundle(self, namespace: str, ref: CaBundleRef) -> str:
-        """The PEM CA bundle a caBundleRef names; FetchError (keeping the last keys) when unusable."""
-        found = self._read(ref.kind, namespace, ref.name)
+        """The text a caBundleRef names (unchecked: see trust.check_ca_bundle); FetchError (keeping the
+        last keys) when the object or its key is missing."""
+        found = self._object(ref.kind, namespace, ref.name).read()
         if found is None:
             raise FetchError(f"spec.caBundleRef: {ref.kind} {ref.name} not found")
         value = (found.get("data") or {}).get(ref.key)
         if value is None:
             raise FetchError(f"spec.caBundleRef.key: {ref.kind} {ref.name} has no key {ref.key!r}")
-        pem = base64.b64decode(value).decode() if ref.kind == "Secret" else str(value)
-        try:
-            x509.load_pem_x509_certificates(pem.encode())
-        except ValueError:
-            raise FetchError(
-                f"spec.caBundleRef: {ref.kind} {ref.name} key {ref.key!r} holds no PEM certificate"
-            ) from None
-        return pem
+        return base64.b64decode(value).decode(errors="replace") if ref.kind == "Secret" else str(value)
 
     @api_errors
     def publish(
         self, kind: TargetKind, owner: Owner, name: str, data: Mapping[str, str], *, new: bool = False
     ) -> PublishResult:
-        """Create or update our ConfigMap/Secret; never touch one we do not own. With `new` (nothing
-        published yet), try the create first: one request instead of a read and a create."""
-        encoded = _encode(kind, data)
-        for attempt in range(5):
-            existing = None if new and attempt == 0 else self._read(kind, owner.namespace, name)
-            if existing is None:
-                body = self._body(kind, owner, name, encoded, None)
-                try:
-                    self._create(kind, owner.namespace, body)
-                except ApiException as exc:
-                    if exc.status == 409:
-                        continue  # created concurrently: re-read and check ownership
-                    raise
-                return "created"
-            _check_owned(kind, existing, owner, name)
-            if dict(existing.get("data") or {}) == encoded and _has_labels(existing, owner.name):
-                return "unchanged"
-            version = existing["metadata"].get("resourceVersion")
-            body = self._body(kind, owner, name, encoded, version, existing)
-            try:
-                self._replace(kind, owner.namespace, name, body)
-            except ApiException as exc:
-                if exc.status in (404, 409):
-                    continue  # deleted or changed meanwhile: start over
-                raise
-            return "updated"
-        raise TargetConflictError(f"{kind} {name} kept changing while being written; will retry")
+        """Create or update our ConfigMap/Secret; never touch one we do not own (TargetConflictError). With
+        `new` (nothing published yet), try the create first: one request instead of a read and a create."""
+        target = self._object(kind, owner.namespace, name)
+        result = write(target, bodies.owned(kind, owner, name, data), attempts=5, absent=new)
+        assert result != "deleted"  # bodies.owned never deletes
+        return result
 
     @api_errors
     def publish_shared(
         self, kind: TargetKind, owner: Owner, name: str, part: Mapping[str, str] | None
     ) -> PublishResult | Literal["deleted"]:
-        """Merge (or, with part None, remove) our part of a shared target, guarded by resourceVersion."""
-        ours = owner_reference(owner.name, owner.uid, controller=False)
-        for _ in range(8):
-            existing = self._read(kind, owner.namespace, name)
-            if existing is None:
-                if part is None:
-                    return "unchanged"
-                body = self._body(kind, owner, name, _encode(kind, aggregate({}, owner.name, part)), None)
-                body["metadata"]["ownerReferences"] = [ours]
-                body["metadata"]["annotations"] = {SHARED_ANNOTATION: "true"}
-                try:
-                    self._create(kind, owner.namespace, body)
-                except ApiException as exc:
-                    if exc.status == 409:
-                        continue
-                    raise
-                return "created"
-            meta = existing["metadata"]
-            managed = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
-            if not managed or (meta.get("annotations") or {}).get(SHARED_ANNOTATION) != "true":
-                raise TargetConflictError(
-                    f"{kind} {name} already exists and is not a shared jwks-operator target; "
-                    "it was left untouched"
-                )
-            others = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner.uid]
-            refs = others + ([ours] if part is not None else [])
-            if not refs:
-                options = {"preconditions": {"resourceVersion": meta.get("resourceVersion")}}
-                try:
-                    self._delete(kind, owner.namespace, name, options)
-                except ApiException as exc:
-                    if exc.status in (404, 409):
-                        continue
-                    raise
-                return "deleted"
-            data = _decode(kind, existing.get("data") or {})
-            live = {str(r.get("name")) for r in refs if r.get("kind") == KIND}
-            new = _encode(kind, aggregate(data, owner.name, part, live))
-            if new == dict(existing.get("data") or {}) and refs == meta.get("ownerReferences"):
-                return "unchanged"
-            body = {**existing, "data": new, "metadata": {**meta, "ownerReferences": refs}}
-            try:
-                self._replace(kind, owner.namespace, name, body)
-            except ApiException as exc:
-                if exc.status in (404, 409):
-                    continue  # another contributor wrote first: merge again on top of theirs
-                raise
-            return "updated"
-        raise TargetConflictError(f"{kind} {name} kept changing while being written; will retry")
-
-    def _delete(self, kind: TargetKind, namespace: str, name: str, options: Mapping[str, Any]) -> None:
-        delete = (
-            self.core.delete_namespaced_config_map
-            if kind == "ConfigMap"
-            else self.core.delete_namespaced_secret
-        )
-        delete(name, namespace, body=dict(options), _preload_content=False, _request_timeout=self.timeout)
-
-    def _read(self, kind: TargetKind, namespace: str, name: str) -> dict[str, Any] | None:
-        read = (
-            self.core.read_namespaced_config_map if kind == "ConfigMap" else self.core.read_namespaced_secret
-        )
-        try:
-            response = read(name, namespace, _preload_content=False, _request_timeout=self.timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        result: dict[str, Any] = _json(response)
-        return result
-
-    def _create(self, kind: TargetKind, namespace: str, body: dict[str, Any]) -> None:
-        if kind == "ConfigMap":
-            self.core.create_namespaced_config_map(
-                namespace, body, _preload_content=False, _request_timeout=self.timeout
-            )
-        else:
-            self.core.create_namespaced_secret(
-                namespace, body, _preload_content=False, _request_timeout=self.timeout
-            )
-
-    def _replace(self, kind: TargetKind, namespace: str, name: str, body: dict[str, Any]) -> None:
-        if kind == "ConfigMap":
-            self.core.replace_namespaced_config_map(
-                name, namespace, body, _preload_content=False, _request_timeout=self.timeout
-            )
-        else:
-            self.core.replace_namespaced_secret(
-                name, namespace, body, _preload_content=False, _request_timeout=self.timeout
-            )
-
-    @staticmethod
-    def _body(
-        kind: TargetKind,
-        owner: Owner,
-        name: str,
-        data: Mapping[str, str],
-        resource_version: str | None,
-        existing: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        meta: dict[str, Any] = dict((existing or {}).get("metadata") or {})
-        meta.update(name=name, namespace=owner.namespace)
-        meta["labels"] = {**(meta.get("labels") or {}), **labels(owner.name)}
-        meta["ownerReferences"] = [owner_reference(owner.name, owner.uid)]
-        if resource_version is not None:
-            meta["resourceVersion"] = resource_version
-        body: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": meta, "data": dict(data)}
-        if kind == "Secret":
-            body["type"] = "Opaque"
-        return body
+        """Merge (or, with part None, remove) our part of a shared target, guarded by resourceVersion;
+        the last contributor out deletes it."""
+        target = self._object(kind, owner.namespace, name)
+        return write(target, bodies.shared(kind, owner, name, part), attempts=8)
 
     @api_errors
     def delete_owned(self, kind: TargetKind, owner: Owner, name: str) -> bool:
         """Delete our old output (after a target change) if it is still ours; True if deleted."""
-        existing = self._read(kind, owner.namespace, name)
-        if existing is None or not _owned_by(existing, owner):
-            return False
-        meta = existing["metadata"]
-        options = {"preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}}
-        try:
-            self._delete(kind, owner.namespace, name, options)
-        except ApiException as exc:
-            if exc.status in (404, 409):
-                return False
-            raise
-        return True
+        return write(self._object(kind, owner.namespace, name), bodies.released(owner)) == "deleted"
 
     def read_published(self, namespace: str, name: str, *, via_jwtsecret: bool = False) -> dict[str, str]:
         """The data of a published ConfigMap, or of whatever a JwtSecret's status names as its target."""
@@ -310,10 +161,11 @@ class Kube:
             if not target.get("name"):
                 raise LookupError(f"JwtSecret {namespace}/{name} has published nothing yet")
             kind, name = str(target.get("kind")), str(target["name"])
-        found = self._read("Secret" if kind == "Secret" else "ConfigMap", namespace, name)
+        target_kind: TargetKind = "Secret" if kind == "Secret" else "ConfigMap"
+        found = self._object(target_kind, namespace, name).read()
         if found is None:
             raise LookupError(f"{kind} {namespace}/{name} not found")
-        return _decode("Secret" if kind == "Secret" else "ConfigMap", found.get("data") or {})
+        return bodies.decode(target_kind, found.get("data") or {})
 
     @api_errors
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
@@ -358,40 +210,39 @@ class Kube:
             owner.namespace, body, _preload_content=False, _request_timeout=self.timeout
         )
 
-
-def _json(response: Any) -> Any:
-    return json.loads(response.data)
-
-
-def _decode(kind: TargetKind, data: Mapping[str, str]) -> dict[str, str]:
-    if kind == "ConfigMap":
-        return dict(data)
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+    def _object(self, kind: TargetKind, namespace: str, name: str) -> TargetObject:
+        return TargetObject(self.core, kind, namespace, name, self.timeout)
 
 
-def _encode(kind: TargetKind, data: Mapping[str, str]) -> dict[str, str]:
-    if kind == "ConfigMap":
-        return dict(data)
-    return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+class TargetObject:
+    """The REST calls on one named ConfigMap or Secret, as plain JSON (writes.Objects)."""
 
+    def __init__(self, core: Any, kind: TargetKind, namespace: str, name: str, timeout: float) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        self._core = core
+        self._resource = "config_map" if kind == "ConfigMap" else "secret"
+        self._options = {"_preload_content": False, "_request_timeout": timeout}
 
-def _has_labels(existing: Mapping[str, Any], owner_name: str) -> bool:
-    current = existing.get("metadata", {}).get("labels") or {}
-    return all(current.get(k) == v for k, v in labels(owner_name).items())
+    def _call(self, verb: str) -> Any:
+        return getattr(self._core, f"{verb}_namespaced_{self._resource}")
 
+    def read(self) -> Body | None:
+        """The object, or None when it does not exist."""
+        try:
+            response = self._call("read")(self.name, self.namespace, **self._options)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        found: Body = json.loads(response.data)
+        return found
 
-def _owned_by(existing: Mapping[str, Any], owner: Owner) -> bool:
-    """Ours when it names this JwtSecret (by uid) as owner; a label removed by hand is put back."""
-    meta = existing.get("metadata") or {}
-    return any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
+    def create(self, body: Body) -> None:
+        self._call("create")(self.namespace, body, **self._options)
 
+    def replace(self, body: Body) -> None:
+        self._call("replace")(self.name, self.namespace, body, **self._options)
 
-def _check_owned(kind: str, existing: Mapping[str, Any], owner: Owner, name: str) -> None:
-    if not _owned_by(existing, owner):
-        meta = existing.get("metadata") or {}
-        refs = meta.get("ownerReferences") or []
-        holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
-        why = f"is owned by {holder}" if holder else "is not managed by jwks-operator"
-        if (meta.get("annotations") or {}).get(SHARED_ANNOTATION) == "true":
-            why = "is a shared target (set spec.target.shared: true to contribute to it)"
-        raise TargetConflictError(f"{kind} {name} already exists and {why}; it was left untouched")
+    def delete(self, preconditions: Mapping[str, Any]) -> None:
+        options = {"preconditions": dict(preconditions)}
+        self._call("delete")(self.name, self.namespace, body=options, **self._options)

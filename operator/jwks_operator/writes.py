@@ -1,0 +1,87 @@
+"""The one write loop for one API object: read it, decide with a pure `mutate`, write; lost races retried.
+
+`mutate(existing)` gets the object as read (None when absent) and answers the object to write, DELETE,
+or None (nothing to write); it may raise (e.g. TargetConflictError for an object that is not ours).
+The loop creates, replaces (guarded by the resourceVersion it read) or deletes (guarded by the uid and
+resourceVersion it read). A lost race starts over: 409 re-reads and asks `mutate` again; 404 on a
+replace or delete means the object is gone, so `mutate(None)` decides next (a create, without a read).
+Other errors propagate. After `attempts` lost races: TargetConflictError (the caller retries later).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
+
+from kubernetes.client.exceptions import ApiException
+
+from .errors import TargetConflictError
+
+Body = dict[str, Any]
+Outcome = Literal["created", "updated", "unchanged", "deleted"]
+
+
+class Verdict(enum.Enum):
+    """What `mutate` may answer besides a body or None."""
+
+    DELETE = "delete"
+
+
+DELETE = Verdict.DELETE
+Mutate = Callable[[Mapping[str, Any] | None], Body | Verdict | None]
+
+
+class Objects(Protocol):
+    """The API calls on one named object (create/replace/delete raise ApiException on HTTP errors)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def read(self) -> Body | None:
+        """The object, or None when it does not exist."""
+
+    def create(self, body: Body) -> None: ...
+
+    def replace(self, body: Body) -> None: ...
+
+    def delete(self, preconditions: Mapping[str, Any]) -> None: ...
+
+
+def write(objects: Objects, mutate: Mutate, *, attempts: int = 5, absent: bool = False) -> Outcome:
+    """Bring the object to what `mutate` wants; `absent` skips the first read (a create is expected)."""
+    for _ in range(attempts):
+        existing = None if absent else objects.read()
+        desired = mutate(existing)
+        if desired is None:
+            return "unchanged"
+        try:
+            if isinstance(desired, Verdict):
+                if existing is None:
+                    return "unchanged"
+                objects.delete(_guard(existing, "uid", "resourceVersion"))
+                return "deleted"
+            if existing is None:
+                objects.create(desired)
+                return "created"
+            meta = {**(desired.get("metadata") or {}), **_guard(existing, "resourceVersion")}
+            objects.replace({**desired, "metadata": meta})
+            return "updated"
+        except ApiException as exc:
+            if exc.status == 409:  # created, changed or deleted by someone else meanwhile
+                absent = False
+                continue
+            if exc.status == 404 and existing is not None:  # deleted meanwhile
+                absent = True
+                continue
+            raise
+    raise TargetConflictError(f"{objects.kind} {objects.name} kept changing while being written; will retry")
+
+
+def _guard(existing: Mapping[str, Any], *fields: str) -> dict[str, Any]:
+    """The fields of the metadata as read that a write must match (its precondition)."""
+    meta = existing.get("metadata") or {}
+    return {f: meta[f] for f in fields if meta.get(f) is not None}

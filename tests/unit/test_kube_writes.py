@@ -1,0 +1,416 @@
+"""The Kubernetes adapter's one write loop (writes.write) and the Kube methods built on it, against an
+in-memory CoreV1Api (no sockets) that keeps resourceVersions and answers 404/409 as the API server does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from jwks_operator.errors import ApiCallError, TargetConflictError
+from jwks_operator.kube import Kube, Owner
+from jwks_operator.names import JWKS_KEY, POLICY_KEY, SHARED_ANNOTATION
+from jwks_operator.writes import DELETE, Body, write
+
+NS = "ns"
+OWNER = Owner(NS, "a", "uid-a")
+OTHER = Owner(NS, "b", "uid-b")
+DATA = {JWKS_KEY: '{"keys": []}\n', POLICY_KEY: "{}\n"}
+NEW_DATA = {JWKS_KEY: '{"keys": [{"kid": "new"}]}\n', POLICY_KEY: "{}\n"}
+
+
+@dataclass
+class Response:
+    data: bytes
+
+
+class FakeCore:
+    """ConfigMap and Secret calls of CoreV1Api over a dict, with injectable failures and interleavings."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], Body] = {}
+        self.resources: dict[tuple[str, str], str] = {}  # config_map or secret
+        self.calls: list[str] = []
+        self.sent: list[Body] = []  # bodies of creates and replaces
+        self.faults: dict[str, list[Exception]] = {}
+        self.before: dict[str, list[Callable[[], object]]] = {}
+        self.version = 0
+
+    def fail(self, verb: str, status: int, times: int = 1) -> None:
+        self.faults.setdefault(verb, []).extend(ApiException(status=status) for _ in range(times))
+
+    def __getattr__(self, attr: str) -> Callable[..., Any]:
+        verb, _, resource = attr.partition("_namespaced_")
+        if verb not in ("read", "create", "replace", "delete") or resource not in ("config_map", "secret"):
+            raise AttributeError(attr)
+        return lambda *args, **kwargs: self._call(verb, resource, *args, **kwargs)
+
+    def _call(self, verb: str, resource: str, *args: Any, **kwargs: Any) -> Response | None:
+        assert kwargs.get("_preload_content") is False
+        assert kwargs.get("_request_timeout")
+        if self.before.get(verb):
+            self.before[verb].pop(0)()
+        self.calls.append(verb)
+        if verb in ("create", "replace"):
+            self.sent.append(args[-1])
+        if self.faults.get(verb):
+            raise self.faults[verb].pop(0)
+        if verb == "create":
+            self._create(resource, *args)
+            return None
+        name, namespace, *rest = args
+        current = self.objects.get((namespace, name))
+        if current is None or self.resources[(namespace, name)] != resource:
+            raise ApiException(status=404, reason="Not Found")
+        if verb == "read":
+            return Response(json.dumps(current).encode())
+        if verb == "delete":
+            wanted = kwargs["body"]["preconditions"]
+            if any(current["metadata"].get(k) != v for k, v in wanted.items()):
+                raise ApiException(status=409, reason="Conflict")
+            del self.objects[(namespace, name)]
+            return None
+        body = json.loads(json.dumps(rest[0]))
+        version = body["metadata"].get("resourceVersion")
+        if version is not None and version != current["metadata"]["resourceVersion"]:
+            raise ApiException(status=409, reason="Conflict")
+        body["metadata"]["uid"] = current["metadata"]["uid"]
+        self._store(resource, namespace, body)
+        return None
+
+    def _create(self, resource: str, namespace: str, body: Body) -> None:
+        name = body["metadata"]["name"]
+        if (namespace, name) in self.objects:
+            raise ApiException(status=409, reason="AlreadyExists")
+        body = json.loads(json.dumps(body))
+        assert "resourceVersion" not in body["metadata"]
+        body["metadata"]["uid"] = f"uid-of-{name}"
+        self._store(resource, namespace, body)
+
+    def _store(self, resource: str, namespace: str, body: Body) -> None:
+        self.version += 1
+        body["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[(namespace, body["metadata"]["name"])] = body
+        self.resources[(namespace, body["metadata"]["name"])] = resource
+
+
+@pytest.fixture
+def core() -> FakeCore:
+    return FakeCore()
+
+
+@pytest.fixture
+def kube(core: FakeCore) -> Kube:
+    kube = Kube(client.ApiClient())  # no request is made through it
+    kube.core = core
+    return kube
+
+
+def seed(
+    core: FakeCore,
+    name: str,
+    data: Mapping[str, str],
+    *,
+    refs: list[dict[str, Any]],
+    resource: str = "config_map",
+    **meta: Any,
+) -> None:
+    """An object as someone (maybe we) wrote it before, written without a call being counted."""
+    metadata = {"name": name, "uid": f"uid-of-{name}", "ownerReferences": refs, **meta}
+    core._store(resource, NS, {"metadata": metadata, "data": dict(data)})
+
+
+def ref(owner: Owner, *, controller: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": "jwks.dev/v1alpha1",
+        "kind": "JwtSecret",
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": controller,
+    }
+
+
+# -- publish: one owner ---------------------------------------------------------------------------------
+
+
+def test_creates_when_absent(kube: Kube, core: FakeCore) -> None:
+    assert kube.publish("ConfigMap", OWNER, "out", DATA) == "created"
+    stored = core.objects[(NS, "out")]
+    assert stored["data"] == DATA
+    assert stored["metadata"]["ownerReferences"] == [ref(OWNER)]
+    assert stored["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "jwks-operator"
+    assert core.calls == ["read", "create"]
+
+
+def test_new_creates_without_a_read_and_secrets_are_base64(kube: Kube, core: FakeCore) -> None:
+    assert kube.publish("Secret", OWNER, "out", {"k": "v"}, new=True) == "created"
+    assert core.calls == ["create"]
+    assert core.objects[(NS, "out")]["data"] == {"k": "dg=="}
+    assert core.objects[(NS, "out")]["type"] == "Opaque"
+
+
+def test_updates_when_changed_guarded_by_the_version_read(kube: Kube, core: FakeCore) -> None:
+    seed(core, "out", DATA, refs=[ref(OWNER)], labels={"keep": "me"})
+    assert kube.publish("ConfigMap", OWNER, "out", NEW_DATA) == "updated"
+    stored = core.objects[(NS, "out")]
+    assert stored["data"] == NEW_DATA
+    assert stored["metadata"]["labels"]["keep"] == "me"
+    assert core.calls == ["read", "replace"]
+    assert core.sent[0]["metadata"]["resourceVersion"] == "1"
+
+
+def test_no_write_when_unchanged(kube: Kube, core: FakeCore) -> None:
+    kube.publish("ConfigMap", OWNER, "out", DATA)
+    core.calls.clear()
+    assert kube.publish("ConfigMap", OWNER, "out", DATA) == "unchanged"
+    assert core.calls == ["read"]
+
+
+def test_removed_label_is_put_back(kube: Kube, core: FakeCore) -> None:
+    seed(core, "out", DATA, refs=[ref(OWNER)])
+    assert kube.publish("ConfigMap", OWNER, "out", DATA) == "updated"
+    assert core.objects[(NS, "out")]["metadata"]["labels"]["jwks.dev/jwtsecret"] == "a"
+
+
+def test_conflict_on_update_is_retried_then_succeeds(kube: Kube, core: FakeCore) -> None:
+    seed(core, "out", DATA, refs=[ref(OWNER)])
+    core.fail("replace", 409, times=2)
+    assert kube.publish("ConfigMap", OWNER, "out", NEW_DATA) == "updated"
+    assert core.calls == ["read", "replace"] * 3
+    assert core.objects[(NS, "out")]["data"] == NEW_DATA
+
+
+def test_conflicts_beyond_the_attempts_raise_target_conflict(kube: Kube, core: FakeCore) -> None:
+    seed(core, "out", DATA, refs=[ref(OWNER)])
+    core.fail("replace", 409, times=5)
+    with pytest.raises(TargetConflictError, match="ConfigMap out kept changing while being written"):
+        kube.publish("ConfigMap", OWNER, "out", NEW_DATA)
+    assert core.calls.count("replace") == 5
+    assert core.objects[(NS, "out")]["data"] == DATA
+
+
+def test_deleted_during_update_is_created(kube: Kube, core: FakeCore) -> None:
+    seed(core, "out", DATA, refs=[ref(OWNER)])
+    core.before["replace"] = [lambda: core.objects.clear()]
+    assert kube.publish("ConfigMap", OWNER, "out", NEW_DATA) == "created"
+    assert core.calls == ["read", "replace", "create"]
+    assert core.objects[(NS, "out")]["data"] == NEW_DATA
+
+
+def test_created_meanwhile_is_read_again(kube: Kube, core: FakeCore) -> None:
+    core.before["create"] = [lambda: seed(core, "out", DATA, refs=[ref(OWNER)])]
+    assert kube.publish("ConfigMap", OWNER, "out", NEW_DATA, new=True) == "updated"
+    assert core.calls == ["create", "read", "replace"]
+
+
+@pytest.mark.parametrize(
+    ("meta", "why"),
+    [
+        ({"refs": []}, "is not managed by jwks-operator"),
+        (
+            {"refs": [{"kind": "Deployment", "name": "web", "uid": "w", "controller": True}]},
+            "by Deployment web",
+        ),
+        (
+            {"refs": [ref(OTHER, controller=False)], "annotations": {SHARED_ANNOTATION: "true"}},
+            "a shared target",
+        ),
+    ],
+)
+def test_not_ours_is_left_untouched(kube: Kube, core: FakeCore, meta: dict[str, Any], why: str) -> None:
+    seed(core, "out", {"x": "y"}, **meta)
+    with pytest.raises(TargetConflictError, match=why):
+        kube.publish("ConfigMap", OWNER, "out", DATA)
+    assert core.calls == ["read"]
+
+
+def test_not_ours_created_meanwhile_is_a_conflict(kube: Kube, core: FakeCore) -> None:
+    core.before["create"] = [lambda: seed(core, "out", {"x": "y"}, refs=[])]
+    with pytest.raises(TargetConflictError, match="left untouched"):
+        kube.publish("ConfigMap", OWNER, "out", DATA, new=True)
+    assert core.objects[(NS, "out")]["data"] == {"x": "y"}
+
+
+def test_other_errors_name_the_call(kube: Kube, core: FakeCore) -> None:
+    seed(core, "out", DATA, refs=[ref(OWNER)])
+    throttled = ApiException(status=429, reason="Too Many Requests")
+    throttled.headers = {"Retry-After": "7"}
+    core.faults["replace"] = [throttled]
+    with pytest.raises(ApiCallError, match=r"\(publish\): HTTP 429") as caught:
+        kube.publish("ConfigMap", OWNER, "out", NEW_DATA)
+    assert (caught.value.status, caught.value.retry_after) == (429, 7.0)
+    core.faults["read"] = [urllib3.exceptions.ReadTimeoutError(None, "/", "timed out")]  # type: ignore[arg-type]
+    with pytest.raises(ApiCallError, match=r"unreachable \(publish shared\): ReadTimeoutError"):
+        kube.publish_shared("ConfigMap", OWNER, "out", DATA)
+    core.fail("create", 404)  # the namespace is gone: no retry
+    with pytest.raises(ApiCallError, match="HTTP 404"):
+        kube.publish("ConfigMap", OWNER, "new", DATA, new=True)
+
+
+# -- delete_owned ---------------------------------------------------------------------------------------
+
+
+def test_delete_owned_only_ours_guarded_by_uid_and_version(kube: Kube, core: FakeCore) -> None:
+    seed(core, "mine", DATA, refs=[ref(OWNER)])
+    seed(core, "theirs", DATA, refs=[ref(OTHER)])
+    assert kube.delete_owned("ConfigMap", OWNER, "theirs") is False
+    assert kube.delete_owned("ConfigMap", OWNER, "gone") is False
+    assert "delete" not in core.calls
+    core.before["delete"] = [lambda: seed(core, "mine", NEW_DATA, refs=[ref(OWNER)])]  # changed meanwhile
+    assert kube.delete_owned("ConfigMap", OWNER, "mine") is True
+    assert (NS, "mine") not in core.objects
+    assert core.calls[-4:] == ["read", "delete", "read", "delete"]
+
+
+def test_delete_owned_deleted_meanwhile(kube: Kube, core: FakeCore) -> None:
+    seed(core, "mine", DATA, refs=[ref(OWNER)])
+    core.before["delete"] = [lambda: core.objects.clear()]
+    assert kube.delete_owned("ConfigMap", OWNER, "mine") is False
+    assert core.calls == ["read", "delete"]
+
+
+# -- publish_shared ---------------------------------------------------------------------------------------
+
+
+def part(kid: str) -> dict[str, str]:
+    return {JWKS_KEY: json.dumps({"keys": [{"kty": "oct", "kid": kid, "k": kid}]}), POLICY_KEY: "{}"}
+
+
+def kids(core: FakeCore) -> list[str]:
+    return [k["kid"] for k in json.loads(core.objects[(NS, "shared")]["data"][JWKS_KEY])["keys"]]
+
+
+def test_shared_merge_keeps_a_concurrent_contributors_part(kube: Kube, core: FakeCore) -> None:
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a1")) == "created"
+    # b's first write lands between a's read and a's replace: a's replace is stale, merged again on top.
+    core.before["replace"] = [
+        lambda: None,
+        lambda: kube.publish_shared("ConfigMap", OTHER, "shared", part("b")),
+    ]
+    kube.publish_shared("ConfigMap", OTHER, "shared", part("b0"))
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a2")) == "updated"
+    assert sorted(kids(core)) == ["a2", "b"]
+    meta = core.objects[(NS, "shared")]["metadata"]
+    assert [r["uid"] for r in meta["ownerReferences"]] == ["uid-b", "uid-a"]
+    assert meta["annotations"] == {SHARED_ANNOTATION: "true"}
+    assert core.calls[-5:] == ["read", "replace", "replace", "read", "replace"]
+
+
+def test_shared_last_one_out_deletes(kube: Kube, core: FakeCore) -> None:
+    kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))
+    kube.publish_shared("ConfigMap", OTHER, "shared", part("b"))
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", None) == "updated"
+    assert kids(core) == ["b"]
+    core.before["delete"] = [lambda: kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))]
+    assert kube.publish_shared("ConfigMap", OTHER, "shared", None) == "updated"  # a came back: kept
+    assert kids(core) == ["a"]
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", None) == "deleted"
+    assert core.objects == {}
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", None) == "unchanged"
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"labels": {"app.kubernetes.io/managed-by": "jwks-operator"}},  # one JwtSecret's own output
+        {"annotations": {SHARED_ANNOTATION: "true"}},  # not written by jwks-operator
+    ],
+)
+def test_shared_refuses_an_object_not_shared_by_us(kube: Kube, core: FakeCore, meta: dict[str, Any]) -> None:
+    seed(core, "shared", DATA, refs=[ref(OTHER)], **meta)
+    with pytest.raises(TargetConflictError, match="is not a shared jwks-operator target"):
+        kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))
+    assert core.calls == ["read"]
+
+
+def test_shared_drops_the_part_of_a_contributor_no_longer_owning_it(kube: Kube, core: FakeCore) -> None:
+    kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))
+    kube.publish_shared("ConfigMap", OTHER, "shared", part("b"))
+    core.objects[(NS, "shared")]["metadata"]["ownerReferences"].pop(1)  # b deleted: the GC removed its ref
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a2")) == "updated"
+    assert kids(core) == ["a2"]
+    assert "b.jwks.json" not in core.objects[(NS, "shared")]["data"]
+
+
+def test_shared_puts_back_a_removed_owner_reference(kube: Kube, core: FakeCore) -> None:
+    kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))
+    kube.publish_shared("ConfigMap", OTHER, "shared", part("b"))
+    core.objects[(NS, "shared")]["metadata"]["ownerReferences"].pop(0)  # a's, removed by hand: data alike
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a")) == "updated"
+    assert [r["uid"] for r in core.objects[(NS, "shared")]["metadata"]["ownerReferences"]] == [
+        "uid-b",
+        "uid-a",
+    ]
+    assert sorted(kids(core)) == ["a", "b"]
+
+
+# -- the loop itself ---------------------------------------------------------------------------------------
+
+
+class Store:
+    """writes.Objects over a FakeCore ConfigMap, for driving write() with hand-made mutate functions."""
+
+    kind, name = "ConfigMap", "obj"
+
+    def __init__(self, core: FakeCore) -> None:
+        self.core = core
+
+    def read(self) -> Body | None:
+        try:
+            return json.loads(self.core.read_namespaced_config_map(self.name, NS, **OPTS).data)  # type: ignore[no-any-return]
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create(self, body: Body) -> None:
+        self.core.create_namespaced_config_map(NS, body, **OPTS)
+
+    def replace(self, body: Body) -> None:
+        self.core.replace_namespaced_config_map(self.name, NS, body, **OPTS)
+
+    def delete(self, preconditions: Mapping[str, Any]) -> None:
+        self.core.delete_namespaced_config_map(self.name, NS, body={"preconditions": preconditions}, **OPTS)
+
+
+OPTS = {"_preload_content": False, "_request_timeout": 1}
+
+
+def count_up(existing: Mapping[str, Any] | None) -> Body:
+    """A read-modify-write that loses an increment if a write is not guarded by what it read."""
+    n = int((existing or {}).get("data", {}).get("n", "0"))
+    return {"metadata": {"name": "obj"}, "data": {"n": str(n + 1)}}  # no resourceVersion of its own
+
+
+def test_loop_guards_replace_with_the_version_it_read(core: FakeCore) -> None:
+    store = Store(core)
+    write(store, count_up)
+    core.before["replace"] = [lambda: write(store, count_up)]  # a concurrent increment
+    assert write(store, count_up) == "updated"
+    assert core.objects[(NS, "obj")]["data"] == {"n": "3"}
+
+
+def test_loop_attempts_and_mutate_answers(core: FakeCore) -> None:
+    store = Store(core)
+    assert write(store, lambda existing: None) == "unchanged"
+    assert write(store, count_up, absent=True) == "created"
+    core.fail("replace", 409, times=2)
+    with pytest.raises(TargetConflictError, match="ConfigMap obj kept changing"):
+        write(store, count_up, attempts=2)
+    assert write(store, count_up, attempts=1) == "updated"
+    core.before["delete"] = [lambda: core.objects.clear()]
+    assert write(store, lambda existing: DELETE) == "unchanged"  # deleted meanwhile: 404, then nothing to do
+    assert core.calls[-2:] == ["read", "delete"]
+    assert write(store, lambda existing: DELETE) == "unchanged"  # absent: nothing to delete
+    assert core.calls[-1] == "read"
+    assert write(store, count_up) == "created"
+    seen: list[Mapping[str, Any] | None] = []
+    assert write(store, lambda existing: seen.append(existing)) == "unchanged"
+    assert seen[0] is not None
+    assert seen[0]["data"] == {"n": "1"}
