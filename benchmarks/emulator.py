@@ -14,7 +14,8 @@ from collections.abc import Mapping
 import aiohttp.web
 import attrs
 import kmock
-from tests.harness.k8s import ApiServer, EmulatedCluster, _verb
+from tests.harness.k8s import ApiServer, EmulatedCluster
+from tests.harness.k8s import verb as _verb
 
 from jwks_operator.names import GROUP, PLURAL, VERSION
 

@@ -29,14 +29,14 @@ from jwks_operator.cli import _parser
 from jwks_operator.metrics import Metrics
 from tests.deploy.render import CHART, DEPLOY, NAMESPACE, ROOT, documents, helm, render_deploy, template
 from tests.deploy.scenarios import SCENARIOS
-from tests.e2e.conftest import Kube
+from tests.harness.client import ClusterClient
 from tests.harness.k8s import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess
 from tests.material import public_jwk, rsa_key
 
 Obj = dict[str, Any]
 FULLNAME = "jwks-operator"  # release "jwks-operator" contains the chart name
-# What the operator needs (tests/e2e/test_zz_rbac.py measures it against a whole e2e run).
+# What the operator needs (tests/e2e/test_rbac.py measures it against a whole e2e run).
 OPERATOR_GRANTS = {
     ("jwks.dev", "jwtsecrets", "list"),
     ("jwks.dev", "jwtsecrets", "watch"),
@@ -488,7 +488,7 @@ def test_image_install_steps(tmp_path: Path) -> None:
     )
     assert "--token" in run("verify", "--help")
     with EmulatedCluster(crds=load_crds(ROOT / "crds")) as cluster:  # the image's ENTRYPOINT, for real
-        kube = Kube(cluster.api_client(tmp_path / "kubeconfig"))
+        kube = ClusterClient(cluster.api_client(tmp_path / "kubeconfig"))
         kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "img"}})
         operator = OperatorProcess(
             tmp_path / "kubeconfig", tmp_path / "operator.log", command=[str(script)], env={"PYTHONPATH": ""}

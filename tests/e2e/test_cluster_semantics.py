@@ -12,7 +12,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from jwks_operator.names import GROUP, PLURAL, VERSION
-from tests.e2e.conftest import Kube, wait_for
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, public_jwk
 
@@ -21,7 +21,7 @@ def static(kid: str, **extra: Any) -> dict[str, Any]:
     return {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid=kid)]}}, "audiences": ["api"], **extra}
 
 
-def test_status_and_spec_are_isolated(kube: Kube, ns: str) -> None:
+def test_status_and_spec_are_isolated(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "iso", static("k"))
     ready = kube.wait_condition(ns, "iso")
     merge = {"_content_type": "application/merge-patch+json"}
@@ -45,7 +45,7 @@ def test_status_and_spec_are_isolated(kube: Kube, ns: str) -> None:
     assert sub["metadata"]["generation"] == ready["metadata"]["generation"]
 
 
-def test_stale_resource_version_is_a_conflict(kube: Kube, ns: str) -> None:
+def test_stale_resource_version_is_a_conflict(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "rv", static("k"))
     old = kube.get(ns, "rv")
     kube.patch_spec(ns, "rv", {"audiences": ["api", "two"]})
@@ -56,7 +56,7 @@ def test_stale_resource_version_is_a_conflict(kube: Kube, ns: str) -> None:
     assert kube.get(ns, "rv")["spec"]["audiences"] == ["api", "two"]
 
 
-def test_garbage_collection_of_outputs(kube: Kube, ns: str) -> None:
+def test_garbage_collection_of_outputs(kube: ClusterClient, ns: str) -> None:
     """Each JwtSecret owns its output; a shared target is owned by every contributor and collected
     only with the last one."""
     kube.create(ns, "solo", static("s"))
@@ -77,7 +77,7 @@ def test_garbage_collection_of_outputs(kube: Kube, ns: str) -> None:
     )
 
 
-def _absent(kube: Kube, ns: str, name: str) -> bool:
+def _absent(kube: ClusterClient, ns: str, name: str) -> bool:
     try:
         kube.configmap(ns, name)
     except ApiException as exc:
@@ -85,7 +85,7 @@ def _absent(kube: Kube, ns: str, name: str) -> bool:
     return False
 
 
-def test_namespace_deletion_while_served(kube: Kube, operator: OperatorProcess) -> None:
+def test_namespace_deletion_while_served(kube: ClusterClient, operator: OperatorProcess) -> None:
     name = f"gone-{uuid.uuid4().hex[:6]}"
     kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     kube.create(name, "doomed", static("d"))

@@ -9,24 +9,24 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from jwks_operator.names import MANAGED_BY_LABEL
-from tests.e2e.conftest import Kube, wait_for
 from tests.harness.backend import operator_requests
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, public_jwk
 
 LABEL = MANAGED_BY_LABEL
 
 
-def published(kube: Kube, ns: str) -> dict[str, str]:
+def published(kube: ClusterClient, ns: str) -> dict[str, str]:
     data: dict[str, str] = kube.configmap(ns, "d-jwks").data
     return data
 
 
-def repaired_events(kube: Kube, ns: str) -> int:
+def repaired_events(kube: ClusterClient, ns: str) -> int:
     return sum(1 for e in kube.events(ns, "d") if e.reason == "Repaired")
 
 
-def test_hand_edits_deletes_and_relabels_are_repaired(kube: Kube, ns: str) -> None:
+def test_hand_edits_deletes_and_relabels_are_repaired(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "d", {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid="k")]}}, "audiences": ["a"]})
     kube.wait_condition(ns, "d")
     good = published(kube, ns)
@@ -49,7 +49,7 @@ def test_hand_edits_deletes_and_relabels_are_repaired(kube: Kube, ns: str) -> No
     assert repaired_events(kube, ns) >= 3
 
 
-def test_deleting_the_jwtsecret_does_not_resurrect_its_configmap(kube: Kube, ns: str) -> None:
+def test_deleting_the_jwtsecret_does_not_resurrect_its_configmap(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "d", {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid="k")]}}, "audiences": ["a"]})
     kube.wait_condition(ns, "d")
     kube.delete(ns, "d")
@@ -59,7 +59,7 @@ def test_deleting_the_jwtsecret_does_not_resurrect_its_configmap(kube: Kube, ns:
 
 
 def test_only_labelled_configmaps_are_watched(operator: OperatorProcess) -> None:
-    from tests.e2e import conftest
+    from tests import conftest
 
     if conftest.CLUSTER is None:
         pytest.skip("needs the request log of the emulator or the audit log of the test control plane")

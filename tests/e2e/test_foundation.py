@@ -14,7 +14,7 @@ import trustme
 from kubernetes.client.exceptions import ApiException
 
 from jwks_operator.names import GROUP, PLURAL, VERSION
-from tests.e2e.conftest import Kube, wait_for
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
 from tests.material import certificate_pem, ec_key, private_jwk, public_jwk, public_pem, rsa_key
@@ -28,12 +28,14 @@ def provider(ca: trustme.CA) -> Iterator[JwksProvider]:
         yield p
 
 
-def published(kube: Kube, ns: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def published(kube: ClusterClient, ns: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     data = kube.configmap(ns, name).data
     return json.loads(data["jwks.json"]), json.loads(data["policy.json"])
 
 
-def test_examples_are_accepted_and_become_ready(kube: Kube, ns: str, examples: dict[str, list[Any]]) -> None:
+def test_examples_are_accepted_and_become_ready(
+    kube: ClusterClient, ns: str, examples: dict[str, list[Any]]
+) -> None:
     for doc in examples["static-jwks.yaml"] + examples["static-pem.yaml"]:
         kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, doc)
     for name in ("static-jwks", "static-pem"):
@@ -49,7 +51,7 @@ def test_examples_are_accepted_and_become_ready(kube: Kube, ns: str, examples: d
     }
 
 
-def test_static_jwk_is_published_with_metadata_status_and_event(kube: Kube, ns: str) -> None:
+def test_static_jwk_is_published_with_metadata_status_and_event(kube: ClusterClient, ns: str) -> None:
     good = public_jwk(rsa_key(), kid="k1", alg="RS256", use="sig")
     spec = {"static": {"jwks": {"keys": [good]}}, "audiences": ["api"], "issuers": ["https://iss"]}
     created = kube.create(ns, "s1", spec)
@@ -84,7 +86,7 @@ def test_static_jwk_is_published_with_metadata_status_and_event(kube: Kube, ns: 
     wait_for(lambda: any(e.reason == "Published" for e in kube.events(ns, "s1")), what="Published event")
 
 
-def test_static_pem_certificate_and_key(kube: Kube, ns: str) -> None:
+def test_static_pem_certificate_and_key(kube: ClusterClient, ns: str) -> None:
     pem = certificate_pem(rsa_key()) + public_pem(ec_key("P-384"))
     kube.create(ns, "pem", {"static": {"pem": pem}})
     obj = kube.wait_condition(ns, "pem")
@@ -94,7 +96,7 @@ def test_static_pem_certificate_and_key(kube: Kube, ns: str) -> None:
     assert jwks["keys"][1]["alg"] == "ES384"
 
 
-def test_hmac_secret_goes_to_a_secret_never_a_configmap(kube: Kube, ns: str) -> None:
+def test_hmac_secret_goes_to_a_secret_never_a_configmap(kube: ClusterClient, ns: str) -> None:
     raw = b"an-hmac-secret-that-is-32-bytes!"
     kube.core.create_namespaced_secret(
         ns, {"metadata": {"name": "signing"}, "data": {"k": base64.b64encode(raw).decode()}}
@@ -118,7 +120,7 @@ def test_hmac_secret_goes_to_a_secret_never_a_configmap(kube: Kube, ns: str) -> 
     assert jwks["keys"][0]["k"] not in everything
 
 
-def test_missing_secret_is_reported_then_recovers(kube: Kube, ns: str) -> None:
+def test_missing_secret_is_reported_then_recovers(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "hs", {"static": {"secretRef": {"name": "later", "key": "k"}}})
     obj = kube.wait_condition(ns, "hs", "False", "SecretNotFound")
     assert obj["status"]["lastError"] == "spec.static.secretRef: Secret later not found"
@@ -129,7 +131,7 @@ def test_missing_secret_is_reported_then_recovers(kube: Kube, ns: str) -> None:
 
 
 def test_jwk_url_over_tls_publishes_keys_that_verify_tokens(
-    kube: Kube, ns: str, provider: JwksProvider
+    kube: ClusterClient, ns: str, provider: JwksProvider
 ) -> None:
     kube.create(ns, "url", {"jwkUrl": provider.url, "audiences": ["api"]})
     obj = kube.wait_condition(ns, "url")
@@ -149,7 +151,7 @@ def test_jwk_url_over_tls_publishes_keys_that_verify_tokens(
 
 
 def test_metrics_report_each_jwtsecret_and_url(
-    kube: Kube, ns: str, provider: JwksProvider, operator: OperatorProcess
+    kube: ClusterClient, ns: str, provider: JwksProvider, operator: OperatorProcess
 ) -> None:
     kube.create(ns, "good", {"jwkUrl": provider.url, "audiences": ["api"]})
     kube.create(ns, "bad", {"static": {"pem": "not a key"}})
@@ -177,14 +179,14 @@ def test_metrics_report_each_jwtsecret_and_url(
     assert not [k for k in operator.scrape() if ("jwtsecret", "bad") in k[1] and ("namespace", ns) in k[1]]
 
 
-def test_untrusted_tls_is_refused(kube: Kube, ns: str) -> None:
+def test_untrusted_tls_is_refused(kube: ClusterClient, ns: str) -> None:
     with JwksProvider(ca=trustme.CA()) as stranger:
         kube.create(ns, "tls", {"jwkUrl": stranger.url})
         obj = kube.wait_condition(ns, "tls", "False", "FetchFailed")
     assert obj["status"]["lastError"].startswith("TLS error")
 
 
-def test_failures_keep_last_good_keys(kube: Kube, ns: str, provider: JwksProvider) -> None:
+def test_failures_keep_last_good_keys(kube: ClusterClient, ns: str, provider: JwksProvider) -> None:
     kube.create(ns, "url", {"jwkUrl": provider.url})
     kube.wait_condition(ns, "url")
     before = kube.configmap(ns, "url-jwks")
@@ -205,7 +207,7 @@ def test_failures_keep_last_good_keys(kube: Kube, ns: str, provider: JwksProvide
     assert after.metadata.resource_version == before.metadata.resource_version
 
 
-def test_invalid_static_keys_are_reported_with_reasons(kube: Kube, ns: str) -> None:
+def test_invalid_static_keys_are_reported_with_reasons(kube: ClusterClient, ns: str) -> None:
     weak = public_jwk(rsa_key(1024), kid="weak")
     good = public_jwk(ec_key(), kid="good")
     kube.create(ns, "mixed", {"static": {"jwks": {"keys": [good, weak]}}})
@@ -223,7 +225,7 @@ def test_invalid_static_keys_are_reported_with_reasons(kube: Kube, ns: str) -> N
     kube.wait_condition(ns, "pem", "False", "NoValidKeys")
 
 
-def test_schema_rejects_malformed_specs_naming_the_field(kube: Kube, ns: str) -> None:
+def test_schema_rejects_malformed_specs_naming_the_field(kube: ClusterClient, ns: str) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({}, "exactly one of spec.jwkUrl or spec.static must be set"),
         ({"jwkUrl": "https://a/b", "static": {"pem": "x"}}, "exactly one of spec.jwkUrl or spec.static"),
@@ -240,7 +242,7 @@ def test_schema_rejects_malformed_specs_naming_the_field(kube: Kube, ns: str) ->
     kube.create(ns, "http-ok", {"jwkUrl": "http://127.0.0.1:9/jwks", "allowInsecureHttp": True})
 
 
-def test_spec_update_publishes_new_keys(kube: Kube, ns: str) -> None:
+def test_spec_update_publishes_new_keys(kube: ClusterClient, ns: str) -> None:
     first = public_jwk(rsa_key(), kid="v1")
     second = public_jwk(ec_key(), kid="v2")
     kube.create(ns, "rot", {"static": {"jwks": {"keys": [first]}}})
@@ -252,14 +254,14 @@ def test_spec_update_publishes_new_keys(kube: Kube, ns: str) -> None:
     assert published(kube, ns, "rot-jwks")[1]["audiences"] == ["new"]
 
 
-def test_delete_removes_the_published_object(kube: Kube, ns: str) -> None:
+def test_delete_removes_the_published_object(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "gone", {"static": {"jwks": {"keys": [public_jwk(ec_key())]}}})
     kube.wait_condition(ns, "gone")
     kube.delete(ns, "gone")
     wait_for(lambda: not kube.core.list_namespaced_config_map(ns).items, what="ConfigMap removed")
 
 
-def test_unmanaged_configmap_is_never_overwritten(kube: Kube, ns: str) -> None:
+def test_unmanaged_configmap_is_never_overwritten(kube: ClusterClient, ns: str) -> None:
     kube.core.create_namespaced_config_map(ns, {"metadata": {"name": "taken-jwks"}, "data": {"mine": "yes"}})
     kube.create(ns, "taken", {"static": {"jwks": {"keys": [public_jwk(ec_key())]}}})
     obj = kube.wait_condition(ns, "taken", "False", "TargetConflict")
@@ -273,7 +275,9 @@ def test_unmanaged_configmap_is_never_overwritten(kube: Kube, ns: str) -> None:
     assert kube.configmap(ns, "free-jwks").metadata.owner_references[0].name == "taken"
 
 
-def test_nothing_is_rewritten_when_nothing_changed(kube: Kube, ns: str, provider: JwksProvider) -> None:
+def test_nothing_is_rewritten_when_nothing_changed(
+    kube: ClusterClient, ns: str, provider: JwksProvider
+) -> None:
     kube.create(ns, "quiet", {"jwkUrl": provider.url})
     kube.wait_condition(ns, "quiet")
     time.sleep(1.5)  # let the first-write burst settle
@@ -287,7 +291,7 @@ def test_nothing_is_rewritten_when_nothing_changed(kube: Kube, ns: str, provider
     assert kube.get(ns, "quiet")["metadata"]["resourceVersion"] == obj_version
 
 
-def test_provider_rotation_is_followed(kube: Kube, ns: str, provider: JwksProvider) -> None:
+def test_provider_rotation_is_followed(kube: ClusterClient, ns: str, provider: JwksProvider) -> None:
     kube.create(ns, "rot", {"jwkUrl": provider.url})
     kube.wait_condition(ns, "rot")
     old = set(provider.keys)
@@ -302,7 +306,7 @@ def test_provider_rotation_is_followed(kube: Kube, ns: str, provider: JwksProvid
     )
 
 
-def test_operator_log_has_no_secret_material(kube: Kube, ns: str, operator: OperatorProcess) -> None:
+def test_operator_log_has_no_secret_material(kube: ClusterClient, ns: str, operator: OperatorProcess) -> None:
     raw = b"log-leak-canary-0123456789abcdef-XYZ"
     kube.core.create_namespaced_secret(
         ns, {"metadata": {"name": "s"}, "data": {"k": base64.b64encode(raw).decode()}}
@@ -313,7 +317,7 @@ def test_operator_log_has_no_secret_material(kube: Kube, ns: str, operator: Oper
     assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() not in operator.log()
 
 
-def test_target_change_moves_the_output(kube: Kube, ns: str) -> None:
+def test_target_change_moves_the_output(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "mv", {"static": {"jwks": {"keys": [public_jwk(ec_key())]}}})
     kube.wait_condition(ns, "mv")
     kube.patch_spec(ns, "mv", {"target": {"name": "moved-jwks"}})

@@ -19,8 +19,9 @@ import pytest
 import trustme
 from kubernetes import config
 
-from tests.e2e.conftest import ROOT, Kube, wait_for
+from tests.harness import ROOT
 from tests.harness.backend import new_cluster
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.k8s import load_crds
 from tests.harness.operator import OperatorProcess
@@ -34,11 +35,11 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def ha_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kube, Path]]:
+def ha_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterClient, Path]]:
     crds = load_crds(ROOT / "crds") + load_crds(ROOT / "helm" / "jwks-operator" / "crds")
     with new_cluster(tmp_path_factory.mktemp("ha-cluster"), crds) as cluster:
         path = cluster.write_kubeconfig(tmp_path_factory.mktemp("ha") / "kubeconfig")
-        kube = Kube(config.new_client_from_config(str(path)))  # type: ignore[no-untyped-call]
+        kube = ClusterClient(config.new_client_from_config(str(path)))  # type: ignore[no-untyped-call]
         body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}}
         kube.custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
         kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ha"}})
@@ -56,19 +57,19 @@ def lines(proc: OperatorProcess, text: str) -> int:
     return sum(text in line for line in proc.log().splitlines())
 
 
-def peers(kube: Kube) -> dict[str, Any]:
+def peers(kube: ClusterClient) -> dict[str, Any]:
     obj = kube.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
     return dict(obj.get("status") or {})
 
 
-def reconciled(kube: Kube, audience: str) -> bool:
+def reconciled(kube: ClusterClient, audience: str) -> bool:
     obj = kube.get("ha", "keys")
     policy = json.loads(kube.configmap("ha", "keys-jwks").data["policy.json"])
     current = obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
     return bool(current and policy["audiences"] == [audience])
 
 
-def failover(kube: Kube, audience: str) -> float:
+def failover(kube: ClusterClient, audience: str) -> float:
     """Change the spec; seconds until the published policy shows it."""
     started = time.monotonic()
     kube.patch_spec("ha", "keys", {"audiences": [audience]})
@@ -77,7 +78,7 @@ def failover(kube: Kube, audience: str) -> float:
 
 
 def test_one_replica_reconciles_and_another_takes_over(
-    ha_cluster: tuple[Kube, Path], tmp_path: Path, ca: trustme.CA, ca_bundle: Path
+    ha_cluster: tuple[ClusterClient, Path], tmp_path: Path, ca: trustme.CA, ca_bundle: Path
 ) -> None:
     kube, kubeconfig = ha_cluster
     a = replica(kubeconfig, tmp_path, "replica-a", 200, ca_bundle).start()

@@ -15,8 +15,8 @@ import pytest
 import trustme
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.conftest import Kube, wait_for
 from tests.faults.spec_table import BAD_SPECS
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, private_jwk, public_jwk, rsa_key
@@ -27,7 +27,7 @@ GOOD_URL = "https://idp.example/jwks"
 
 @pytest.mark.parametrize(("case", "spec", "message"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
 def test_malformed_specs_are_rejected_at_the_door(
-    kube: Kube, ns: str, case: str, spec: dict[str, Any], message: str
+    kube: ClusterClient, ns: str, case: str, spec: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ApiException) as info:
         kube.create(ns, "bad", spec)
@@ -77,7 +77,7 @@ MALICIOUS_DOCUMENTS: list[tuple[str, Callable[[], bytes], str]] = [
 ]
 
 
-def published_members(kube: Kube, ns: str, name: str) -> set[str]:
+def published_members(kube: ClusterClient, ns: str, name: str) -> set[str]:
     keys = json.loads(kube.configmap(ns, name).data["jwks.json"])["keys"]
     return {member for key in keys for member in key}
 
@@ -91,7 +91,7 @@ def module_ca(ca: trustme.CA) -> trustme.CA:
     ("case", "body", "reason"), MALICIOUS_DOCUMENTS, ids=[c[0] for c in MALICIOUS_DOCUMENTS]
 )
 def test_malicious_documents_never_replace_good_keys(
-    kube: Kube, ns: str, ca: trustme.CA, case: str, body: Callable[[], bytes], reason: str
+    kube: ClusterClient, ns: str, ca: trustme.CA, case: str, body: Callable[[], bytes], reason: str
 ) -> None:
     with JwksProvider(ca=ca, max_age=1) as provider:
         kube.create(ns, "m", {"jwkUrl": provider.url, "audiences": ["api"]})
@@ -108,7 +108,7 @@ def test_malicious_documents_never_replace_good_keys(
     assert not PRIVATE & published_members(kube, ns, "m-jwks")
 
 
-def test_a_private_key_beside_good_ones_is_dropped(kube: Kube, ns: str, ca: trustme.CA) -> None:
+def test_a_private_key_beside_good_ones_is_dropped(kube: ClusterClient, ns: str, ca: trustme.CA) -> None:
     with JwksProvider(ca=ca, max_age=1) as provider:
         provider.serve_raw(doc(public_jwk(rsa_key(), kid="ok"), private_jwk(ec_key(), kid="leak")))
         kube.create(ns, "mix", {"jwkUrl": provider.url, "audiences": ["api"]})
@@ -139,7 +139,7 @@ HOSTILE_SERVERS: list[tuple[str, str, Callable[[JwksProvider], None], str]] = [
     ("case", "url", "behave", "reason"), HOSTILE_SERVERS, ids=[c[0] for c in HOSTILE_SERVERS]
 )
 def test_hostile_servers(
-    kube: Kube,
+    kube: ClusterClient,
     ns: str,
     ca: trustme.CA,
     case: str,
@@ -158,7 +158,7 @@ def test_hostile_servers(
         kube.configmap(ns, "h-jwks")
 
 
-def test_shared_jwks_without_audience_is_refused(kube: Kube, ns: str) -> None:
+def test_shared_jwks_without_audience_is_refused(kube: ClusterClient, ns: str) -> None:
     firebase = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
     kube.create(ns, "fb", {"jwkUrl": firebase})
     obj = kube.wait_condition(ns, "fb", "False", "AudienceRequired")
@@ -168,7 +168,7 @@ def test_shared_jwks_without_audience_is_refused(kube: Kube, ns: str) -> None:
     assert any(e.reason == "AudienceRequired" for e in kube.events(ns, "fb"))
 
 
-def test_insecure_settings_are_loud(kube: Kube, ns: str) -> None:
+def test_insecure_settings_are_loud(kube: ClusterClient, ns: str) -> None:
     with JwksProvider(max_age=60) as plain:
         kube.create(ns, "plain", {"jwkUrl": plain.url, "allowInsecureHttp": True})
         kube.wait_condition(ns, "plain")
@@ -180,7 +180,7 @@ def test_insecure_settings_are_loud(kube: Kube, ns: str) -> None:
     wait_for(lambda: any(e.reason == "InsecureHttp" for e in kube.events(ns, "plain")), what="warning event")
 
 
-def test_nothing_secret_anywhere(kube: Kube, ns: str, operator: OperatorProcess) -> None:
+def test_nothing_secret_anywhere(kube: ClusterClient, ns: str, operator: OperatorProcess) -> None:
     raw = b"hostile-canary-secret-0123456789abcdef"
     encoded = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
     kube.core.create_namespaced_secret(
@@ -203,7 +203,7 @@ def test_nothing_secret_anywhere(kube: Kube, ns: str, operator: OperatorProcess)
         assert "short" not in text.replace("shorter", "")
 
 
-def test_private_ca_bundle_reference(kube: Kube, ns: str) -> None:
+def test_private_ca_bundle_reference(kube: ClusterClient, ns: str) -> None:
     private = trustme.CA()
     with JwksProvider(ca=private, max_age=60) as provider:
         kube.create(ns, "noca", {"jwkUrl": provider.url, "audiences": ["api"]})

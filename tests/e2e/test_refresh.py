@@ -16,7 +16,7 @@ import pytest
 import trustme
 
 from jwks_operator.names import GROUP, PLURAL, REFRESH_ANNOTATION, VERSION
-from tests.e2e.conftest import Kube, wait_for
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
 
@@ -34,14 +34,16 @@ def intervals(provider: JwksProvider) -> list[float]:
     return [round(b - a, 2) for a, b in itertools.pairwise(times)]
 
 
-def settle_and_measure(kube: Kube, ns: str, name: str, provider: JwksProvider, seconds: float) -> list[float]:
+def settle_and_measure(
+    kube: ClusterClient, ns: str, name: str, provider: JwksProvider, seconds: float
+) -> list[float]:
     kube.wait_condition(ns, name)
     provider.clear_log()
     time.sleep(seconds)
     return intervals(provider)
 
 
-def kids(kube: Kube, ns: str, name: str) -> set[str]:
+def kids(kube: ClusterClient, ns: str, name: str) -> set[str]:
     data = kube.configmap(ns, f"{name}-jwks").data
     return {k["kid"] for k in json.loads(data["jwks.json"])["keys"]}
 
@@ -59,7 +61,13 @@ def kids(kube: Kube, ns: str, name: str) -> set[str]:
     ],
 )
 def test_refresh_follows_the_provider(
-    kube: Kube, ns: str, ca: trustme.CA, profile: str, max_age: int, refresh: dict[str, str], expected: float
+    kube: ClusterClient,
+    ns: str,
+    ca: trustme.CA,
+    profile: str,
+    max_age: int,
+    refresh: dict[str, str],
+    expected: float,
 ) -> None:
     with JwksProvider(ca=ca, profile=profile, max_age=max_age) as provider:
         kube.create(
@@ -76,7 +84,7 @@ def test_refresh_follows_the_provider(
     assert statuses == {304}  # every refresh revalidated with If-None-Match, nothing re-downloaded
 
 
-def test_fallback_never_fetches_once(kube: Kube, ns: str, ca: trustme.CA) -> None:
+def test_fallback_never_fetches_once(kube: ClusterClient, ns: str, ca: trustme.CA) -> None:
     with JwksProvider(ca=ca, profile="none") as provider:
         kube.create(ns, "once", {"jwkUrl": provider.url, "refresh": {"fallbackInterval": "Never"}})
         kube.wait_condition(ns, "once")
@@ -85,7 +93,7 @@ def test_fallback_never_fetches_once(kube: Kube, ns: str, ca: trustme.CA) -> Non
         assert "nextRefreshTime" not in kube.get(ns, "once")["status"]
 
 
-def test_one_fetch_per_url_however_many_jwtsecrets(kube: Kube, ns: str, idp: JwksProvider) -> None:
+def test_one_fetch_per_url_however_many_jwtsecrets(kube: ClusterClient, ns: str, idp: JwksProvider) -> None:
     for name in ("a", "b", "c"):
         kube.create(ns, name, {"jwkUrl": idp.url, "audiences": [name]})
     for name in ("a", "b", "c"):
@@ -98,7 +106,7 @@ def test_one_fetch_per_url_however_many_jwtsecrets(kube: Kube, ns: str, idp: Jwk
     wait_for(lambda: all(len(kids(kube, ns, n)) == 2 for n in ("a", "b", "c")), 6, "all three follow")
 
 
-def test_force_refresh_annotation(kube: Kube, ns: str, ca: trustme.CA) -> None:
+def test_force_refresh_annotation(kube: ClusterClient, ns: str, ca: trustme.CA) -> None:
     with JwksProvider(ca=ca, max_age=3600) as provider:
         kube.create(ns, "f", {"jwkUrl": provider.url})
         kube.wait_condition(ns, "f")
@@ -138,7 +146,7 @@ def test_force_refresh_annotation(kube: Kube, ns: str, ca: trustme.CA) -> None:
     ],
 )
 def test_last_good_keys_survive_each_failure(
-    kube: Kube, ns: str, ca: trustme.CA, break_it: Any, reason: str
+    kube: ClusterClient, ns: str, ca: trustme.CA, break_it: Any, reason: str
 ) -> None:
     with JwksProvider(ca=ca, max_age=1) as provider:
         kube.create(ns, "lg", {"jwkUrl": provider.url})
@@ -154,7 +162,7 @@ def test_last_good_keys_survive_each_failure(
     REPORT.append(f"failure {reason!r}: keys kept, Ready=True, Degraded=FetchFailed")
 
 
-def test_backoff_honours_retry_after_and_recovers(kube: Kube, ns: str, idp: JwksProvider) -> None:
+def test_backoff_honours_retry_after_and_recovers(kube: ClusterClient, ns: str, idp: JwksProvider) -> None:
     kube.create(ns, "ra", {"jwkUrl": idp.url})
     kube.wait_condition(ns, "ra")
     idp.fail(503, retry_after="3")
@@ -170,7 +178,9 @@ def test_backoff_honours_retry_after_and_recovers(kube: Kube, ns: str, idp: Jwks
     assert "lastError" not in obj["status"]
 
 
-def test_stale_keys_make_ready_false_but_stay_published(kube: Kube, ns: str, idp: JwksProvider) -> None:
+def test_stale_keys_make_ready_false_but_stay_published(
+    kube: ClusterClient, ns: str, idp: JwksProvider
+) -> None:
     kube.create(ns, "st", {"jwkUrl": idp.url, "refresh": {"staleAfter": "2s"}})
     kube.wait_condition(ns, "st")
     idp.fail(500)
@@ -182,7 +192,7 @@ def test_stale_keys_make_ready_false_but_stay_published(kube: Kube, ns: str, idp
     kube.wait_condition(ns, "st", "True", "KeysPublished", timeout=10)
 
 
-def test_removed_keys_are_retained_for_a_while(kube: Kube, ns: str, idp: JwksProvider) -> None:
+def test_removed_keys_are_retained_for_a_while(kube: ClusterClient, ns: str, idp: JwksProvider) -> None:
     old = idp.keys[0]
     kube.create(ns, "ret", {"jwkUrl": idp.url, "rotation": {"retainRemovedFor": "3s"}})
     kube.wait_condition(ns, "ret")
@@ -199,7 +209,7 @@ def test_removed_keys_are_retained_for_a_while(kube: Kube, ns: str, idp: JwksPro
 
 
 def test_restart_resumes_without_refetching(
-    kube: Kube, ns: str, ca: trustme.CA, operator: OperatorProcess
+    kube: ClusterClient, ns: str, ca: trustme.CA, operator: OperatorProcess
 ) -> None:
     with JwksProvider(ca=ca, max_age=8) as provider:
         kube.create(ns, "rs", {"jwkUrl": provider.url})
@@ -218,6 +228,7 @@ def test_restart_resumes_without_refetching(
     assert first >= 3.0
 
 
-def test_zz_report() -> None:
+@pytest.mark.last  # after the tests that fill the report
+def test_report() -> None:
     """Print what was measured (run with -s to see it)."""
     print("\n".join(["", "refresh report:", *REPORT]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.e2e.conftest import Kube, wait_for
+from tests.harness.client import ClusterClient, wait_for
 from tests.material import ec_key, public_jwk, rsa_key
 
 SHARED = {"name": "gateway-jwks", "shared": True}
@@ -15,16 +15,16 @@ def spec(*keys: dict[str, Any], audience: str) -> dict[str, Any]:
     return {"static": {"jwks": {"keys": list(keys)}}, "audiences": [audience], "target": SHARED}
 
 
-def data(kube: Kube, ns: str) -> dict[str, str]:
+def data(kube: ClusterClient, ns: str) -> dict[str, str]:
     result: dict[str, str] = kube.configmap(ns, "gateway-jwks").data
     return result
 
 
-def merged_kids(kube: Kube, ns: str) -> list[str]:
+def merged_kids(kube: ClusterClient, ns: str) -> list[str]:
     return [k["kid"] for k in json.loads(data(kube, ns)["jwks.json"])["keys"]]
 
 
-def test_contributions_merge_collide_and_leave(kube: Kube, ns: str) -> None:
+def test_contributions_merge_collide_and_leave(kube: ClusterClient, ns: str) -> None:
     kube.create(
         ns,
         "auth0",
@@ -64,7 +64,7 @@ def test_contributions_merge_collide_and_leave(kube: Kube, ns: str) -> None:
     )
 
 
-def test_concurrent_contributors_never_lose_each_other(kube: Kube, ns: str) -> None:
+def test_concurrent_contributors_never_lose_each_other(kube: ClusterClient, ns: str) -> None:
     names = [f"p{i}" for i in range(8)]
     for i, name in enumerate(names):
         kube.create(ns, name, spec(public_jwk(ec_key(n=10 + i), kid=name), audience=name))
@@ -74,7 +74,7 @@ def test_concurrent_contributors_never_lose_each_other(kube: Kube, ns: str) -> N
     assert {f"{n}.jwks.json" for n in names} <= set(data(kube, ns))
 
 
-def test_unshared_writers_cannot_take_a_shared_target(kube: Kube, ns: str) -> None:
+def test_unshared_writers_cannot_take_a_shared_target(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "one", spec(public_jwk(ec_key(), kid="k"), audience="a"))
     kube.wait_condition(ns, "one")
     kube.create(

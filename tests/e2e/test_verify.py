@@ -17,7 +17,7 @@ import jwt
 import trustme
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.e2e.conftest import Kube, wait_for
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.material import private_pem, rsa_key
 
@@ -51,7 +51,7 @@ def confused(kid: str, claims: dict[str, object], public_key_pem: bytes) -> str:
     return f"{head}.{b64(hmac.new(public_key_pem, head.encode(), hashlib.sha256).digest())}"
 
 
-def test_verification_table(kube: Kube, ns: str, ca: trustme.CA, kubeconfig: Path) -> None:
+def test_verification_table(kube: ClusterClient, ns: str, ca: trustme.CA, kubeconfig: Path) -> None:
     with JwksProvider(ca=ca, max_age=1) as idp:
         kube.create(ns, "api", {"jwkUrl": idp.url, "audiences": ["orders", "billing"], "issuers": [ISS]})
         kube.wait_condition(ns, "api")

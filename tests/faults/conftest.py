@@ -1,23 +1,22 @@
 """Fault suite fixtures: an emulated cluster that injects faults, and one operator process for it.
 
-Faults are injected into the emulator (tests/harness/k8s.py `ApiServer.inject`), so this suite runs on
+Faults are injected into the emulator (tests/harness/k8s/ `ApiServer.inject`), so this suite runs on
 the emulator only. The last line of the run is the tally from tests/faults/summary.py.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
-from kubernetes import config
 
-from tests.e2e.conftest import ROOT, Kube
 from tests.faults.summary import SUMMARY, line
+from tests.harness import ROOT
+from tests.harness.client import ClusterClient
 from tests.harness.k8s import EmulatedCluster, load_crds
-from tests.harness.operator import OperatorProcess
+from tests.harness.operator import OperatorProcess, trusting_operator
 
 # Short retries and API timeouts so that each fault costs a second or two.
 OPERATOR_ARGS = [
@@ -33,6 +32,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
+def fault_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
 def fault_cluster() -> Iterator[EmulatedCluster]:
     with EmulatedCluster(crds=load_crds(ROOT / "crds")) as cluster:
         yield cluster
@@ -44,33 +48,22 @@ def fault_kubeconfig(fault_cluster: EmulatedCluster, tmp_path_factory: pytest.Te
 
 
 @pytest.fixture(scope="session")
-def fault_kube(fault_kubeconfig: Path) -> Kube:
-    return Kube(config.new_client_from_config(str(fault_kubeconfig)))  # type: ignore[no-untyped-call]
-
-
-@pytest.fixture(scope="session")
-def fault_ca() -> trustme.CA:
-    return trustme.CA()
+def fault_kube(fault_kubeconfig: Path) -> ClusterClient:
+    return ClusterClient.from_kubeconfig(fault_kubeconfig)
 
 
 @pytest.fixture(scope="session")
 def fault_operator(
     fault_kubeconfig: Path, fault_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    tmp = tmp_path_factory.mktemp("fault-operator")
-    bundle = tmp / "ca.pem"
+    workdir = tmp_path_factory.mktemp("fault-operator")
+    bundle = workdir / "ca.pem"
     fault_ca.cert_pem.write_to_path(str(bundle))
-    proc = OperatorProcess(
-        fault_kubeconfig, tmp / "operator.log", args=OPERATOR_ARGS, env={"REQUESTS_CA_BUNDLE": str(bundle)}
-    )
-    with proc:
+    with trusting_operator(fault_kubeconfig, workdir, bundle, OPERATOR_ARGS) as proc:
         yield proc
-    print(f"operator log: {tmp / 'operator.log'}")
 
 
 @pytest.fixture
-def fault_ns(fault_kube: Kube, fault_operator: OperatorProcess) -> Iterator[str]:
-    name = f"f-{uuid.uuid4().hex[:8]}"
-    fault_kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    fault_kube.core.delete_namespace(name)
+def fault_ns(fault_kube: ClusterClient, fault_operator: OperatorProcess) -> Iterator[str]:
+    with fault_kube.namespace("f") as name:
+        yield name

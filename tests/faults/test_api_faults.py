@@ -19,8 +19,8 @@ import pytest
 import trustme
 
 from jwks_operator.names import MANAGED_BY_LABEL
-from tests.e2e.conftest import Kube, wait_for
 from tests.faults.summary import SUMMARY
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.k8s import ApiServer, EmulatedCluster
 from tests.material import ec_key, public_jwk
@@ -179,7 +179,7 @@ def clean_faults(fault_cluster: EmulatedCluster) -> Iterator[None]:
 def test_api_faults_converge(
     case: Case,
     fault_cluster: EmulatedCluster,
-    fault_kube: Kube,
+    fault_kube: ClusterClient,
     fault_ns: str,
     fault_ca: trustme.CA,
     clean_faults: None,
@@ -289,14 +289,14 @@ def test_api_faults_converge(
             provider.stop()
 
 
-def read_output(kube: Kube, ns: str, kind: str, name: str) -> dict[str, str]:
+def read_output(kube: ClusterClient, ns: str, kind: str, name: str) -> dict[str, str]:
     if kind == "Secret":
         data = kube.core.read_namespaced_secret(name, ns).data or {}
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
     return dict(kube.configmap(ns, name).data or {})
 
 
-def labelled(kube: Kube, ns: str, output: dict[str, str]) -> bool:
+def labelled(kube: ClusterClient, ns: str, output: dict[str, str]) -> bool:
     read = (
         kube.core.read_namespaced_secret
         if output["kind"] == "Secret"
@@ -306,7 +306,7 @@ def labelled(kube: Kube, ns: str, output: dict[str, str]) -> bool:
     return bool(labels.get(LABEL) == "jwks-operator")
 
 
-def owned_outputs(kube: Kube, ns: str) -> list[tuple[str, str]]:
+def owned_outputs(kube: ClusterClient, ns: str) -> list[tuple[str, str]]:
     found = [("ConfigMap", c.metadata.name) for c in kube.core.list_namespaced_config_map(ns).items]
     found += [("Secret", s.metadata.name) for s in kube.core.list_namespaced_secret(ns).items]
     return sorted((kind, name) for kind, name in found if name != "signing")

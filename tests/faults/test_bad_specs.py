@@ -13,11 +13,11 @@ import pytest
 import yaml
 from kubernetes import config
 
-from tests.e2e.conftest import ROOT, Kube, wait_for
 from tests.faults.spec_table import BAD_SPECS, JWKS
 from tests.faults.summary import SUMMARY
-from tests.harness.k8s import EmulatedCluster, apply_defaults, load_crds, prune, validate
-from tests.harness.k8s_validation import NOT_CHECKED
+from tests.harness import ROOT
+from tests.harness.client import ClusterClient, wait_for
+from tests.harness.k8s import NOT_CHECKED, EmulatedCluster, apply_defaults, load_crds, prune, validate
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, public_jwk
 
@@ -142,24 +142,26 @@ def load_yaml(path: Path) -> list[Obj]:
 
 
 @pytest.fixture(scope="module")
-def old_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kube, OperatorProcess]]:
+def old_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterClient, OperatorProcess]]:
     """An API server without CEL, and the operator running against it."""
     tmp = tmp_path_factory.mktemp("no-cel")
     with EmulatedCluster(crds=[CRD], cel=False) as cluster:
         kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
-        kube = Kube(config.new_client_from_config(str(kubeconfig)))  # type: ignore[no-untyped-call]
+        kube = ClusterClient(config.new_client_from_config(str(kubeconfig)))  # type: ignore[no-untyped-call]
         kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "old"}})
         with OperatorProcess(kubeconfig, tmp / "operator.log", args=["--allow-private-networks"]) as operator:
             yield kube, operator
 
 
-def status_of(kube: Kube, name: str) -> Obj | None:
+def status_of(kube: ClusterClient, name: str) -> Obj | None:
     obj = kube.get("old", name)
     status: Obj = obj.get("status") or {}
     return status if status.get("observedGeneration") == obj["metadata"]["generation"] else None
 
 
-def test_specs_that_slip_past_are_reported_in_status(old_server: tuple[Kube, OperatorProcess]) -> None:
+def test_specs_that_slip_past_are_reported_in_status(
+    old_server: tuple[ClusterClient, OperatorProcess],
+) -> None:
     kube, operator = old_server
     names = {}
     for index, (case, spec, text) in enumerate(SLIPPED):

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.e2e.conftest import Kube, wait_for
 from tests.faults.summary import SUMMARY
 from tests.faults.test_api_faults import Watchdog, owned_outputs
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.k8s import EmulatedCluster
 from tests.harness.operator import OperatorProcess
@@ -57,11 +57,11 @@ KILLS = [
 ]
 
 
-def kids(kube: Kube, ns: str, name: str) -> set[str]:
+def kids(kube: ClusterClient, ns: str, name: str) -> set[str]:
     return {k["kid"] for k in json.loads(kube.configmap(ns, name).data["jwks.json"])["keys"]}
 
 
-def kids_of_any(kube: Kube, ns: str, *names: str) -> set[str]:
+def kids_of_any(kube: ClusterClient, ns: str, *names: str) -> set[str]:
     """The kids published in whichever of these ConfigMaps exist."""
     found: set[str] = set()
     for name in names:
@@ -72,7 +72,7 @@ def kids_of_any(kube: Kube, ns: str, *names: str) -> set[str]:
     return found
 
 
-def shared_kids(kube: Kube, ns: str) -> set[str]:
+def shared_kids(kube: ClusterClient, ns: str) -> set[str]:
     data = kube.configmap(ns, "shared").data
     return {
         k["kid"]
@@ -82,7 +82,7 @@ def shared_kids(kube: Kube, ns: str) -> set[str]:
     }
 
 
-def ready(kube: Kube, ns: str, name: str) -> bool:
+def ready(kube: ClusterClient, ns: str, name: str) -> bool:
     obj = kube.get(ns, name)
     status = obj.get("status") or {}
     cond: dict[str, Any] = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
@@ -100,7 +100,7 @@ def provider(fault_ca: trustme.CA) -> Iterator[JwksProvider]:
 def test_killed_mid_sync_converges(
     kill: Kill,
     fault_cluster: EmulatedCluster,
-    fault_kube: Kube,
+    fault_kube: ClusterClient,
     fault_ns: str,
     fault_operator: OperatorProcess,
     provider: JwksProvider,

@@ -1,6 +1,6 @@
 """Which Kubernetes the tests run against: the emulator (fast tier) or a real control plane.
 
-`JWKS_BACKEND=emulator` (default) serves tests/harness/k8s.py's emulator; `JWKS_BACKEND=real` starts
+`JWKS_BACKEND=emulator` (default) serves tests/harness/k8s/'s emulator; `JWKS_BACKEND=real` starts
 tests/harness/control_plane.py's etcd + kube-apiserver + kube-controller-manager. Both clusters offer
 the same interface (`Cluster`), and `operator_requests` reads what the operator asked of either: the
 emulator's request log, or the real API server's audit log.
@@ -19,11 +19,14 @@ from kubernetes import client
 
 from tests.harness.control_plane import RealCluster
 from tests.harness.k8s import EmulatedCluster
+from tests.harness.k8s.server import resource_of, verb
 
 Backend = Literal["emulator", "real"]
 BACKEND: Backend = "real" if os.environ.get("JWKS_BACKEND", "emulator") == "real" else "emulator"
 OPERATOR_AGENTS = ("kopf/", "jwks-operator/")
-_VERB = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+# deploy/'s ServiceAccount: what the operator runs as on the real control plane
+OPERATOR_NAMESPACE = OPERATOR_SA = "jwks-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
 
 
 class Cluster(Protocol):
@@ -75,9 +78,6 @@ def operator_requests(cluster: EmulatedCluster | RealCluster, user: str = "") ->
         agent = next((v for k, v in request.headers.items() if k.lower() == "user-agent"), "")
         if not agent.startswith(OPERATOR_AGENTS) or request.resource is None or not request.resource.plural:
             continue
-        method = str(getattr(request.method, "value", request.method)).upper()
-        watch = request.params.get("watch") == "true"
-        verb = _VERB[method] if method != "GET" else ("watch" if watch else "get" if request.name else "list")
-        resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
-        calls.append(Call(request.resource.group or "", resource, verb, str(request.url), 0, False))
+        group = request.resource.group or ""
+        calls.append(Call(group, resource_of(request), verb(request), str(request.url), 0, False))
     return calls

@@ -6,7 +6,7 @@ TokenRequest API works and the operator can run as the chart's ServiceAccount), 
 requests each client made, for RBAC checks), a short etcd compaction interval (watch 410s happen), and
 kube-controller-manager with the garbage collector, namespace and service-account controllers.
 
-Same interface as tests/harness/k8s.py's EmulatedCluster: a context manager with `url`,
+Same interface as tests/harness/k8s/'s EmulatedCluster: a context manager with `url`,
 `write_kubeconfig(path)` and `api_client(path)`, CRDs installed and Established on entry. Ports are
 picked free; every process logs to `workdir`, which is kept (pytest's tmp retention) for failures.
 """

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -118,3 +119,16 @@ class OperatorProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def trusting_operator(
+    kubeconfig: Path, workdir: Path, ca_bundle: Path, args: Sequence[str], *, metrics: bool = False
+) -> Iterator[OperatorProcess]:
+    """A running operator that trusts the CAs of `ca_bundle` (a test's JWKS providers), logging to
+    workdir/operator.log; that path is printed once it stopped (pytest shows it with -s)."""
+    log = workdir / "operator.log"
+    env = {"REQUESTS_CA_BUNDLE": str(ca_bundle)}
+    with OperatorProcess(kubeconfig, log, args=args, env=env, metrics=metrics) as proc:
+        yield proc
+    print(f"operator log: {log}")

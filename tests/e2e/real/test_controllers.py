@@ -12,8 +12,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.e2e.conftest import Kube, wait_for
 from tests.harness.backend import operator_requests
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.control_plane import RealCluster
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, public_jwk
@@ -25,7 +25,7 @@ def static(kid: str) -> dict[str, object]:
     return {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid=kid)]}}, "audiences": ["api"]}
 
 
-def test_the_garbage_collector_deletes_outputs(kube: Kube, ns: str, real: RealCluster) -> None:
+def test_the_garbage_collector_deletes_outputs(kube: ClusterClient, ns: str, real: RealCluster) -> None:
     kube.create(ns, "owned", static("o"))
     kube.wait_condition(ns, "owned")
     kube.delete(ns, "owned")
@@ -68,7 +68,7 @@ def compacted(real: RealCluster, resource_version: str) -> bool:
 
 
 def test_watch_resumed_after_compaction_relists_and_misses_nothing(
-    kube: Kube, ns: str, real: RealCluster, operator: OperatorProcess
+    kube: ClusterClient, ns: str, real: RealCluster, operator: OperatorProcess
 ) -> None:
     """The operator is frozen while the API server restarts and changes are made and compacted: its
     watches resume from a resourceVersion that is gone (410), so it must relist to see them."""

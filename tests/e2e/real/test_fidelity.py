@@ -1,5 +1,5 @@
 """Fidelity of the emulator: every bad spec of tests/faults/spec_table.py is sent to the real API
-server and to the emulator (tests/harness/k8s.py); the verdicts and messages must be the same.
+server and to the emulator (tests/harness/k8s/); the verdicts and messages must be the same.
 
 `pytest -s` prints the table: per spec, the real verdict and message, then the emulator's, and the
 line `emulator agrees on N/M`.
@@ -14,24 +14,25 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.conftest import ROOT, Kube
 from tests.faults.spec_table import BAD_SPECS
+from tests.harness import ROOT
+from tests.harness.client import ClusterClient
 from tests.harness.k8s import EmulatedCluster, load_crds
 
 Verdict = tuple[str, str]  # ("accepted" | "<code> <reason>", message)
 
 
 @pytest.fixture(scope="module")
-def emulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+def emulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterClient]:
     with EmulatedCluster(crds=load_crds(ROOT / "crds")) as cluster:
-        kube = Kube(cluster.api_client(tmp_path_factory.mktemp("fidelity") / "kubeconfig"))
+        kube = ClusterClient(cluster.api_client(tmp_path_factory.mktemp("fidelity") / "kubeconfig"))
         kube.core.create_namespace(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fidelity"}}
         )
         yield kube
 
 
-def verdict(kube: Kube, ns: str, name: str, spec: dict[str, Any]) -> Verdict:
+def verdict(kube: ClusterClient, ns: str, name: str, spec: dict[str, Any]) -> Verdict:
     try:
         kube.create(ns, name, spec)
     except ApiException as exc:
@@ -40,7 +41,7 @@ def verdict(kube: Kube, ns: str, name: str, spec: dict[str, Any]) -> Verdict:
     return "accepted", ""
 
 
-def test_emulator_agrees_with_the_real_server(kube: Kube, ns: str, emulated: Kube) -> None:
+def test_emulator_agrees_with_the_real_server(kube: ClusterClient, ns: str, emulated: ClusterClient) -> None:
     rows = []
     for index, (case, spec, _) in enumerate(BAD_SPECS):
         name = f"bad-{index}"

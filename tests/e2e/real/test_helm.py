@@ -19,8 +19,8 @@ import yaml
 
 from tests.deploy.render import CHART
 from tests.deploy.scenarios import SCENARIOS
-from tests.e2e.conftest import Kube, wait_for
 from tests.harness.backend import Call, operator_requests
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.control_plane import RealCluster
 from tests.harness.gomod import service_monitor_crd
 from tests.harness.operator import OperatorProcess
@@ -33,14 +33,16 @@ Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def helm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealCluster, Path, Kube]]:
+def helm_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RealCluster, Path, ClusterClient]]:
     """A cluster without our CRD (the chart brings it), with the namespaces the scenarios name."""
     workdir = tmp_path_factory.mktemp("helm-cluster")
     with RealCluster(workdir, service_monitor_crd()) as cluster:
         admin = cluster.write_kubeconfig(workdir / "admin.kubeconfig")
         for ns in ("team-a", "team-b", "apps"):
             kubectl(admin, "create", "namespace", ns)
-        yield cluster, admin, Kube(cluster.api_client(workdir / "client.kubeconfig"))
+        yield cluster, admin, ClusterClient(cluster.api_client(workdir / "client.kubeconfig"))
 
 
 def helm(admin: Path, *args: str, values: Obj | None = None) -> str:
@@ -79,7 +81,7 @@ def create(admin: Path, ns: str, name: str) -> None:
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_install_run_as_the_chart_and_uninstall(
-    scenario: str, helm_cluster: tuple[RealCluster, Path, Kube], tmp_path: Path
+    scenario: str, helm_cluster: tuple[RealCluster, Path, ClusterClient], tmp_path: Path
 ) -> None:
     cluster, admin, kube = helm_cluster
     values = SCENARIOS[scenario]
@@ -108,7 +110,7 @@ def test_install_run_as_the_chart_and_uninstall(
 
 
 def test_a_removed_rule_is_refused_and_detected(
-    helm_cluster: tuple[RealCluster, Path, Kube], tmp_path: Path
+    helm_cluster: tuple[RealCluster, Path, ClusterClient], tmp_path: Path
 ) -> None:
     """Without `create` on ConfigMaps the operator cannot publish: the API server refuses it, the
     JwtSecret does not become Ready, and the no-refusal check used above reports it."""

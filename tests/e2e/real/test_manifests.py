@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from jwks_operator.names import GROUP, PLURAL, VERSION
-from tests.e2e.conftest import ROOT, Kube, wait_for
+from tests.harness import ROOT
+from tests.harness.client import ClusterClient, wait_for
 from tests.harness.control_plane import RealCluster
 from tests.harness.gomod import security_policy_crd
 from tests.harness.k8s import load_crds
@@ -64,7 +65,7 @@ def test_kubectl_explain_shows_descriptions(admin: Path) -> None:
         assert re.search(rf"^\s+{name}\s", recursive, re.MULTILINE), (name, recursive)
 
 
-def test_get_wide_shows_the_printer_columns(admin: Path, kube: Kube, ns: str) -> None:
+def test_get_wide_shows_the_printer_columns(admin: Path, kube: ClusterClient, ns: str) -> None:
     kube.create(
         ns, "cols", {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid="k")]}}, "audiences": ["a"]}
     )
@@ -83,7 +84,7 @@ def test_get_wide_shows_the_printer_columns(admin: Path, kube: Kube, ns: str) ->
     assert row["SOURCE"].startswith("static"), row
 
 
-def test_every_example_applies(admin: Path, kube: Kube, ns: str) -> None:
+def test_every_example_applies(admin: Path, kube: ClusterClient, ns: str) -> None:
     """Each file of examples/ (and examples/providers/) is created for real by kubectl."""
     files = sorted((ROOT / "examples").rglob("*.yaml"))
     assert len(files) >= 5
@@ -146,7 +147,7 @@ def test_every_yaml_block_in_the_docs_applies(
         kubectl(admin, "delete", "namespace", namespace, "--wait=false")
 
 
-def test_an_unquoted_ec_y_in_yaml_is_lost_by_kubectl(admin: Path, kube: Kube, ns: str) -> None:
+def test_an_unquoted_ec_y_in_yaml_is_lost_by_kubectl(admin: Path, kube: ClusterClient, ns: str) -> None:
     """kubectl reads YAML 1.1, where a bare `y` key is the boolean true: the README says to quote it."""
     jwk = public_jwk(ec_key(), kid="k")
     manifest = yaml.safe_dump(

@@ -1,20 +1,22 @@
 """Least privilege, measured: the RBAC in deploy/ grants exactly what the operator requested during
-the whole e2e session (runs last; requests told apart by the operator's and Kopf's User-Agents). On
-the real control plane the operator runs as deploy/'s ServiceAccount: nothing may have been refused."""
+the whole e2e session (marked `last`: runs after every other test; requests told apart by the
+operator's and Kopf's User-Agents). On the real control plane the operator runs as deploy/'s
+ServiceAccount: nothing may have been refused."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e import conftest
-from tests.harness.backend import operator_requests
+from tests.harness import ROOT
+from tests.harness.backend import OPERATOR_USER, operator_requests
+from tests.harness.control_plane import RealCluster
+from tests.harness.k8s import EmulatedCluster
 from tests.harness.operator import OperatorProcess
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.last
 # Exercised by the operator, but only on paths the e2e suite does not take (documented why).
 NOT_EXERCISED = {
     ("", "secrets", "delete"),  # removing an HMAC Secret output after its target moved
@@ -34,20 +36,19 @@ def granted() -> set[tuple[str, str, str]]:
     }
 
 
-def used() -> set[tuple[str, str, str]]:
-    assert conftest.CLUSTER is not None
-    return {
-        (c.group, c.resource, c.verb) for c in operator_requests(conftest.CLUSTER, conftest.OPERATOR_USER)
-    }
+def used(cluster: EmulatedCluster | RealCluster) -> set[tuple[str, str, str]]:
+    return {(c.group, c.resource, c.verb) for c in operator_requests(cluster, OPERATOR_USER)}
 
 
-def test_rbac_is_exactly_what_the_operator_uses(operator: OperatorProcess) -> None:
-    if conftest.CLUSTER is None:
+def test_rbac_is_exactly_what_the_operator_uses(
+    cluster: EmulatedCluster | RealCluster | None, operator: OperatorProcess
+) -> None:
+    if cluster is None:
         pytest.skip("needs the request log of the emulator or the audit log of the test control plane")
-    used_now: Any = used()
+    used_now: Any = used(cluster)
     assert used_now, "the operator made no requests?"
     assert used_now <= granted(), f"requests the RBAC would forbid: {sorted(used_now - granted())}"
     assert granted() - used_now == NOT_EXERCISED, f"granted but never used: {sorted(granted() - used_now)}"
     assert not any(r == "secrets" and v in ("list", "watch") for _, r, v in granted())
-    denied = [c for c in operator_requests(conftest.CLUSTER, conftest.OPERATOR_USER) if c.forbidden]
+    denied = [c for c in operator_requests(cluster, OPERATOR_USER) if c.forbidden]
     assert not denied, f"the API server refused: {denied[:5]}"
