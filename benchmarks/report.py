@@ -186,7 +186,7 @@ def document(results: Sequence[Result], settings: Settings) -> str:
 Measured by `make bench` (`python -m benchmarks`) on {datetime.now(UTC).strftime("%Y-%m-%d")}; the
 file is rewritten by each run. `python -m benchmarks --quick` runs N=50 only and writes nothing.
 
-Setup (`benchmarks/`): the emulated API server of the test suite (`tests/harness/k8s.py`: kmock
+Setup (`benchmarks/`): the emulated API server of the test suite (`tests/harness/k8s/`: kmock
 with CRD validation, CEL rules and watches; requests are counted by User-Agent and not kept) in the
 benchmark's process; 4 local HTTPS JWKS providers (`tests/harness/idp.py`, RSA-2048 keys,
 `Cache-Control: max-age={settings.period}`, ETag and Last-Modified, one connection per request);

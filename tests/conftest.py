@@ -30,16 +30,11 @@ from tests.harness.k8s import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess, trusting_operator
 from tests.harness.tools import kubectl
 
-CLUSTER: EmulatedCluster | RealCluster | None = None  # the session's cluster (None: JWKS_E2E_KUBECONFIG)
 OPERATOR_ARGS = [
     "--min-interval", "1", "--fallback-interval", "2", "--retry-base", "1", "--retry-max", "4",
     "--fetch-timeout", "2", "--fetch-deadline", "3", "--allow-private-networks",
 ]  # fmt: skip
 REAL_TIER = Path(__file__).parent / "e2e" / "real"  # as pytest names the items' paths
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "last: run after every other test of the session")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -66,11 +61,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluste
     if os.environ.get("JWKS_E2E_KUBECONFIG"):
         yield None
         return
-    global CLUSTER
     with new_cluster(tmp_path_factory.mktemp("cluster"), load_crds(ROOT / "crds")) as started:
-        CLUSTER = started
         yield started
-    CLUSTER = None
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .keys import ALGS_BY_KTY, EC_ALG_CURVE, KeySet, thumbprint
+from .keys import KeySet, key_algorithms, thumbprint
 from .names import (
     API_VERSION,
     ENVOY_GATEWAY_KEY,
@@ -26,15 +26,7 @@ def effective_algorithms(spec: JwtSecretSpec, key_set: KeySet) -> list[str]:
     """The allow-list gateways must enforce: the spec's, else every algorithm the keys can verify."""
     if spec.algorithms:
         return sorted(spec.algorithms)
-    algs: set[str] = set()
-    for key in key_set.keys:
-        if "alg" in key:
-            algs.add(str(key["alg"]))
-        elif key["kty"] == "EC":
-            algs.update(a for a, crv in EC_ALG_CURVE.items() if crv == key.get("crv"))
-        else:
-            algs.update(ALGS_BY_KTY[str(key["kty"])])
-    return sorted(algs)
+    return sorted(set().union(*(key_algorithms(key) for key in key_set.keys)))
 
 
 def render(spec: JwtSecretSpec, key_set: KeySet) -> dict[str, str]:

@@ -11,6 +11,8 @@ import pytest
 from jwks_operator.names import MANAGED_BY_LABEL
 from tests.harness.backend import operator_requests
 from tests.harness.client import ClusterClient, wait_for
+from tests.harness.control_plane import RealCluster
+from tests.harness.k8s import EmulatedCluster
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, public_jwk
 
@@ -58,12 +60,11 @@ def test_deleting_the_jwtsecret_does_not_resurrect_its_configmap(kube: ClusterCl
     assert not kube.core.list_namespaced_config_map(ns).items
 
 
-def test_only_labelled_configmaps_are_watched(operator: OperatorProcess) -> None:
-    from tests import conftest
-
-    if conftest.CLUSTER is None:
+def test_only_labelled_configmaps_are_watched(
+    operator: OperatorProcess, cluster: EmulatedCluster | RealCluster | None
+) -> None:
+    if cluster is None:
         pytest.skip("needs the request log of the emulator or the audit log of the test control plane")
-    cluster = conftest.CLUSTER
 
     def configmap_watches() -> list[Any]:
         calls = operator_requests(cluster)

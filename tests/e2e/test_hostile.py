@@ -15,13 +15,14 @@ import pytest
 import trustme
 from kubernetes.client.exceptions import ApiException
 
+from jwks_operator import keys
 from tests.faults.spec_table import BAD_SPECS
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
 from tests.material import ec_key, private_jwk, public_jwk, rsa_key
 
-PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+PRIVATE = set(keys.SECRET_MEMBERS)
 GOOD_URL = "https://idp.example/jwks"
 
 

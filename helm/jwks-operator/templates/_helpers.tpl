@@ -60,7 +60,7 @@ app.kubernetes.io/part-of: jwks-operator
 
 {{/*
 The operator's permissions, shared by the ClusterRole (all namespaces) and each Role (watched
-namespaces). Exactly what the operator and Kopf request; tests/e2e/test_zz_rbac.py compares it with
+namespaces). Exactly what the operator and Kopf request; tests/e2e/test_rbac.py compares it with
 the requests of a whole e2e run.
 */}}
 {{- define "jwks-operator.rules" -}}
