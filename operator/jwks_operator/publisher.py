@@ -1,0 +1,126 @@
+"""Outputs: write each JwtSecret's keys to its target and keep them there.
+
+A write happens only when the rendered data changed; a target change writes the new output before
+the old one (or our part of a shared one) is removed; an output changed by hand is written back with
+a Repaired event. Each output kind has a Writer; ConfigMap and Secret share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Literal, Protocol
+
+from .keys import KeySet
+from .kube import Kube, Owner
+from .metrics import Metrics
+from .names import JWKS_KEY, POLICY_KEY
+from .outputs import digest, part_keys, render
+from .spec import JwtSecretSpec
+from .tracked import Target, Tracked
+
+EventType = Literal["Normal", "Warning"]
+WriteResult = Literal["created", "updated", "unchanged", "deleted"]
+
+
+class Writer(Protocol):
+    """How one output kind is written and removed (blocking: called from a thread)."""
+
+    def write(self, target: Target, owner: Owner, data: Mapping[str, str], *, new: bool) -> WriteResult:
+        """Create or update the output (or our part of a shared one); `new`: nothing published yet."""
+        ...
+
+    def remove(self, target: Target, owner: Owner) -> bool:
+        """Remove the output (or our part of a shared one) if it is ours; True if anything changed."""
+        ...
+
+
+class DataWriter:
+    """ConfigMap and Secret outputs: whole objects we own, or parts of a shared one."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def write(self, target: Target, owner: Owner, data: Mapping[str, str], *, new: bool) -> WriteResult:
+        if target.shared:
+            return self.kube.publish_shared(target.kind, owner, target.name, data)
+        return self.kube.publish(target.kind, owner, target.name, data, new=new)
+
+    def remove(self, target: Target, owner: Owner) -> bool:
+        if target.shared:
+            return self.kube.publish_shared(target.kind, owner, target.name, None) != "unchanged"
+        return self.kube.delete_owned(target.kind, owner, target.name)
+
+
+class Publisher:
+    """Publishes, repairs, moves and withdraws outputs, and records what it did as Events."""
+
+    def __init__(self, kube: Kube, metrics: Metrics) -> None:
+        self.kube = kube
+        self.metrics = metrics
+        data = DataWriter(kube)
+        self.writers: dict[str, Writer] = {"ConfigMap": data, "Secret": data}
+
+    async def publish(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet) -> None:
+        """Write the keys to the target the spec names, then remove a previous target."""
+        target = Target.wanted(tracked.name, spec)
+        data = render(spec, key_set)
+        new_digest = f"{target.kind}/{target.name}/{target.shared}/{digest(data)}"
+        if new_digest != tracked.published_digest:
+            new = tracked.published_digest is None and tracked.target is None
+            writer = self.writers[target.kind]
+            result = await asyncio.to_thread(writer.write, target, tracked.owner, data, new=new)
+            if result != "unchanged":
+                await self._written(tracked, target, result, len(key_set.keys))
+            tracked.published_digest, tracked.published_data, tracked.repairing = new_digest, data, False
+        # Until the status names the new target, the old one may still be ours (retried after a failure).
+        await self._remove_previous(tracked, target)
+
+    async def _written(self, tracked: Tracked, target: Target, result: WriteResult, count: int) -> None:
+        kind, name = target.kind, target.name
+        self.metrics.api_writes.labels(kind, result.removesuffix("d")).inc()
+        message = f"{count} key(s) {result} in {kind} {name}"
+        reason = "Published"
+        if tracked.repairing:
+            reason, message = "Repaired", f"{kind} {name} was changed by hand; restored ({message})"
+        tracked.log(logging.INFO, message)
+        # The first publish shows in status (Ready, KeysPublished); an event for it too would be a
+        # third API write per new JwtSecret. Key changes and repairs are events.
+        if result == "updated" or tracked.repairing:
+            await self.event(tracked, "Normal", reason, message)
+
+    async def _remove_previous(self, tracked: Tracked, target: Target) -> None:
+        """After a target change, remove the previous output (or our part of it) if we still own it."""
+        old = tracked.target
+        if old is None or old == target:
+            return
+        if await asyncio.to_thread(self.writers[old.kind].remove, old, tracked.owner):
+            self.metrics.api_writes.labels(old.kind, "delete").inc()
+            tracked.log(logging.INFO, "removed the previous output %s %s", old.kind, old.name)
+
+    async def leave_shared(self, tracked: Tracked, target: Target) -> None:
+        """A deleted JwtSecret takes its part out of a shared target (the last one removes it)."""
+        try:
+            await asyncio.to_thread(self.writers[target.kind].remove, target, tracked.owner)
+        except Exception as exc:
+            tracked.log(logging.WARNING, "could not remove its part of %s: %s", target.name, exc)
+
+    @staticmethod
+    def drifted(tracked: Tracked, data: Mapping[str, str], *, deleted: bool) -> bool:
+        """Whether a watched output no longer holds what this process last wrote into it."""
+        if tracked.published_data is None or tracked.spec is None:
+            return False  # nothing published by this process yet: the next reconcile writes it anyway
+        wanted = tracked.published_data
+        if tracked.spec.target_shared:
+            ours = (wanted[JWKS_KEY], wanted[POLICY_KEY])
+            wanted = dict(zip(part_keys(tracked.name), ours, strict=True))
+        return deleted or any(data.get(k) != v for k, v in wanted.items())
+
+    async def event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
+        """Record an Event on the JwtSecret (best effort)."""
+        try:
+            await asyncio.to_thread(self.kube.event, tracked.owner, type_, reason, msg)
+            self.metrics.api_writes.labels("Event", "create").inc()
+        except Exception as exc:
+            tracked.log(logging.WARNING, "could not record event %s: %s", reason, exc)

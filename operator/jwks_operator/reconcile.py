@@ -1,0 +1,164 @@
+"""One JwtSecret's pass: resolve its keys, publish them, report the outcome in its status.
+
+Errors never replace the last published keys: they show in the status and are retried with backoff
+(fetch errors on their URL's schedule, others on the JwtSecret's own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from . import keys as keylib
+from .errors import ApiCallError, JwksError
+from .keys import KeySet
+from .kube import Kube
+from .metrics import Metrics
+from .publisher import Publisher
+from .scheduler import Scheduler
+from .sources import Backoff, Sources, UrlSource
+from .spec import JwtSecretSpec
+from .status import Outcome, build_status, merge_patch, new_problems
+from .tracked import ObjKey, Target, Tracked
+
+TIMESTAMPS_ONLY = frozenset({"lastFetchTime", "nextRefreshTime"})
+
+
+class Reconciler:
+    """Brings one JwtSecret's output and status in line with its spec and source."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        sources: Sources,
+        publisher: Publisher,
+        *,
+        retry: Backoff,
+        metrics: Metrics,
+        resync_interval: float,
+        forget: Callable[[ObjKey], None],
+    ) -> None:
+        self.kube = kube
+        self.sources = sources
+        self.publisher = publisher
+        self.scheduler: Scheduler = sources.scheduler
+        self.clock = sources.clock
+        self.retry = retry
+        self.metrics = metrics
+        self.resync_interval = resync_interval
+        self.forget = forget  # the JwtSecret is gone (its status could not be written: 404)
+
+    async def reconcile(self, tracked: Tracked, *, from_source: bool = False) -> None:
+        """Resolve, publish and report; `from_source`: its URL was just fetched for it."""
+        async with tracked.lock:
+            outcome = await self._attempt(tracked, from_source=from_source)
+            try:
+                await self._report(tracked, outcome)
+            except ApiCallError as exc:  # the next pass recomputes the same patch: nothing half-written
+                tracked.report_failures += 1
+                delay = self.retry.delay(tracked.report_failures, exc.retry_after)
+                tracked.log(logging.WARNING, "status update failed (retry in %.0fs): %s", delay, exc.message)
+                self.scheduler.schedule(("obj", tracked.key), delay)
+            else:
+                tracked.report_failures = 0
+                if self.resync_interval > 0:
+                    spread = random.uniform(0.9, 1.1)  # noqa: S311 - load spreading, not crypto
+                    self.scheduler.schedule(("resync", tracked.key), self.resync_interval * spread)
+
+    async def _attempt(self, tracked: Tracked, *, from_source: bool) -> Outcome:
+        """Resolve and publish the keys; the outcome says what the status should report."""
+        spec = tracked.spec
+        base = Outcome(
+            source=spec.describe_source() if spec else "invalid",
+            generation=tracked.generation,
+            key_set=tracked.published,
+            fetched_at=tracked.fetched_at,
+            failures=tracked.failures,
+        )
+        if spec is None or tracked.spec_error is not None:
+            assert tracked.spec_error is not None
+            return replace(base, error=tracked.spec_error, failures=0)
+        base = _at(replace(base, warnings=tuple(spec.warnings())), Target.wanted(tracked.name, spec))
+        source = self.sources.get(tracked.source_key)
+        if source is not None:
+            if not from_source:
+                await self.sources.first_fetch(source)
+            base = replace(base, failures=source.failures, next_refresh=source.next_refresh)
+        try:
+            key_set, fetched_at = await self._resolve(tracked, spec, source)
+            await self.publisher.publish(tracked, spec, key_set)
+        except JwksError as exc:
+            return self._failed(tracked, base, source, exc)
+        tracked.published, tracked.fetched_at, tracked.failures = key_set, fetched_at, 0
+        return replace(
+            base,
+            key_set=tracked.published,
+            fetched_at=tracked.fetched_at,
+            error=source.health(tracked.policy, self.clock.now()) if source else None,
+            failures=source.failures if source else 0,
+        )
+
+    def _failed(self, tracked: Tracked, base: Outcome, source: UrlSource | None, exc: JwksError) -> Outcome:
+        """The outcome of a failed attempt (the published keys stay), with a retry planned."""
+        if source is None or exc is not source.error:  # fetch errors retry on the source's schedule
+            tracked.failures += 1
+            delay = self.retry.delay(tracked.failures, getattr(exc, "retry_after", None))
+            self.scheduler.schedule(("obj", tracked.key), delay)
+            base = replace(base, failures=tracked.failures)
+        old = tracked.target
+        if old is not None:  # until the new target is written and the old one removed, status names the old
+            base = _at(base, old)
+        return replace(base, error=exc, key_set=tracked.published)
+
+    async def _resolve(
+        self, tracked: Tracked, spec: JwtSecretSpec, source: UrlSource | None
+    ) -> tuple[KeySet, datetime]:
+        """The keys to publish and when they were obtained."""
+        now = self.clock.now()
+        if source is not None:
+            key_set, recheck = source.keys_for(spec.algorithms, spec.retain_removed_for, now)
+            if recheck is not None:  # publish again without the retained key once it expires
+                self.scheduler.schedule(("obj", tracked.key), recheck)
+            return key_set, source.fetched_at or now
+        if spec.kind == "jwks":
+            assert spec.jwks is not None
+            key_set = keylib.build_key_set(spec.jwks["keys"], algorithms=spec.algorithms)
+            return keylib.require_keys(key_set, "spec.static.jwks"), now
+        if spec.kind == "pem":
+            assert spec.pem is not None
+            return keylib.keys_from_pem(spec.pem, kid=spec.kid, algorithms=spec.algorithms), now
+        ref = spec.secret_ref
+        assert ref is not None
+        secret = await asyncio.to_thread(self.kube.read_secret_key, tracked.namespace, ref.name, ref.key)
+        return keylib.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
+
+    async def _report(self, tracked: Tracked, outcome: Outcome) -> None:
+        """Patch the status if anything but its timestamps changed; Warning events for new problems."""
+        new = build_status(outcome, tracked.status, self.clock.now())
+        conditions = [(str(c["type"]), str(c["status"])) for c in new["conditions"]]
+        self.metrics.set_object(tracked.namespace, tracked.name, int(new["keyCount"]), conditions)
+        patch = merge_patch(tracked.status, new)
+        if patch is None or set(patch) <= TIMESTAMPS_ONLY:
+            return  # a revalidation that changed nothing writes nothing
+        try:
+            await asyncio.to_thread(self.kube.patch_status, tracked.namespace, tracked.name, patch)
+            self.metrics.api_writes.labels("JwtSecret/status", "patch").inc()
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                self.forget(tracked.key)
+                return
+            raise
+        problems = new_problems(tracked.status, new)
+        tracked.status = new
+        for reason, message in problems:
+            tracked.log(logging.WARNING, "%s: %s", reason, message)
+            await self.publisher.event(tracked, "Warning", reason, message)
+
+
+def _at(outcome: Outcome, target: Target) -> Outcome:
+    """The outcome naming `target` as where the keys are."""
+    return replace(outcome, target_kind=target.kind, target_name=target.name, target_shared=target.shared)

@@ -1,0 +1,136 @@
+"""What the engine knows of each JwtSecret (no API calls): its parsed spec, stored status, last output."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, get_args
+
+from .cache import RefreshPolicy
+from .errors import AudienceRequiredError, JwksError, SpecError
+from .keys import KeySet
+from .kube import Owner, TargetKind
+from .spec import JwtSecretSpec, parse_spec, target_name
+
+log = logging.getLogger(__name__)
+
+ObjKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a JwtSecret's keys go: an object of an output kind, alone or shared with others."""
+
+    kind: TargetKind
+    name: str
+    shared: bool = False
+
+    @classmethod
+    def wanted(cls, name: str, spec: JwtSecretSpec) -> Target:
+        """The target a spec asks for: HMAC keys go to a Secret, public keys to a ConfigMap."""
+        return cls("Secret" if spec.symmetric else "ConfigMap", target_name(name, spec), spec.target_shared)
+
+    @classmethod
+    def stored(cls, status: Mapping[str, Any]) -> Target | None:
+        """The target a status names (None: nothing published yet, or not an output kind)."""
+        raw: Mapping[str, Any] = status.get("target") or {}
+        kind: Any = raw.get("kind")
+        name = raw.get("name")
+        if kind not in get_args(TargetKind) or not name:
+            return None
+        return cls(kind, str(name), bool(raw.get("shared")))
+
+
+@dataclass
+class Tracked:
+    """One JwtSecret as the engine knows it."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: JwtSecretSpec | None
+    spec_error: JwksError | None  # a spec problem: nothing is fetched or published for it
+    status: dict[str, Any]
+    policy: RefreshPolicy
+    refresh_request: str | None = None
+    published: KeySet | None = None
+    published_digest: str | None = None
+    published_data: dict[str, str] | None = None  # what we last wrote (to notice edits by hand)
+    repairing: bool = False
+    fetched_at: datetime | None = None
+    failures: int = 0
+    report_failures: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def key(self) -> ObjKey:
+        return (self.namespace, self.name)
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.namespace, self.name, self.uid)
+
+    @property
+    def target(self) -> Target | None:
+        """The target the stored status names: until a move completes, the previous one."""
+        return Target.stored(self.status)
+
+    @property
+    def source_key(self) -> str | None:
+        """The shared source this JwtSecret reads: its URL plus its TLS trust (None: not a URL)."""
+        spec = self.spec
+        if spec is None or spec.jwk_url is None or self.spec_error is not None:
+            return None
+        ca = spec.ca_bundle
+        return (
+            spec.jwk_url if ca is None else f"{spec.jwk_url} ca={self.namespace}/{ca.kind}/{ca.name}/{ca.key}"
+        )
+
+    def resumable(self) -> bool:
+        """After a restart: the stored status already describes this generation and is healthy."""
+        conditions: list[dict[str, Any]] = self.status.get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+        return self.status.get("observedGeneration") == self.generation and ready.get("status") == "True"
+
+    def resume_in(self, now: datetime, spread: float) -> float:
+        """Seconds until the stored nextRefreshTime (now if past or unreadable), plus `spread`."""
+        try:
+            due = datetime.fromisoformat(str(self.status.get("nextRefreshTime")).replace("Z", "+00:00"))
+        except ValueError:
+            return spread
+        return max((due - now).total_seconds(), 0.0) + spread
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        """Log with the JwtSecret's namespace/name in the text and as structured fields."""
+        extra = {"namespace": self.namespace, "jwtsecret": self.name}
+        log.log(level, f"[{self.namespace}/{self.name}] {msg}", *args, extra=extra)
+
+
+def track(
+    key: ObjKey,
+    uid: str,
+    generation: int,
+    body: Mapping[str, Any],
+    request: str | None,
+    default: RefreshPolicy,
+) -> Tracked:
+    """A JwtSecret from its watched body: the spec parsed (or why it cannot be used) and its policy."""
+    error: JwksError | None = None
+    try:
+        spec: JwtSecretSpec | None = parse_spec(body.get("spec"))
+    except SpecError as exc:
+        spec, error = None, exc
+    provider = spec.shared_provider() if spec is not None else None
+    if spec is not None and provider and not spec.audiences and not spec.allow_missing_audience:
+        error = AudienceRequiredError(
+            f"{provider} signs the tokens of all its customers with this JWK Set, so without "
+            "spec.audiences tokens issued to anyone else's project would be accepted: set spec.audiences "
+            "(or spec.allowMissingAudience: true to accept that risk)"
+        )
+    policy = spec.refresh.policy(default) if spec is not None else default
+    status = dict(body.get("status") or {})
+    return Tracked(key[0], key[1], uid, generation, spec, error, status, policy, request)

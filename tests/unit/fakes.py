@@ -1,0 +1,292 @@
+"""In-process fakes for the engine: a Kube, a Fetcher and a clock (no sockets, no sleeps).
+
+`Rig` wires an Engine to them and drives it step by step: `settle()` runs all work due now (and
+the work that makes due now), `advance(s)` moves the clock first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import trustme
+
+from jwks_operator.engine import Backoff, Engine
+from jwks_operator.errors import SecretRefError
+from jwks_operator.fetch import Fetcher, FetchResult
+from jwks_operator.kube import Kube, Owner, PublishResult, TargetKind
+from jwks_operator.names import API_VERSION, KIND
+from jwks_operator.outputs import aggregate
+from jwks_operator.scheduler import Clock, Item
+from jwks_operator.spec import CaBundleRef
+from tests.material import ec_key, public_jwk
+
+CA_PEM = trustme.CA().cert_pem.bytes().decode()  # a real certificate, as a caBundleRef must hold
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+NS = "ns"
+OutputKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+def jwk(n: int) -> dict[str, Any]:
+    """A distinct public EC key with kid k<n>."""
+    return public_jwk(ec_key("P-256", n), kid=f"k{n}", alg="ES256", use="sig")
+
+
+def at(seconds: float) -> str:
+    """T0 plus `seconds` as a status timestamp."""
+    return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeClock(Clock):
+    """Time that moves only when told; `sleep()` returns once `advance()` has passed its end."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.wall = start
+        self.mono = 1000.0
+        self.sleeps: list[float] = []
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.mono + seconds, future))
+        await future
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+        for end, future in self._sleepers:
+            if end <= self.mono and not future.done():
+                future.set_result(None)
+        self._sleepers = [(end, f) for end, f in self._sleepers if not f.done()]
+
+
+class FakeKube(Kube):
+    """The API calls the engine makes, kept in memory and recorded in order in `calls`."""
+
+    def __init__(self) -> None:  # no API client
+        self.calls: list[tuple[Any, ...]] = []
+        self.outputs: dict[OutputKey, dict[str, str]] = {}
+        self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str]] = []  # (type, reason, message)
+        self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.fail: dict[str, list[Exception]] = {}  # method name -> what its next calls raise
+        self.ca_bundles: dict[tuple[str, str], str] = {}  # (namespace, name) -> PEM; default: CA_PEM
+
+    def _call(self, *call: Any) -> None:
+        self.calls.append(call)
+        if self.fail.get(call[0]):
+            raise self.fail[call[0]].pop(0)
+
+    def called(self, *methods: str) -> list[tuple[Any, ...]]:
+        """The recorded calls to these methods, in order."""
+        return [c for c in self.calls if c[0] in methods]
+
+    def writes(self) -> list[tuple[Any, ...]]:
+        return self.called("publish", "publish_shared", "delete_owned")
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        self._call("read_secret_key", name, key)
+        try:
+            return self.secrets[(namespace, name)][key]
+        except KeyError:
+            raise SecretRefError(f"spec.static.secretRef: Secret {name} not found") from None
+
+    def read_ca_bundle(self, namespace: str, ref: CaBundleRef) -> str:
+        self._call("read_ca_bundle", ref.name)
+        return self.ca_bundles.get((namespace, ref.name), CA_PEM)
+
+    def publish(
+        self, kind: TargetKind, owner: Owner, name: str, data: Any, *, new: bool = False
+    ) -> PublishResult:
+        self._call("publish", kind, name)
+        key = (kind, owner.namespace, name)
+        existing = self.outputs.get(key)
+        self.outputs[key] = dict(data)
+        if existing is None:
+            return "created"
+        return "unchanged" if existing == dict(data) else "updated"
+
+    def publish_shared(self, kind: TargetKind, owner: Owner, name: str, part: Any) -> Any:
+        self._call("publish_shared", kind, name, owner.name, part is not None)
+        key = (kind, owner.namespace, name)
+        existing = self.outputs.get(key)
+        if existing is None and part is None:
+            return "unchanged"
+        merged = aggregate(existing or {}, owner.name, part)
+        if not [k for k in merged if k.endswith(".jwks.json")]:
+            del self.outputs[key]
+            return "deleted"
+        self.outputs[key] = merged
+        if existing is None:
+            return "created"
+        return "unchanged" if existing == merged else "updated"
+
+    def delete_owned(self, kind: TargetKind, owner: Owner, name: str) -> bool:
+        self._call("delete_owned", kind, name)
+        return self.outputs.pop((kind, owner.namespace, name), None) is not None
+
+    def patch_status(self, namespace: str, name: str, patch: Any) -> None:
+        self._call("patch_status", name, dict(patch))
+        status = self.statuses.setdefault((namespace, name), {})
+        for field_, value in patch.items():
+            if value is None:
+                status.pop(field_, None)
+            else:
+                status[field_] = value
+
+    def event(self, owner: Owner, type_: Any, reason: str, message: str) -> None:
+        self._call("event", owner.name, type_, reason)
+        self.events.append((type_, reason, message))
+
+
+@dataclass
+class Provider:
+    """What a JWK URL answers: its keys with caching headers, or an error."""
+
+    keys: list[dict[str, Any]]
+    headers: dict[str, str] = field(default_factory=lambda: {"cache-control": "max-age=300"})
+    error: Exception | None = None  # raised by the fetch (a FetchError, or something unexpected)
+
+    @property
+    def body(self) -> bytes:
+        return json.dumps({"keys": self.keys}).encode()
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.body).hexdigest()[:12] + '"'
+
+
+class FakeFetcher(Fetcher):
+    """Answers from `providers`: 200 with an ETag, 304 when the request's ETag still matches."""
+
+    def __init__(self) -> None:  # no HTTP session
+        self.providers: dict[str, Provider] = {}
+        self.calls: list[tuple[str, str | None]] = []  # (url, If-None-Match sent)
+
+    def fetch(self, url: str, **validators: Any) -> FetchResult:
+        etag = validators.get("etag")
+        self.calls.append((url, etag))
+        provider = self.providers[url]
+        if provider.error is not None:
+            raise provider.error
+        if etag == provider.etag:
+            return FetchResult(304, None, provider.headers, url)
+        return FetchResult(200, provider.body, {**provider.headers, "etag": provider.etag}, url)
+
+
+def jwtsecret(
+    name: str,
+    spec: dict[str, Any],
+    *,
+    uid: str,
+    generation: int = 1,
+    status: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A JwtSecret as a watch event carries it."""
+    meta = {"namespace": NS, "name": name, "uid": uid, "generation": generation}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec, "status": status or {}}
+
+
+def healthy(next_refresh: str, target: str, generation: int = 1) -> dict[str, Any]:
+    """A status as a previous operator process left it: Ready, with its next refresh time."""
+    return {
+        "observedGeneration": generation,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KeysPublished"}],
+        "nextRefreshTime": next_refresh,
+        "target": {"kind": "ConfigMap", "name": target},
+    }
+
+
+class Rig:
+    """An Engine on a FakeKube, a FakeFetcher and a FakeClock (no resync, no retry jitter)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.clock = FakeClock()
+        self.kube = FakeKube()
+        self.fetcher = FakeFetcher()
+        options.setdefault("retry", Backoff(jitter=0))
+        options.setdefault("resync_interval", 0)
+        self.engine = Engine(self.kube, self.fetcher, clock=self.clock, **options)
+        self.uids: dict[str, str] = {}
+        self._next_uid = itertools.count(1)
+
+    def serve(self, url: str, *keys: dict[str, Any], headers: dict[str, str] | None = None) -> Provider:
+        """Make `url` answer with these keys (and these caching headers instead of max-age=300)."""
+        provider = Provider(list(keys)) if headers is None else Provider(list(keys), headers)
+        self.fetcher.providers[url] = provider
+        return provider
+
+    def body(self, name: str, spec: dict[str, Any], **options: Any) -> dict[str, Any]:
+        """A JwtSecret body with the status written so far; the uid stays the same per name."""
+        uid = self.uids.setdefault(name, f"uid-{next(self._next_uid)}")
+        options.setdefault("status", dict(self.kube.statuses.get((NS, name), {})))
+        return jwtsecret(name, spec, uid=uid, **options)
+
+    async def apply(self, name: str, spec: dict[str, Any], **options: Any) -> None:
+        """Watch event for a JwtSecret, then all the work it makes due now."""
+        await self.engine.observe("MODIFIED", self.body(name, spec, **options))
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Run everything due now, and what that makes due now, until nothing is left running."""
+        scheduler = self.engine.scheduler
+        for _ in range(100):
+            scheduler.fire_due()
+            if not scheduler.tasks:
+                return
+            await asyncio.wait(set(scheduler.tasks))
+        raise AssertionError("the engine keeps making work due now")
+
+    async def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        await self.settle()
+
+    async def advance_to(self, seconds: float) -> None:
+        """Advance to T0 + `seconds`, stopping at each due time on the way."""
+        while True:
+            left = (T0 - self.clock.now()).total_seconds() + seconds
+            due = self.engine.scheduler.fire_due()
+            step = left if due is None else min(due, left)
+            if step <= 0:
+                break
+            await self.advance(step)
+        await self.settle()
+
+    def due(self, item: Item) -> float | None:
+        return self.engine.scheduler.due_in(item)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.kube.statuses[(NS, name)]
+
+    def condition(self, name: str, kind: str = "Ready") -> tuple[str, str]:
+        """(status, reason) of a condition."""
+        found = next(c for c in self.status(name)["conditions"] if c["type"] == kind)
+        return found["status"], found["reason"]
+
+    def output(self, name: str, kind: str = "ConfigMap") -> dict[str, str]:
+        return self.kube.outputs[(kind, NS, name)]
+
+    def kids(self, name: str, kind: str = "ConfigMap") -> list[str]:
+        """The kids published in an output's jwks.json."""
+        return [k["kid"] for k in json.loads(self.output(name, kind)["jwks.json"])["keys"]]
+
+    def configmap_event(self, name: str, owner: str, data: dict[str, str]) -> dict[str, Any]:
+        """A watched ConfigMap owned by a JwtSecret, as the drift handler receives it."""
+        ref = {"apiVersion": API_VERSION, "kind": KIND, "name": owner, "uid": self.uids[owner]}
+        return {"metadata": {"namespace": NS, "name": name, "ownerReferences": [ref]}, "data": data}

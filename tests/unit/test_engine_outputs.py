@@ -1,0 +1,142 @@
+"""The engine's outputs in process: target moves, shared targets, drift repair, resync, retained keys."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from jwks_operator.errors import TargetConflictError
+from tests.unit.fakes import NS, Rig, jwk
+
+URL = "https://idp.example/jwks"
+SPEC = {"jwkUrl": URL, "audiences": ["api"]}
+
+pytestmark = pytest.mark.asyncio
+
+
+async def published(rig: Rig, name: str = "a", spec: dict[str, object] | None = None) -> None:
+    rig.serve(URL, jwk(1))
+    await rig.apply(name, spec or SPEC)
+    rig.kube.calls.clear()
+
+
+async def test_a_target_move_writes_the_new_output_before_removing_the_old() -> None:
+    rig = Rig()
+    await published(rig)
+    await rig.apply("a", {**SPEC, "target": {"name": "moved"}}, generation=2)
+    assert rig.kube.writes() == [("publish", "ConfigMap", "moved"), ("delete_owned", "ConfigMap", "a-jwks")]
+    assert rig.kube.calls[-1][0] == "patch_status", "the status names the new target last"
+    assert rig.status("a")["target"] == {"kind": "ConfigMap", "name": "moved"}
+    assert ("ConfigMap", NS, "a-jwks") not in rig.kube.outputs
+    assert rig.kids("moved") == ["k1"]
+
+
+async def test_a_failed_move_keeps_the_old_target_until_the_new_one_is_written() -> None:
+    rig = Rig()
+    await published(rig)
+    rig.kube.fail["publish"] = [TargetConflictError("ConfigMap moved already exists and is not ours")]
+    await rig.apply("a", {**SPEC, "target": {"name": "moved"}}, generation=2)
+    assert rig.kube.writes() == [("publish", "ConfigMap", "moved")]
+    assert rig.status("a")["target"] == {"kind": "ConfigMap", "name": "a-jwks"}
+    assert rig.condition("a", "Degraded") == ("True", "TargetConflict")
+    assert rig.due(("obj", (NS, "a"))) == 5
+    await rig.advance(5)
+    assert rig.kube.writes()[1:] == [
+        ("publish", "ConfigMap", "moved"),
+        ("delete_owned", "ConfigMap", "a-jwks"),
+    ]
+    assert rig.status("a")["target"] == {"kind": "ConfigMap", "name": "moved"}
+
+
+async def test_moving_into_a_shared_target_and_leaving_it_on_deletion() -> None:
+    rig = Rig()
+    await published(rig)
+    shared = {**SPEC, "target": {"name": "all-keys", "shared": True}}
+    await rig.apply("a", shared, generation=2)
+    await rig.apply("b", shared)
+    assert rig.kube.writes() == [
+        ("publish_shared", "ConfigMap", "all-keys", "a", True),
+        ("delete_owned", "ConfigMap", "a-jwks"),
+        ("publish_shared", "ConfigMap", "all-keys", "b", True),
+    ]
+    assert rig.status("a")["target"] == {"kind": "ConfigMap", "name": "all-keys", "shared": True}
+    assert {"a.jwks.json", "b.jwks.json"} <= set(rig.output("all-keys"))
+
+    await rig.engine.observe("DELETED", rig.body("a", shared))
+    await rig.settle()
+    assert rig.kube.writes()[-1] == ("publish_shared", "ConfigMap", "all-keys", "a", False)
+    assert "a.jwks.json" not in rig.output("all-keys")
+    assert "b.jwks.json" in rig.output("all-keys")
+
+
+async def test_an_output_changed_by_hand_is_written_back_with_a_repaired_event() -> None:
+    rig = Rig()
+    await published(rig)
+    wanted = dict(rig.output("a-jwks"))
+    edited = {**wanted, "jwks.json": '{"keys": []}'}
+    rig.kube.outputs[("ConfigMap", NS, "a-jwks")] = edited
+    rig.engine.drift("MODIFIED", rig.configmap_event("a-jwks", "a", edited))
+    await rig.settle()
+    assert rig.kube.writes() == [("publish", "ConfigMap", "a-jwks")]
+    assert rig.output("a-jwks") == wanted
+    assert rig.kube.events[-1][:2] == ("Normal", "Repaired")
+    assert rig.kube.events[-1][2].startswith("ConfigMap a-jwks was changed by hand; restored")
+
+    rig.engine.drift("MODIFIED", rig.configmap_event("a-jwks", "a", wanted))  # our own write echoing
+    await rig.settle()
+    assert len(rig.kube.writes()) == 1
+
+
+async def test_a_deleted_output_is_recreated_after_a_grace_second() -> None:
+    rig = Rig()
+    await published(rig)
+    data = rig.kube.outputs.pop(("ConfigMap", NS, "a-jwks"))
+    rig.engine.drift("DELETED", rig.configmap_event("a-jwks", "a", data))
+    assert rig.due(("obj", (NS, "a"))) == 1.0, "the JwtSecret's own deletion may be the cause"
+    await rig.settle()
+    assert rig.kube.writes() == []
+    await rig.advance(1)
+    assert rig.kube.writes() == [("publish", "ConfigMap", "a-jwks")]
+    assert rig.kids("a-jwks") == ["k1"]
+    assert [e[:2] for e in rig.kube.events] == [("Normal", "Repaired")]
+
+
+async def test_drift_ignores_outputs_of_other_owners() -> None:
+    rig = Rig()
+    await published(rig)
+    event = rig.configmap_event("a-jwks", "a", {})
+    event["metadata"]["ownerReferences"][0]["uid"] = "someone-else"
+    rig.engine.drift("MODIFIED", event)
+    await rig.settle()
+    assert rig.kube.calls == []
+
+
+async def test_resync_rewrites_an_unwatched_secret_changed_by_hand() -> None:
+    rig = Rig(resync_interval=100)
+    rig.kube.secrets[(NS, "hmac")] = {"key": b"0123456789abcdef0123456789abcdef"}
+    spec = {"static": {"secretRef": {"name": "hmac", "key": "key", "kid": "h"}}, "algorithms": ["HS256"]}
+    await rig.apply("a", spec)
+    assert rig.kube.writes() == [("publish", "Secret", "a-jwks")]
+    due = rig.due(("resync", (NS, "a")))
+    assert due is not None
+    assert 90 <= due <= 110
+    rig.kube.outputs[("Secret", NS, "a-jwks")]["jwks.json"] = "tampered"
+    await rig.advance(due)
+    assert rig.kube.writes()[1:] == [("publish", "Secret", "a-jwks")]
+    secret = base64.urlsafe_b64encode(b"0123456789abcdef0123456789abcdef").rstrip(b"=").decode()
+    assert secret in rig.output("a-jwks", "Secret")["jwks.json"]
+    assert rig.kube.events[-1][:2] == ("Normal", "Repaired")
+
+
+async def test_a_key_dropped_by_the_provider_stays_published_for_retain_removed_for() -> None:
+    rig = Rig()
+    provider = rig.serve(URL, jwk(1), jwk(2))
+    await rig.apply("a", {**SPEC, "rotation": {"retainRemovedFor": "10m"}})
+    provider.keys = [jwk(2)]
+    await rig.advance(300)
+    assert sorted(rig.kids("a-jwks")) == ["k1", "k2"]
+    assert rig.due(("obj", (NS, "a"))) == pytest.approx(600.05)
+    await rig.advance(600.05)
+    assert rig.kids("a-jwks") == ["k2"]
+    assert rig.due(("obj", (NS, "a"))) is None
