@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import kopf
 
 from . import __version__, logs
-from .cache import RefreshPolicy
 from .engine import Backoff, Engine
 from .fetch import Fetcher, FetchSettings
+from .freshness import RefreshPolicy
 from .handlers import build_registry, build_settings
 from .kube import Kube, load_api_client
 from .leadership import Leadership

@@ -20,8 +20,8 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .cache import RefreshPolicy
 from .fetch import Fetcher
+from .freshness import RefreshPolicy
 from .kube import Kube
 from .metrics import Metrics
 from .names import KIND, REFRESH_ANNOTATION

@@ -20,8 +20,8 @@ import urllib3
 import urllib3.util.ssl_
 
 from . import __version__
-from .cache import delta_seconds
 from .errors import FetchError
+from .freshness import delta_seconds
 from .netguard import BlockedAddressError, GuardedAdapter
 
 if TYPE_CHECKING:

@@ -6,16 +6,12 @@ import base64
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .errors import KeySetError
 
@@ -79,7 +75,6 @@ CURVES_BY_KTY: Mapping[str, tuple[str, ...]] = {
     kty: tuple(dict.fromkeys(c for spec in ALGORITHM_TABLE.values() if spec.kty == kty for c in spec.curves))
     for kty in ("EC", "OKP")
 }
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
 def key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
@@ -188,7 +183,7 @@ def validate_jwk(
 def _check_curve(kty: str, jwk: Mapping[str, Any]) -> None:
     curves = CURVES_BY_KTY.get(kty)
     if curves is not None and jwk.get("crv") not in curves:
-        raise InvalidKey(f"unsupported {kty} curve {jwk.get('crv')!r}; expected {_one_of(curves)}")
+        raise InvalidKey(f"unsupported {kty} curve {jwk.get('crv')!r}; expected {one_of(curves)}")
 
 
 def _check_alg(kty: str, jwk: Mapping[str, Any], alg: str | None) -> None:
@@ -198,7 +193,7 @@ def _check_alg(kty: str, jwk: Mapping[str, Any], alg: str | None) -> None:
     if spec is None or spec.kty != kty:
         raise InvalidKey(f"alg {alg!r} does not match kty {kty}")
     if spec.curves and jwk.get("crv") not in spec.curves:
-        raise InvalidKey(f"alg {alg} requires crv {_one_of(spec.curves)}, got {jwk.get('crv')!r}")
+        raise InvalidKey(f"alg {alg} requires crv {one_of(spec.curves)}, got {jwk.get('crv')!r}")
 
 
 def _check_material(kty: str, jwk: Mapping[str, Any]) -> None:
@@ -213,7 +208,7 @@ def _check_material(kty: str, jwk: Mapping[str, Any]) -> None:
     try:
         key = jwt.PyJWK(dict(jwk)).key
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
-        raise InvalidKey(f"invalid {kty} key material: {_short(exc)}") from None
+        raise InvalidKey(f"invalid {kty} key material: {short_error(exc)}") from None
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise InvalidKey(f"RSA key is {key.key_size} bits; at least {MIN_RSA_BITS} are required")
 
@@ -225,12 +220,12 @@ def _b64url_decode(value: str, member: str) -> bytes:
         raise InvalidKey(f"member {member!r} is not base64url") from None
 
 
-def _short(exc: Exception) -> str:
+def short_error(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _one_of(names: Sequence[str]) -> str:
+def one_of(names: Sequence[str]) -> str:
     """`a, b or c`."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
@@ -294,91 +289,7 @@ def parse_jwks_document(body: bytes, *, algorithms: Sequence[str] = ()) -> KeySe
     except RecursionError:
         raise KeySetError("JWK Set is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise KeySetError(f"JWK Set is not valid JSON: {_short(exc)}") from None
+        raise KeySetError(f"JWK Set is not valid JSON: {short_error(exc)}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise KeySetError('JWK Set must be a JSON object with a "keys" array')
     return require_keys(build_key_set(doc["keys"], algorithms=algorithms), "the JWK Set")
-
-
-def keys_from_pem(pem: str, *, kid: str | None = None, algorithms: Sequence[str] = ()) -> KeySet:
-    """Convert PEM public keys/certificates to JWKs (kid: the given one for a single block, else the RFC 7638
-    thumbprint)."""
-    blocks = _PEM_BLOCK.findall(pem)
-    if not blocks:
-        raise KeySetError("spec.static.pem: no PEM block found")
-    rejected: list[Rejection] = []
-    converted: list[tuple[int, dict[str, Any]]] = []
-    for index, (label, body) in enumerate(blocks):
-        try:
-            converted.append((index, _pem_block_to_jwk(label, body, len(blocks), kid)))
-        except InvalidKey as exc:
-            rejected.append(Rejection(index, None, str(exc)))
-    key_set = build_key_set([jwk for _, jwk in converted], algorithms=algorithms)
-    rejected += [Rejection(converted[r.index][0], r.kid, r.reason) for r in key_set.rejected]
-    rejected.sort(key=lambda r: r.index)
-    return require_keys(KeySet(key_set.keys, tuple(rejected)), "spec.static.pem")
-
-
-def _pem_block_to_jwk(label: str, body: str, count: int, kid: str | None) -> dict[str, Any]:
-    if "PRIVATE" in label:
-        raise InvalidKey(f"{label} is private key material; give the public key or certificate instead")
-    text = f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()
-    x5c: list[str] | None = None
-    try:
-        if label == "CERTIFICATE":
-            cert = x509.load_pem_x509_certificate(text)
-            public_key: Any = cert.public_key()
-            x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
-        elif label in ("PUBLIC KEY", "RSA PUBLIC KEY"):
-            public_key = serialization.load_pem_public_key(text)
-        else:
-            raise InvalidKey(f"unsupported PEM block {label!r}")
-    except ValueError as exc:
-        if isinstance(exc, InvalidKey):
-            raise
-        raise InvalidKey(f"invalid {label}: {_short(exc)}") from None
-    jwk = _public_key_to_jwk(public_key)
-    jwk["use"] = "sig"
-    if x5c is not None:
-        jwk["x5c"] = x5c
-    jwk["kid"] = kid if kid is not None and count == 1 else thumbprint(jwk)
-    return jwk
-
-
-def _public_key_to_jwk(key: Any) -> dict[str, Any]:
-    if isinstance(key, rsa.RSAPublicKey):
-        return dict(RSAAlgorithm.to_jwk(key, as_dict=True))
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        jwk = dict(ECAlgorithm.to_jwk(key, as_dict=True))
-        alg = next((a for a, crv in EC_ALG_CURVE.items() if crv == jwk.get("crv")), None)
-        if alg is None:
-            raise InvalidKey(
-                f"unsupported EC curve {key.curve.name}; expected {_one_of(CURVES_BY_KTY['EC'])}"
-            )
-        jwk["alg"] = alg
-        return jwk
-    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        jwk = dict(OKPAlgorithm.to_jwk(key, as_dict=True))
-        jwk["alg"] = "EdDSA"
-        return jwk
-    raise InvalidKey(f"unsupported public key type {type(key).__name__}")
-
-
-def key_from_hmac(secret: bytes, *, kid: str | None = None, algorithms: Sequence[str] = ()) -> KeySet:
-    """An `oct` JWK from raw HMAC secret bytes (validated for length; never echoed)."""
-    hs = [a for a in algorithms if a in MIN_HMAC_BYTES]
-    if algorithms and not hs:
-        raise KeySetError("spec.algorithms allows no HS* algorithm for an HMAC secret")
-    needed = max((MIN_HMAC_BYTES[a] for a in hs), default=MIN_HMAC_BYTES["HS256"])
-    if len(secret) < needed:
-        raise KeySetError(
-            f"the HMAC secret is {len(secret)} bytes; at least {needed} are required"
-            + (f" for {', '.join(hs)}" if hs else "")
-        )
-    jwk: dict[str, Any] = {"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}
-    if len(hs) == 1:
-        jwk["alg"] = hs[0]
-    if kid is not None:
-        jwk["kid"] = kid
-    jwk["use"] = "sig"
-    return KeySet((jwk,))

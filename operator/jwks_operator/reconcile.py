@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from . import keys as keylib
+from . import static_keys
 from .errors import ApiCallError, JwksError
 from .keys import KeySet
 from .kube import Kube
@@ -130,11 +131,11 @@ class Reconciler:
             return keylib.require_keys(key_set, "spec.static.jwks"), now
         if spec.kind == "pem":
             assert spec.pem is not None
-            return keylib.keys_from_pem(spec.pem, kid=spec.kid, algorithms=spec.algorithms), now
+            return static_keys.keys_from_pem(spec.pem, kid=spec.kid, algorithms=spec.algorithms), now
         ref = spec.secret_ref
         assert ref is not None
         secret = await asyncio.to_thread(self.kube.read_secret_key, tracked.namespace, ref.name, ref.key)
-        return keylib.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
+        return static_keys.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:
         """Patch the status if anything but its timestamps changed; Warning events for new problems."""

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import keys as keylib
-from .cache import Freshness, RefreshPolicy, freshness
 from .errors import FetchError, JwksError, StaleError
 from .fetch import Fetcher, FetchResult
+from .freshness import Freshness, RefreshPolicy, freshness
 from .keys import KeySet
 from .kube import Kube
 from .metrics import Metrics

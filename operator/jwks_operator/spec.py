@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .cache import RefreshPolicy
 from .durations import parse_duration
 from .errors import SpecError
+from .freshness import RefreshPolicy
 from .keys import ALGORITHMS, HMAC_ALGS, PRIVATE_MEMBERS
 
 MAX_URL_LENGTH = 2048

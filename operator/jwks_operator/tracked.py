@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, get_args
 
-from .cache import RefreshPolicy
 from .errors import AudienceRequiredError, JwksError, SpecError
+from .freshness import RefreshPolicy
 from .keys import KeySet
 from .kube import Owner, TargetKind
 from .spec import JwtSecretSpec, parse_spec, target_name

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from jwks_operator.cache import RefreshPolicy
 from jwks_operator.errors import ApiCallError, FetchError
+from jwks_operator.freshness import RefreshPolicy
 from jwks_operator.names import REFRESH_ANNOTATION
 from tests.unit.fakes import NS, Rig, at, healthy, jwk
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jwks_operator import keys
+from jwks_operator import keys, static_keys
 from jwks_operator.errors import KeySetError
 from tests.material import (
     certificate_pem,
@@ -173,18 +173,18 @@ def test_document_keeps_good_keys_and_reports_bad_ones() -> None:
 )
 def test_pem_public_keys_and_certificates_convert(key: Any, alg: str | None) -> None:
     for pem in (public_pem(key), certificate_pem(key)):
-        key_set = keys.keys_from_pem(pem)
+        key_set = static_keys.keys_from_pem(pem)
         (jwk,) = key_set.keys
         assert jwk.get("alg") == alg
         assert jwk["kid"] == keys.thumbprint(jwk)
         assert jwk["use"] == "sig"
         assert not PRIVATE & set(jwk)
-    assert "x5c" in keys.keys_from_pem(certificate_pem(key)).keys[0]
+    assert "x5c" in static_keys.keys_from_pem(certificate_pem(key)).keys[0]
 
 
 def test_pem_with_several_blocks_and_a_private_key() -> None:
     pem = public_pem(rsa_key()) + private_pem(ec_key()) + public_pem(ed_key())
-    key_set = keys.keys_from_pem(pem, kid="ignored-for-several")
+    key_set = static_keys.keys_from_pem(pem, kid="ignored-for-several")
     assert len(key_set.keys) == 2
     assert key_set.rejected == (
         keys.Rejection(
@@ -195,29 +195,29 @@ def test_pem_with_several_blocks_and_a_private_key() -> None:
 
 
 def test_pem_single_key_takes_given_kid_and_errors_are_clear() -> None:
-    assert keys.keys_from_pem(public_pem(ed_key()), kid="mine").keys[0]["kid"] == "mine"
+    assert static_keys.keys_from_pem(public_pem(ed_key()), kid="mine").keys[0]["kid"] == "mine"
     with pytest.raises(KeySetError, match="no PEM block"):
-        keys.keys_from_pem("hello")
+        static_keys.keys_from_pem("hello")
     with pytest.raises(KeySetError, match=r"spec\.static\.pem has no usable key"):
-        keys.keys_from_pem(private_pem(rsa_key()))
+        static_keys.keys_from_pem(private_pem(rsa_key()))
     with pytest.raises(KeySetError, match="invalid PUBLIC KEY"):
-        keys.keys_from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
+        static_keys.keys_from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
 
 
 def test_hmac_secret_length_and_algorithms() -> None:
     secret = b"s" * 32
-    key_set = keys.key_from_hmac(secret, kid="h")
+    key_set = static_keys.key_from_hmac(secret, kid="h")
     (jwk,) = key_set.keys
     assert base64.urlsafe_b64decode(jwk["k"] + "=") == secret
     assert jwk["kid"] == "h"
     assert "alg" not in jwk
-    assert keys.key_from_hmac(b"s" * 64, algorithms=["HS512"]).keys[0]["alg"] == "HS512"
+    assert static_keys.key_from_hmac(b"s" * 64, algorithms=["HS512"]).keys[0]["alg"] == "HS512"
     with pytest.raises(KeySetError, match="is 31 bytes; at least 32"):
-        keys.key_from_hmac(b"s" * 31)
+        static_keys.key_from_hmac(b"s" * 31)
     with pytest.raises(KeySetError, match="at least 64 are required for HS512"):
-        keys.key_from_hmac(secret, algorithms=["HS512"])
+        static_keys.key_from_hmac(secret, algorithms=["HS512"])
     with pytest.raises(KeySetError, match="allows no HS"):
-        keys.key_from_hmac(secret, algorithms=["RS256"])
+        static_keys.key_from_hmac(secret, algorithms=["RS256"])
     assert secret.decode() not in key_set.summary().__repr__()
 
 

@@ -153,7 +153,7 @@ def test_warnings() -> None:
 
 
 def test_refresh_overrides_and_defaults() -> None:
-    from jwks_operator.cache import RefreshPolicy
+    from jwks_operator.freshness import RefreshPolicy
 
     default = RefreshPolicy(60, 86400, 3600, 86400)
     spec = parse_spec(

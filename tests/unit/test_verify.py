@@ -13,9 +13,10 @@ import jwt
 import pytest
 
 import jwks_operator
-from jwks_operator.keys import KeySet, key_from_hmac
+from jwks_operator.keys import KeySet
 from jwks_operator.outputs import render
 from jwks_operator.spec import parse_spec
+from jwks_operator.static_keys import key_from_hmac
 from jwks_operator.verify import DirectoryVerifier, KeySource, Policy, Verifier, strip_bearer, verify_with
 from tests.material import ec_key, private_pem, public_jwk, public_pem, rsa_key
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jwks_operator.cache import Freshness, RefreshPolicy, freshness, parse_cache_control
+from jwks_operator.freshness import Freshness, RefreshPolicy, freshness, parse_cache_control
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 DATE = "Sun, 22 Nov 2026 12:00:00 GMT"

@@ -1,4 +1,4 @@
-"""HTTP cache policy for JWK Set responses (pure): when may the keys be fetched again."""
+"""HTTP freshness (RFC 9111) of JWK Set responses (pure): when may the keys be fetched again."""
 
 from __future__ import annotations
 
