@@ -24,6 +24,7 @@ test-emulator: $(STAMP)
 
 ## The e2e suite and tests/e2e/real on etcd + kube-apiserver + kube-controller-manager (built once).
 test-real: control-plane
+	$(BIN)/python -m tests.harness.gomod
 	JWKS_BACKEND=real $(BIN)/python -m pytest tests/e2e
 
 ## Build kube-apiserver, kube-controller-manager and etcd into .tools/k8s/<version> (or use KUBEBUILDER_ASSETS).

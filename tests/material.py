@@ -83,3 +83,8 @@ def certificate_pem(key: Any, common_name: str = "jwks-operator test") -> str:
         .sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def static_spec(kid: str, **extra: Any) -> dict[str, Any]:
+    """A JwtSecret spec with one static EC public key and one audience (plus `extra` fields)."""
+    return {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid=kid)]}}, "audiences": ["api"], **extra}

@@ -10,7 +10,10 @@ from `go.etcd.io/etcd/server/v3`'s `etcdmain` at the version that Kubernetes rel
 existing binaries: those found there are used, and only what is missing there is built
 (setup-envtest ships no kube-controller-manager).
 
-Usage: python tools/control_plane.py [--print-dir]   (prints each binary's --version)
+A kube-apiserver from KUBEBUILDER_ASSETS must be of the same minor version as KUBERNETES (the tests
+compare its exact messages, and it runs beside a kube-controller-manager built here).
+
+Usage: python tools/control_plane.py   (builds what is missing, prints each binary's --version)
 """
 
 from __future__ import annotations
@@ -68,7 +71,9 @@ def _go(args: list[str], cwd: Path) -> str:
         "CGO_ENABLED": "0",
         "GOFLAGS": f"{os.environ.get('GOFLAGS', '')} -buildvcs=false".strip(),
     }
-    done = subprocess.run([go_binary(), *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)  # noqa: S603
+    done = subprocess.run(  # noqa: S603
+        [go_binary(), *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=3600
+    )
     return done.stdout
 
 
@@ -106,10 +111,16 @@ def build(version: str = KUBERNETES, out: Path | None = None, only: tuple[str, .
         "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
     }
     started = time.monotonic()
+    partial = out / ".partial"  # an interrupted build leaves nothing that looks built
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
     _go(
-        ["build", "-trimpath", "-ldflags", ldflags, "-o", str(out) + "/", *(packages[m] for m in missing)],
+        ["build", "-trimpath", "-ldflags", ldflags, "-o", f"{partial}/", *(packages[m] for m in missing)],
         src,
     )
+    for name in missing:
+        (partial / name).replace(out / name)
+    partial.rmdir()
     print(f"built {', '.join(missing)} in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return out
 
@@ -120,11 +131,24 @@ def assets(version: str = KUBERNETES) -> dict[str, Path]:
     found: dict[str, Path] = {}
     if given:
         found = {name: Path(given) / name for name in BINARIES if (Path(given) / name).is_file()}
+        if "kube-apiserver" in found:
+            _check_minor(found["kube-apiserver"], version)
     missing = tuple(name for name in BINARIES if name not in found)
     if missing:
         built = build(version, only=missing)
         found.update({name: built / name for name in missing})
     return found
+
+
+def _check_minor(apiserver: Path, version: str) -> None:
+    """Refuse a kube-apiserver of another minor version than `version`."""
+    said = subprocess.run([str(apiserver), "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+    wanted = ".".join(version.split(".")[:2]) + "."
+    if not said.stdout.strip().startswith(f"Kubernetes {wanted}"):
+        raise RuntimeError(
+            f"control plane: {apiserver} says {said.stdout.strip() or said.stderr.strip()!r}; "
+            f"KUBEBUILDER_ASSETS must hold Kubernetes {wanted}x (setup-envtest use {version[1:5]}.x)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

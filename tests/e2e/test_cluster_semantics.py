@@ -5,8 +5,8 @@ and namespace deletion while the operator serves it."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -14,11 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from jwks_operator.names import GROUP, PLURAL, VERSION
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.operator import OperatorProcess
-from tests.material import ec_key, public_jwk
-
-
-def static(kid: str, **extra: Any) -> dict[str, Any]:
-    return {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid=kid)]}}, "audiences": ["api"], **extra}
+from tests.material import static_spec as static
 
 
 def test_status_and_spec_are_isolated(kube: ClusterClient, ns: str) -> None:
@@ -70,7 +66,11 @@ def test_garbage_collection_of_outputs(kube: ClusterClient, ns: str) -> None:
     wait_for(lambda: _absent(kube, ns, "solo-jwks"), what="solo's ConfigMap collected")
     wait_for(lambda: {r.name for r in kube.configmap(ns, "shared-jwks").metadata.owner_references} == {"b"},
              what="a's owner reference gone")  # fmt: skip
-    assert "b.jwks.json" in kube.configmap(ns, "shared-jwks").data
+    data = kube.configmap(ns, "shared-jwks").data
+    assert "b.jwks.json" in data
+    wait_for(lambda: "a.jwks.json" not in kube.configmap(ns, "shared-jwks").data, what="a's part removed")
+    merged = json.loads(kube.configmap(ns, "shared-jwks").data["jwks.json"])
+    assert [k["kid"] for k in merged["keys"]] == ["b"], "a deleted contributor's key is still trusted"
     kube.delete(ns, "b")
     wait_for(
         lambda: _absent(kube, ns, "shared-jwks"), what="the shared ConfigMap collected with its last owner"

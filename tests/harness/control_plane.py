@@ -14,6 +14,7 @@ picked free; every process logs to `workdir`, which is kept (pytest's tmp retent
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
 import signal
 import ssl
@@ -161,11 +162,16 @@ class RealCluster:
             f'{self._controller_token},system:kube-controller-manager,kcm-uid,"system:masters"\n'
         )
         (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
+        for secret in ("serving.key", "sa.key", "tokens.csv"):
+            (self.workdir / secret).chmod(0o600)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         with (self.workdir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                [str(self.bins[name]), *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            proc = subprocess.Popen(  # in our process group, and killed if this process dies
+                [str(self.bins[name]), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         self.processes[name] = proc
         return proc
@@ -228,7 +234,6 @@ class RealCluster:
             f"--service-account-key-file={w / 'sa.pub'}",
             f"--service-account-signing-key-file={w / 'sa.key'}",
             "--service-cluster-ip-range=10.96.0.0/16",
-            "--allow-privileged=true",
             f"--audit-policy-file={w / 'audit-policy.yaml'}",
             f"--audit-log-path={w / 'audit.log'}",
             "--audit-log-format=json",
@@ -330,6 +335,8 @@ class RealCluster:
             return
         with path.open() as lines:
             for line in lines:
+                if not line.endswith("\n"):
+                    return  # the API server is still writing this one
                 event = json.loads(line)
                 ref = event.get("objectRef") or {}
                 resource = ref.get("resource", "") + (
@@ -347,6 +354,12 @@ class RealCluster:
                     code=(event.get("responseStatus") or {}).get("code", 0),
                     decision=(event.get("annotations") or {}).get("authorization.k8s.io/decision", ""),
                 )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the test process dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _established(crd: Any) -> bool:

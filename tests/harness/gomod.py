@@ -50,3 +50,8 @@ def service_monitor_crd() -> list[dict[str, Any]]:
     return crds(
         PROMETHEUS_OPERATOR, "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
     )
+
+
+if __name__ == "__main__":  # `make test-real` fetches them before the tests' timeouts start
+    for module in (ENVOY_GATEWAY, PROMETHEUS_OPERATOR):
+        print(module_dir(*module))

@@ -9,8 +9,8 @@ import pytest
 from tools import control_plane
 
 
-def _executable(path: Path) -> Path:
-    path.write_text("#!/bin/sh\n")
+def _executable(path: Path, says: str = "") -> Path:
+    path.write_text(f"#!/bin/sh\necho '{says}'\n")
     path.chmod(0o755)
     return path
 
@@ -20,7 +20,10 @@ def test_kubebuilder_assets_are_used_and_only_the_missing_binary_comes_from_the_
 ) -> None:
     envtest = tmp_path / "envtest"  # what setup-envtest ships: no kube-controller-manager
     envtest.mkdir()
-    given = {name: _executable(envtest / name) for name in ("etcd", "kube-apiserver", "kubectl")}
+    given = {
+        name: _executable(envtest / name, "Kubernetes v1.34.1")
+        for name in ("etcd", "kube-apiserver", "kubectl")
+    }
     built = tmp_path / "built" / control_plane.KUBERNETES
     built.mkdir(parents=True)
     _executable(built / "kube-controller-manager")
@@ -47,3 +50,14 @@ def test_wrapper_go_mod_replaces_each_staging_module(tmp_path: Path, monkeypatch
         "replace k8s.io/api => k8s.io/api v0.34.4",
         "replace k8s.io/client-go => k8s.io/client-go v0.34.4",
     ]
+
+
+def test_kubebuilder_assets_of_another_minor_version_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _executable(tmp_path / "kube-apiserver", "Kubernetes v1.31.0")
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path))
+    with pytest.raises(
+        RuntimeError, match=r"says 'Kubernetes v1.31.0'; KUBEBUILDER_ASSETS must hold Kubernetes v1.34.x"
+    ):
+        control_plane.assets()

@@ -16,13 +16,9 @@ from tests.harness.backend import operator_requests
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.control_plane import RealCluster
 from tests.harness.operator import OperatorProcess
-from tests.material import ec_key, public_jwk
+from tests.material import static_spec as static
 
 GC_USER = "system:kube-controller-manager"
-
-
-def static(kid: str) -> dict[str, object]:
-    return {"static": {"jwks": {"keys": [public_jwk(ec_key(), kid=kid)]}}, "audiences": ["api"]}
 
 
 def test_the_garbage_collector_deletes_outputs(kube: ClusterClient, ns: str, real: RealCluster) -> None:
@@ -30,10 +26,16 @@ def test_the_garbage_collector_deletes_outputs(kube: ClusterClient, ns: str, rea
     kube.wait_condition(ns, "owned")
     kube.delete(ns, "owned")
     wait_for(lambda: not kube.core.list_namespaced_config_map(ns).items, 30, "ConfigMap collected")
-    deletes = [
-        r for r in real.requests() if r.verb == "delete" and r.resource == "configmaps" and r.namespace == ns
-    ]
-    assert [(r.user, r.name, r.code) for r in deletes] == [(GC_USER, "owned-jwks", 200)], deletes
+
+    def deletes() -> list[tuple[str, str, int]]:  # audited once the response is written, after etcd's commit
+        found = real.requests()
+        return [
+            (r.user, r.name, r.code)
+            for r in found
+            if r.verb == "delete" and r.resource == "configmaps" and r.namespace == ns
+        ]
+
+    assert wait_for(deletes, 10, "the audited delete") == [(GC_USER, "owned-jwks", 200)]
 
 
 def watch_status(real: RealCluster, resource_version: str) -> int | None:

@@ -85,24 +85,26 @@ def test_install_run_as_the_chart_and_uninstall(
 ) -> None:
     cluster, admin, kube = helm_cluster
     values = SCENARIOS[scenario]
+    refused_before = len(denied(cluster))
     helm(admin, "install", RELEASE, str(CHART), "--create-namespace", "--values", "-", values=values)
-    manifest = [d for d in yaml.safe_load_all(helm(admin, "get", "manifest", RELEASE)) if d]
-    for doc in manifest:  # every object of the release is stored
-        group = doc["apiVersion"].rpartition("/")[0]
-        kind = f"{doc['kind']}.{group}" if group else doc["kind"]
-        kubectl(
-            admin, "get", "-n", doc["metadata"].get("namespace", NAMESPACE), kind, doc["metadata"]["name"]
-        )
-    ns = (values.get("watchNamespaces") or ["apps"])[0]
-    name = f"app-{scenario}"
-    with as_chart(cluster, admin, tmp_path, name) as operator:
-        create(admin, ns, name)
-        ready = kube.wait_condition(ns, name, timeout=30)
-        assert ready["status"]["keyCount"] == 1
-        assert kube.configmap(ns, f"{name}-jwks").data["jwks.json"]
-        assert operator.process is not None
-    assert not denied(cluster), denied(cluster)[:5]
-    helm(admin, "uninstall", RELEASE)
+    try:
+        manifest = [d for d in yaml.safe_load_all(helm(admin, "get", "manifest", RELEASE)) if d]
+        for doc in manifest:  # every object of the release is stored
+            group = doc["apiVersion"].rpartition("/")[0]
+            kind = f"{doc['kind']}.{group}" if group else doc["kind"]
+            where = doc["metadata"].get("namespace", NAMESPACE)
+            kubectl(admin, "get", "-n", where, kind, doc["metadata"]["name"])
+        ns = (values.get("watchNamespaces") or ["apps"])[0]
+        name = f"app-{scenario}"
+        with as_chart(cluster, admin, tmp_path, name) as operator:
+            create(admin, ns, name)
+            ready = kube.wait_condition(ns, name, timeout=30)
+            assert ready["status"]["keyCount"] == 1
+            assert kube.configmap(ns, f"{name}-jwks").data["jwks.json"]
+            assert operator.process is not None
+        assert not denied(cluster)[refused_before:], denied(cluster)[refused_before:][:5]
+    finally:  # a failed scenario must not leave its release behind for the next one
+        helm(admin, "uninstall", RELEASE)
     crds = kubectl(admin, "get", "crd", "-o", "name")
     assert "jwtsecrets.jwks.dev" in crds, "helm uninstall deleted the CRD"
     assert kube.get(ns, name)["spec"]["audiences"] == ["api"], "the user's JwtSecret is gone"
