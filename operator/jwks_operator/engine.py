@@ -5,11 +5,13 @@
                             ├─ "url":    Sources (sources.py) fetch a URL once for all its subscribers,
                             │            then each subscriber is reconciled if the document changed
                             ├─ "obj":    Reconciler (reconcile.py) resolves, publishes, reports one JwtSecret
-                            └─ "resync": the same, writing the output again if it was changed by hand
+                            ├─ "resync": the same, writing the output again if it was changed by hand
+                            └─ "leave":  Publisher takes a deleted JwtSecret out of a shared target
     Reconciler ─> Publisher (publisher.py): outputs, target moves, shared targets, repairs, events
 
-Each JwtSecret's state is a Tracked (tracked.py). Blocking I/O (the kubernetes client, requests) runs
-in threads. Errors never replace the last published keys.
+Each JwtSecret's state is a Tracked (tracked.py); a new generation takes over its predecessor's lock,
+so one pass at a time runs per JwtSecret. Blocking I/O (the kubernetes client, requests) runs in
+threads. Errors never replace the last published keys.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class Engine:
             metrics=self.metrics,
             concurrency=concurrency,
         )
-        self.publisher = Publisher(kube, self.metrics)
+        self.publisher = Publisher(kube, self.metrics, self.scheduler, self.retry)
         self.reconciler = Reconciler(
             kube,
             self.sources,
@@ -79,6 +81,7 @@ class Engine:
             retry=self.retry,
             metrics=self.metrics,
             resync_interval=resync_interval,
+            objects=self.objects,
             forget=self.forget,
         )
 
@@ -121,9 +124,8 @@ class Engine:
         self.scheduler.schedule(("obj", key), 0.0)
 
     def _carry_over(self, known: Tracked, tracked: Tracked) -> None:
-        """A new generation keeps what is published; it leaves a URL it no longer reads."""
-        tracked.published, tracked.fetched_at = known.published, known.fetched_at
-        tracked.published_digest = known.published_digest
+        """A new generation keeps the lock and what is published where; it leaves a URL it no longer reads."""
+        tracked.take_over(known)
         old_source = known.source_key
         if old_source and old_source != tracked.source_key:
             self.sources.unsubscribe(known.key, old_source)
@@ -145,7 +147,7 @@ class Engine:
         self.scheduler.cancel(("resync", key))
         target = tracked.target if tracked is not None else None
         if tracked is not None and target is not None and target.shared:
-            self.scheduler.spawn(self.publisher.leave_shared(tracked, target))
+            self.publisher.leave_shared(tracked, target)
         self.metrics.jwtsecrets.set(len(self.objects))
         self.metrics.forget_object(*key)
         if tracked is not None and tracked.source_key:
@@ -161,6 +163,9 @@ class Engine:
             tracked = self.objects.get((str(meta.get("namespace")), str(ref.get("name"))))
             if ref.get("kind") != KIND or tracked is None or tracked.uid != ref.get("uid"):
                 continue
+            target = tracked.target
+            if target is None or (target.kind, target.name) != ("ConfigMap", meta.get("name")):
+                continue  # e.g. our own deletion of a previous target after a move
             if not self.publisher.drifted(tracked, body.get("data") or {}, deleted=deleted):
                 continue
             tracked.published_digest, tracked.repairing = None, True
@@ -170,11 +175,14 @@ class Engine:
 
     def stand_by(self) -> None:
         """Another replica leads: drop all state without touching the cluster. Kopf lists every
-        JwtSecret again when this replica leads again, and the stored status resumes each one."""
+        JwtSecret again when this replica leads again, and the stored status resumes each one. A
+        pending leave is dropped too: the next write to that shared target drops parts whose
+        JwtSecret is no longer among its owners."""
         self.scheduler.clear()
         for namespace, name in self.objects:
             self.metrics.forget_object(namespace, name)
         self.sources.clear()
+        self.publisher.leaving.clear()
         self.objects.clear()
         self.metrics.jwtsecrets.set(0)
 
@@ -189,6 +197,8 @@ class Engine:
                 await self.refresh(key)
             elif kind == "resync":
                 await self.resync(key)
+            elif kind == "leave":
+                await self.publisher.leave(key)
             else:
                 await self.reconcile(key)
         except Exception:

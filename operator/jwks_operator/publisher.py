@@ -12,16 +12,20 @@ import logging
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
+from .errors import JwksError
 from .keys import KeySet
 from .kube import Kube, Owner
 from .metrics import Metrics
 from .names import JWKS_KEY, POLICY_KEY
 from .outputs import digest, part_keys, render
+from .scheduler import Scheduler
+from .sources import Backoff
 from .spec import JwtSecretSpec
 from .tracked import Target, Tracked
 
 EventType = Literal["Normal", "Warning"]
 WriteResult = Literal["created", "updated", "unchanged", "deleted"]
+LeaveKey = tuple[str, str, str]  # (namespace, name, uid) of a deleted contributor to a shared target
 
 
 class Writer(Protocol):
@@ -56,9 +60,12 @@ class DataWriter:
 class Publisher:
     """Publishes, repairs, moves and withdraws outputs, and records what it did as Events."""
 
-    def __init__(self, kube: Kube, metrics: Metrics) -> None:
+    def __init__(self, kube: Kube, metrics: Metrics, scheduler: Scheduler, retry: Backoff) -> None:
         self.kube = kube
         self.metrics = metrics
+        self.scheduler = scheduler
+        self.retry = retry
+        self.leaving: dict[LeaveKey, tuple[Tracked, Target, int]] = {}  # with its failures so far
         data = DataWriter(kube)
         self.writers: dict[str, Writer] = {"ConfigMap": data, "Secret": data}
 
@@ -74,8 +81,9 @@ class Publisher:
             if result != "unchanged":
                 await self._written(tracked, target, result, len(key_set.keys))
             tracked.published_digest, tracked.published_data, tracked.repairing = new_digest, data, False
-        # Until the status names the new target, the old one may still be ours (retried after a failure).
+        # Until the previous target is removed it stays `tracked.target` (retried after a failure).
         await self._remove_previous(tracked, target)
+        tracked.target = target
 
     async def _written(self, tracked: Tracked, target: Target, result: WriteResult, count: int) -> None:
         kind, name = target.kind, target.name
@@ -95,16 +103,38 @@ class Publisher:
         old = tracked.target
         if old is None or old == target:
             return
-        if await asyncio.to_thread(self.writers[old.kind].remove, old, tracked.owner):
-            self.metrics.api_writes.labels(old.kind, "delete").inc()
+        if await self._remove(tracked, old):
             tracked.log(logging.INFO, "removed the previous output %s %s", old.kind, old.name)
 
-    async def leave_shared(self, tracked: Tracked, target: Target) -> None:
-        """A deleted JwtSecret takes its part out of a shared target (the last one removes it)."""
+    async def _remove(self, tracked: Tracked, target: Target) -> bool:
+        """Remove the output (or our part of a shared one) if it is ours; True if anything changed."""
+        removed = await asyncio.to_thread(self.writers[target.kind].remove, target, tracked.owner)
+        if removed:
+            self.metrics.api_writes.labels(target.kind, "delete").inc()
+        return removed
+
+    def leave_shared(self, tracked: Tracked, target: Target) -> None:
+        """A deleted JwtSecret takes its part out of a shared target (the last one out deletes it), retried
+        with backoff until done: gateways trust every key in the shared jwks.json."""
+        key = (tracked.namespace, tracked.name, tracked.uid)
+        self.leaving[key] = (tracked, target, 0)
+        self.scheduler.schedule(("leave", key), 0.0)
+
+    async def leave(self, key: LeaveKey) -> None:
+        """One attempt at a pending leave_shared; a failure plans the next."""
+        if key not in self.leaving:
+            return
+        tracked, target, failures = self.leaving[key]
         try:
-            await asyncio.to_thread(self.writers[target.kind].remove, target, tracked.owner)
+            await self._remove(tracked, target)
         except Exception as exc:
-            tracked.log(logging.WARNING, "could not remove its part of %s: %s", target.name, exc)
+            delay = self.retry.delay(failures + 1, getattr(exc, "retry_after", None))
+            self.leaving[key] = (tracked, target, failures + 1)
+            self.scheduler.schedule(("leave", key), delay)
+            why = exc.message if isinstance(exc, JwksError) else type(exc).__name__
+            tracked.log(logging.WARNING, "could not leave %s (retry in %.0fs): %s", target.name, delay, why)
+            return
+        del self.leaving[key]
 
     @staticmethod
     def drifted(tracked: Tracked, data: Mapping[str, str], *, deleted: bool) -> bool:

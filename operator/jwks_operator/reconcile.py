@@ -1,7 +1,8 @@
 """One JwtSecret's pass: resolve its keys, publish them, report the outcome in its status.
 
 Errors never replace the last published keys: they show in the status and are retried with backoff
-(fetch errors on their URL's schedule, others on the JwtSecret's own).
+(fetch errors on their URL's schedule, others on the JwtSecret's own). A pass of a generation that a
+newer one replaced meanwhile publishes and reports nothing: the newer one's pass, next, does.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -29,6 +30,16 @@ from .tracked import ObjKey, Target, Tracked
 TIMESTAMPS_ONLY = frozenset({"lastFetchTime", "nextRefreshTime"})
 
 
+class UnexpectedError(JwksError):
+    """An error no step expects (a bug, or data changed by hand beyond what we parse): reported with the
+    step and its type only (its text may hold key material), retried with backoff."""
+
+    reason = "UnexpectedError"
+
+    def __init__(self, step: str, exc: Exception) -> None:
+        super().__init__(f"unexpected {type(exc).__name__} while {step} (see the operator log)")
+
+
 class Reconciler:
     """Brings one JwtSecret's output and status in line with its spec and source."""
 
@@ -41,6 +52,7 @@ class Reconciler:
         retry: Backoff,
         metrics: Metrics,
         resync_interval: float,
+        objects: Mapping[ObjKey, Tracked],
         forget: Callable[[ObjKey], None],
     ) -> None:
         self.kube = kube
@@ -51,24 +63,49 @@ class Reconciler:
         self.retry = retry
         self.metrics = metrics
         self.resync_interval = resync_interval
+        self.objects = objects  # the current generation of each JwtSecret
         self.forget = forget  # the JwtSecret is gone (its status could not be written: 404)
 
     async def reconcile(self, tracked: Tracked, *, from_source: bool = False) -> None:
         """Resolve, publish and report; `from_source`: its URL was just fetched for it."""
-        async with tracked.lock:
+        async with tracked.lock:  # shared by its generations: a pass of an older one finishes first
+            if not self.current(tracked):
+                return
+            tracked.reconciled = True
             outcome = await self._attempt(tracked, from_source=from_source)
+            if not self.current(tracked):
+                self._superseded(tracked)
+                return
             try:
                 await self._report(tracked, outcome)
-            except ApiCallError as exc:  # the next pass recomputes the same patch: nothing half-written
+            except Exception as exc:  # the next pass recomputes the same patch: nothing half-written
                 tracked.report_failures += 1
-                delay = self.retry.delay(tracked.report_failures, exc.retry_after)
-                tracked.log(logging.WARNING, "status update failed (retry in %.0fs): %s", delay, exc.message)
+                delay = self.retry.delay(tracked.report_failures, getattr(exc, "retry_after", None))
                 self.scheduler.schedule(("obj", tracked.key), delay)
+                if isinstance(exc, ApiCallError):
+                    why = exc.message
+                    tracked.log(logging.WARNING, "status update failed (retry in %.0fs): %s", delay, why)
+                else:
+                    why = UnexpectedError("reporting the status", exc).message
+                    tracked.log(logging.ERROR, "%s; retry in %.0fs", why, delay, exc_info=True)
             else:
                 tracked.report_failures = 0
                 if self.resync_interval > 0:
                     spread = random.uniform(0.9, 1.1)  # noqa: S311 - load spreading, not crypto
                     self.scheduler.schedule(("resync", tracked.key), self.resync_interval * spread)
+
+    def current(self, tracked: Tracked) -> bool:
+        """Whether `tracked` is still the JwtSecret's current generation (not replaced, not deleted)."""
+        return self.objects.get(tracked.key) is tracked
+
+    def _superseded(self, tracked: Tracked) -> None:
+        """A newer generation replaced `tracked` during its pass: hand over what the pass published (the
+        newer one's pass runs next, under the same lock); a deleted JwtSecret leaves a shared target."""
+        newer = self.objects.get(tracked.key)
+        if newer is not None and newer.uid == tracked.uid:
+            newer.take_over(tracked)
+        elif tracked.target is not None and tracked.target.shared:
+            self.publisher.leave_shared(tracked, tracked.target)
 
     async def _attempt(self, tracked: Tracked, *, from_source: bool) -> Outcome:
         """Resolve and publish the keys; the outcome says what the status should report."""
@@ -82,21 +119,28 @@ class Reconciler:
         )
         if spec is None or tracked.spec_error is not None:
             assert tracked.spec_error is not None
-            return replace(base, error=tracked.spec_error, failures=0)
-        base = _at(replace(base, warnings=tuple(spec.warnings())), Target.wanted(tracked.name, spec))
+            return replace(_at(base, tracked.target), error=tracked.spec_error, failures=0)
+        base = replace(base, warnings=tuple(spec.warnings()))
         source = self.sources.get(tracked.source_key)
         if source is not None:
-            if not from_source:
-                await self.sources.first_fetch(source)
+            if not from_source and await self.sources.first_fetch(source):
+                self._catch_up(source)
             base = replace(base, failures=source.failures, next_refresh=source.next_refresh)
+        step = "resolving the keys"
         try:
             key_set, fetched_at = await self._resolve(tracked, spec, source)
+            if not self.current(tracked):
+                return base  # replaced meanwhile: reconcile() drops this outcome
+            step = "publishing the keys"
             await self.publisher.publish(tracked, spec, key_set)
         except JwksError as exc:
             return self._failed(tracked, base, source, exc)
+        except Exception as exc:  # not a JwksError: a bug, or an output edited beyond what we parse
+            tracked.log(logging.ERROR, "unexpected error while %s", step, exc_info=True)
+            return self._failed(tracked, base, source, UnexpectedError(step, exc))
         tracked.published, tracked.fetched_at, tracked.failures = key_set, fetched_at, 0
         return replace(
-            base,
+            _at(base, tracked.target),
             key_set=tracked.published,
             fetched_at=tracked.fetched_at,
             error=source.health(tracked.policy, self.clock.now()) if source else None,
@@ -110,10 +154,16 @@ class Reconciler:
             delay = self.retry.delay(tracked.failures, getattr(exc, "retry_after", None))
             self.scheduler.schedule(("obj", tracked.key), delay)
             base = replace(base, failures=tracked.failures)
-        old = tracked.target
-        if old is not None:  # until the new target is written and the old one removed, status names the old
-            base = _at(base, old)
-        return replace(base, error=exc, key_set=tracked.published)
+        # Where the keys are: until a new target is written and the previous one removed, the previous.
+        return replace(_at(base, tracked.target), error=exc, key_set=tracked.published)
+
+    def _catch_up(self, source: UrlSource) -> None:
+        """After a source's first fetch, its subscribers resumed after a restart are reconciled too: they
+        waited for this fetch, and a revalidation of an unchanged document reconciles nobody."""
+        for key in source.subscribers:
+            subscriber = self.objects.get(key)
+            if subscriber is not None and not subscriber.reconciled:
+                self.scheduler.schedule(("obj", key), 0.0)
 
     async def _resolve(
         self, tracked: Tracked, spec: JwtSecretSpec, source: UrlSource | None
@@ -160,6 +210,8 @@ class Reconciler:
             await self.publisher.event(tracked, "Warning", reason, message)
 
 
-def _at(outcome: Outcome, target: Target) -> Outcome:
-    """The outcome naming `target` as where the keys are."""
+def _at(outcome: Outcome, target: Target | None) -> Outcome:
+    """The outcome naming `target` as where the keys are (None: nowhere yet)."""
+    if target is None:
+        return outcome
     return replace(outcome, target_kind=target.kind, target_name=target.name, target_shared=target.shared)

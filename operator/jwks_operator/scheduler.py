@@ -12,7 +12,8 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-Item = tuple[Literal["obj", "url", "resync"], Any]  # reconcile a JwtSecret, refresh a URL, resync an output
+# Reconcile a JwtSecret, refresh a URL, resync an output, take a deleted JwtSecret out of a shared target.
+Item = tuple[Literal["obj", "url", "resync", "leave"], Any]
 
 
 class Clock:

@@ -68,6 +68,7 @@ class UrlSource:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     parsed: dict[tuple[str, ...], KeySet | JwksError] = field(default_factory=dict)
     removed: dict[str, tuple[dict[str, Any], datetime]] = field(default_factory=dict)  # by thumbprint
+    retaining: dict[ObjKey, float] = field(default_factory=dict)  # each subscriber's retainRemovedFor
 
     def key_set(self, algorithms: tuple[str, ...]) -> KeySet:
         """The last good document parsed for an algorithm allow-list (cached per document)."""
@@ -87,15 +88,15 @@ class UrlSource:
         self, algorithms: tuple[str, ...], retain_for: float, now: datetime
     ) -> tuple[KeySet, float | None]:
         """The keys to publish: the document's plus those it dropped less than `retain_for` seconds
-        ago; and the seconds until the soonest retained key expires (None: none retained)."""
+        ago; and the seconds until the soonest of those expires (None: none retained)."""
         current = self.key_set(algorithms)
-        retained = self.retained(retain_for, now) if retain_for else []
+        self.prune(now)
+        retained = [(jwk, since) for jwk, since in self.removed.values() if _age(since, now) < retain_for]
         if not retained:
             return current, None
-        combined = keylib.build_key_set([*current.keys, *retained], algorithms=algorithms)
-        soonest = min(since for _, since in self.removed.values())
-        expiry = (soonest - now).total_seconds() + retain_for
-        return KeySet(combined.keys, current.rejected), max(expiry, 0.0) + RETAIN_MARGIN
+        combined = keylib.build_key_set([*current.keys, *(jwk for jwk, _ in retained)], algorithms=algorithms)
+        expiry = retain_for - max(_age(since, now) for _, since in retained)  # > 0: still retained
+        return KeySet(combined.keys, current.rejected), expiry + RETAIN_MARGIN
 
     def accept(self, body: bytes, parsed: KeySet, now: datetime) -> None:
         """Take a new valid document; remember which keys it dropped (for retainRemovedFor)."""
@@ -109,10 +110,12 @@ class UrlSource:
         for tp in new_prints:
             self.removed.pop(tp, None)
         self.document, self.parsed = body, {(): parsed}
+        self.prune(now)
 
-    def retained(self, seconds: float, now: datetime) -> list[dict[str, Any]]:
-        """Keys removed by the provider less than `seconds` ago."""
-        return [jwk for jwk, since in self.removed.values() if (now - since).total_seconds() < seconds]
+    def prune(self, now: datetime) -> None:
+        """Forget removed keys that no subscriber retains any more."""
+        longest = max(self.retaining.values(), default=0.0)
+        self.removed = {tp: (jwk, t) for tp, (jwk, t) in self.removed.items() if _age(t, now) < longest}
 
     def health(self, policy: RefreshPolicy, now: datetime) -> JwksError | None:
         """Why the published keys may be wrong: the last fetch error, made a StaleError once the keys
@@ -126,6 +129,10 @@ class UrlSource:
             f"keys are stale: due for refresh at {timestamp(self.expires_at)}, "
             f"refreshes failing since: {error.message}"
         )
+
+
+def _age(since: datetime, now: datetime) -> float:
+    return (now - since).total_seconds()
 
 
 class Sources:
@@ -166,6 +173,7 @@ class Sources:
             self.by_key[key] = source
         source.allow_http = source.allow_http or spec.allow_insecure_http
         source.subscribers[tracked.key] = tracked.policy
+        source.retaining[tracked.key] = spec.retain_removed_for
         return source
 
     def unsubscribe(self, key: ObjKey, source_key: str) -> None:
@@ -174,6 +182,7 @@ class Sources:
         if source is None:
             return
         source.subscribers.pop(key, None)
+        source.retaining.pop(key, None)
         if not source.subscribers:
             del self.by_key[source_key]
             self.scheduler.cancel(("url", source_key))
@@ -190,12 +199,15 @@ class Sources:
         """Seconds until `spacing` has passed since the source's last fetch attempt."""
         return max(source.last_attempt + spacing - self.clock.monotonic(), 0.0)
 
-    async def first_fetch(self, source: UrlSource) -> None:
-        """Fetch a source that was never fetched; subscribers arriving meanwhile wait for that fetch."""
+    async def first_fetch(self, source: UrlSource) -> bool:
+        """Fetch a source that was never fetched; subscribers arriving meanwhile wait for that fetch.
+        True if this call fetched it."""
         if source.document is None and source.error is None:  # never fetched, or the first fetch is running
             async with source.lock:
                 if not source.attempted:
                     await self._fetch(source)
+                    return True
+        return False
 
     async def refresh(self, source: UrlSource) -> bool:
         """Fetch a URL once for all its subscribers; False if that changed nothing (a revalidation)."""

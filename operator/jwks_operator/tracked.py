@@ -60,11 +60,15 @@ class Tracked:
     published: KeySet | None = None
     published_digest: str | None = None
     published_data: dict[str, str] | None = None  # what we last wrote (to notice edits by hand)
+    # Where the keys are: the stored status's target until this process publishes; during a move,
+    # the previous target until the new one is written and the previous one removed.
+    target: Target | None = None
+    reconciled: bool = False  # a pass has started in this process (a resumed one waits for its URL)
     repairing: bool = False
     fetched_at: datetime | None = None
     failures: int = 0
     report_failures: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # shared by its generations: one pass at a time
 
     @property
     def key(self) -> ObjKey:
@@ -73,11 +77,6 @@ class Tracked:
     @property
     def owner(self) -> Owner:
         return Owner(self.namespace, self.name, self.uid)
-
-    @property
-    def target(self) -> Target | None:
-        """The target the stored status names: until a move completes, the previous one."""
-        return Target.stored(self.status)
 
     @property
     def source_key(self) -> str | None:
@@ -89,6 +88,12 @@ class Tracked:
         return (
             spec.jwk_url if ca is None else f"{spec.jwk_url} ca={self.namespace}/{ca.kind}/{ca.name}/{ca.key}"
         )
+
+    def take_over(self, older: Tracked) -> None:
+        """Continue an older generation of this JwtSecret: its lock, and what it published where."""
+        self.lock, self.published, self.fetched_at = older.lock, older.published, older.fetched_at
+        self.published_digest, self.published_data = older.published_digest, older.published_data
+        self.target = older.target or self.target
 
     def resumable(self) -> bool:
         """After a restart: the stored status already describes this generation and is healthy."""
@@ -104,10 +109,10 @@ class Tracked:
             return spread
         return max((due - now).total_seconds(), 0.0) + spread
 
-    def log(self, level: int, msg: str, *args: Any) -> None:
+    def log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         """Log with the JwtSecret's namespace/name in the text and as structured fields."""
         extra = {"namespace": self.namespace, "jwtsecret": self.name}
-        log.log(level, f"[{self.namespace}/{self.name}] {msg}", *args, extra=extra)
+        log.log(level, f"[{self.namespace}/{self.name}] {msg}", *args, extra=extra, exc_info=exc_info)
 
 
 def track(
@@ -133,4 +138,5 @@ def track(
         )
     policy = spec.refresh.policy(default) if spec is not None else default
     status = dict(body.get("status") or {})
-    return Tracked(key[0], key[1], uid, generation, spec, error, status, policy, request)
+    stored = Target.stored(status)
+    return Tracked(key[0], key[1], uid, generation, spec, error, status, policy, request, target=stored)

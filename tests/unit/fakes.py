@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,6 +74,27 @@ class FakeClock(Clock):
         self._sleepers = [(end, f) for end, f in self._sleepers if not f.done()]
 
 
+class Gate:
+    """Holds a FakeKube call in its thread until `open()`: a test interleaves other work meanwhile."""
+
+    def __init__(self) -> None:
+        self._reached = threading.Event()
+        self._opened = threading.Event()
+
+    def hold(self) -> None:
+        self._reached.set()
+        if not self._opened.wait(5):
+            raise TimeoutError("the gate was never opened")
+
+    def open(self) -> None:
+        self._opened.set()
+
+    async def reached(self) -> None:
+        """Wait (in real time, a few seconds at most) until a call is held."""
+        if not await asyncio.to_thread(self._reached.wait, 5):
+            raise AssertionError("no call reached the gate")
+
+
 class FakeKube(Kube):
     """The API calls the engine makes, kept in memory and recorded in order in `calls`."""
 
@@ -83,10 +105,14 @@ class FakeKube(Kube):
         self.events: list[tuple[str, str, str]] = []  # (type, reason, message)
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
         self.fail: dict[str, list[Exception]] = {}  # method name -> what its next calls raise
+        self.gates: dict[str, Gate] = {}  # method name -> the gate its next call waits at
         self.ca_bundles: dict[tuple[str, str], str] = {}  # (namespace, name) -> PEM; default: CA_PEM
 
     def _call(self, *call: Any) -> None:
         self.calls.append(call)
+        gate = self.gates.pop(call[0], None)
+        if gate is not None:
+            gate.hold()
         if self.fail.get(call[0]):
             raise self.fail[call[0]].pop(0)
 
@@ -222,9 +248,15 @@ class Rig:
         self.fetcher = FakeFetcher()
         options.setdefault("retry", Backoff(jitter=0))
         options.setdefault("resync_interval", 0)
+        self.options = options
         self.engine = Engine(self.kube, self.fetcher, clock=self.clock, **options)
         self.uids: dict[str, str] = {}
         self._next_uid = itertools.count(1)
+
+    def restart(self) -> None:
+        """A new operator process (nothing in memory) on the same cluster, providers and clock."""
+        self.engine.scheduler.clear()
+        self.engine = Engine(self.kube, self.fetcher, clock=self.clock, **self.options)
 
     def serve(self, url: str, *keys: dict[str, Any], headers: dict[str, str] | None = None) -> Provider:
         """Make `url` answer with these keys (and these caching headers instead of max-age=300)."""

@@ -248,3 +248,55 @@ async def test_a_ca_bundle_without_certificates_is_a_fetch_error() -> None:
     await rig.apply("a", {**SPEC, "caBundleRef": {"kind": "ConfigMap", "name": "ca", "key": "ca.crt"}})
     assert "holds no PEM certificate" in rig.status("a")["lastError"]
     assert rig.fetcher.calls == [], "nothing is fetched without the trust it names"
+
+
+async def test_a_resumed_object_is_reconciled_after_a_new_one_first_fetches_its_url() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    await rig.apply("a", SPEC)
+    rig.restart()
+    await rig.engine.observe(None, rig.body("a", SPEC))  # resumed: waits for its URL's refresh at 300
+    await rig.settle()
+    assert rig.kube.writes() == [("publish", "ConfigMap", "a-jwks")]
+    await rig.apply("b", SPEC)  # new: fetches the URL now, and its next refresh is a revalidation
+    data = rig.kube.outputs.pop(("ConfigMap", NS, "a-jwks"))
+    rig.engine.drift("DELETED", rig.configmap_event("a-jwks", "a", data))
+    await rig.advance(1)
+    assert rig.kids("a-jwks") == ["k1"], "a's deleted output is restored"
+
+
+async def test_an_unexpected_error_while_publishing_is_reported_and_retried_with_backoff() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    await rig.apply("a", SPEC)
+    rig.kube.fail["publish"] = [
+        UnicodeDecodeError("utf-8", b"\xffsecret", 0, 1, "invalid start byte"),
+        ValueError("Incorrect padding"),
+    ]
+    await rig.apply("a", {**SPEC, "audiences": ["other"]}, generation=2)
+    assert rig.condition("a", "Degraded") == ("True", "UnexpectedError")
+    assert rig.status("a")["lastError"] == (
+        "unexpected UnicodeDecodeError while publishing the keys (see the operator log)"
+    )
+    assert rig.condition("a") == ("True", "KeysPublished"), "the last keys stay published"
+    assert rig.due(("obj", (NS, "a"))) == 5
+    await rig.advance(5)
+    assert rig.status("a")["lastError"].startswith("unexpected ValueError while publishing the keys")
+    assert rig.status("a")["consecutiveFailures"] == 2
+    assert rig.due(("obj", (NS, "a"))) == 10
+    await rig.advance(10)
+    assert rig.condition("a", "Degraded") == ("False", "AsExpected")
+    assert '"other"' in rig.output("a-jwks")["policy.json"]
+    assert len(rig.fetcher.calls) == 1, "no extra fetches"
+
+
+async def test_an_unexpected_error_while_reporting_is_retried_with_backoff() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.fail["patch_status"] = [RuntimeError("a bug"), RuntimeError("a bug")]
+    await rig.apply("a", SPEC)
+    assert rig.due(("obj", (NS, "a"))) == 5
+    await rig.advance(5)
+    assert rig.due(("obj", (NS, "a"))) == 10
+    await rig.advance(10)
+    assert rig.condition("a") == ("True", "KeysPublished")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
-from jwks_operator.errors import TargetConflictError
+from jwks_operator.errors import ApiCallError, TargetConflictError
 from tests.unit.fakes import NS, Rig, jwk
 
 URL = "https://idp.example/jwks"
@@ -15,7 +16,7 @@ SPEC = {"jwkUrl": URL, "audiences": ["api"]}
 pytestmark = pytest.mark.asyncio
 
 
-async def published(rig: Rig, name: str = "a", spec: dict[str, object] | None = None) -> None:
+async def published(rig: Rig, name: str = "a", spec: dict[str, Any] | None = None) -> None:
     rig.serve(URL, jwk(1))
     await rig.apply(name, spec or SPEC)
     rig.kube.calls.clear()
@@ -140,3 +141,94 @@ async def test_a_key_dropped_by_the_provider_stays_published_for_retain_removed_
     await rig.advance(600.05)
     assert rig.kids("a-jwks") == ["k2"]
     assert rig.due(("obj", (NS, "a"))) is None
+
+
+async def test_a_move_does_not_repair_the_previous_target_it_deletes() -> None:
+    rig = Rig()
+    await published(rig)
+    data = dict(rig.output("a-jwks"))
+    await rig.apply("a", {**SPEC, "target": {"name": "moved"}}, generation=2)
+    rig.kube.calls.clear()
+    rig.engine.drift("DELETED", rig.configmap_event("a-jwks", "a", data))  # our own deletion echoing
+    assert rig.due(("obj", (NS, "a"))) is None
+    await rig.advance(1)
+    assert rig.kube.calls == []
+
+
+SHARED = {**SPEC, "target": {"name": "all-keys", "shared": True}}
+INVALID = {**SHARED, "jwkUrl": "ftp://idp.example/jwks"}
+
+
+async def test_an_invalid_spec_keeps_naming_the_published_target_and_leaves_it_on_deletion() -> None:
+    rig = Rig()
+    await published(rig, "a", SHARED)
+    await rig.apply("b", SHARED)
+    await rig.apply("a", INVALID, generation=2)
+    assert rig.condition("a") == ("False", "InvalidSpec")
+    assert rig.status("a")["target"] == {"kind": "ConfigMap", "name": "all-keys", "shared": True}
+    await rig.engine.observe("DELETED", rig.body("a", INVALID))
+    await rig.settle()
+    assert "a.jwks.json" not in rig.output("all-keys")
+    assert "b.jwks.json" in rig.output("all-keys")
+
+
+async def test_a_spec_fixed_with_a_new_target_removes_the_output_published_before_it_broke() -> None:
+    rig = Rig()
+    await published(rig)
+    await rig.apply("a", {**SPEC, "jwkUrl": "ftp://idp.example/jwks"}, generation=2)
+    assert rig.status("a")["target"] == {"kind": "ConfigMap", "name": "a-jwks"}
+    await rig.apply("a", {**SPEC, "target": {"name": "moved"}}, generation=3)
+    assert sorted(name for _, _, name in rig.kube.outputs) == ["moved"]
+    assert rig.status("a")["target"] == {"kind": "ConfigMap", "name": "moved"}
+
+
+async def test_a_failed_first_publish_names_no_target() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.fail["publish"] = [TargetConflictError("ConfigMap a-jwks already exists and is not ours")]
+    await rig.apply("a", SPEC)
+    assert rig.condition("a", "Degraded") == ("True", "TargetConflict")
+    assert "target" not in rig.status("a"), "nothing is published: the conflicting ConfigMap is not ours"
+
+
+async def test_leaving_a_shared_target_is_retried_with_backoff_until_done() -> None:
+    rig = Rig()
+    await published(rig, "a", SHARED)
+    await rig.apply("b", SHARED)
+    unavailable = ApiCallError("publish_shared: HTTP 503", status=503)
+    rig.kube.fail["publish_shared"] = [unavailable, unavailable]
+    uid = rig.uids["a"]
+    await rig.engine.observe("DELETED", rig.body("a", SHARED))
+    await rig.settle()
+    assert "a.jwks.json" in rig.output("all-keys")
+    assert rig.due(("leave", (NS, "a", uid))) == 5
+    await rig.advance(5)
+    assert rig.due(("leave", (NS, "a", uid))) == 10
+    await rig.advance(10)
+    assert "a.jwks.json" not in rig.output("all-keys")
+    assert "b.jwks.json" in rig.output("all-keys")
+    assert rig.due(("leave", (NS, "a", uid))) is None
+    assert rig.engine.publisher.leaving == {}
+
+
+async def test_expired_retained_keys_are_forgotten_and_do_not_shorten_the_recheck() -> None:
+    rig = Rig()
+    provider = rig.serve(URL, jwk(1), jwk(2), jwk(3))
+    await rig.apply("a", {**SPEC, "rotation": {"retainRemovedFor": "10m"}})
+    await rig.apply("b", {**SPEC, "rotation": {"retainRemovedFor": "15m"}})
+    provider.keys = [jwk(2), jwk(3)]  # k1 removed at 300
+    await rig.advance(300)
+    provider.keys = [jwk(3)]  # k2 removed at 600
+    await rig.advance(300)
+    await rig.advance_to(900.05)  # k1 no longer retained by a
+    assert sorted(rig.kids("a-jwks")) == ["k2", "k3"]
+    assert rig.due(("obj", (NS, "a"))) == pytest.approx(300), "next: when k2 expires, not in 50 ms"
+    source = rig.engine.sources.get(URL)
+    assert source is not None
+    assert len(source.removed) == 2, "b still retains k1"
+    await rig.advance_to(1200.05)  # k1 no longer retained by b
+    assert sorted(rig.kids("b-jwks")) == ["k2", "k3"]
+    assert len(source.removed) == 1
+    await rig.advance_to(1500.05)
+    assert rig.kids("a-jwks") == rig.kids("b-jwks") == ["k3"]
+    assert source.removed == {}
