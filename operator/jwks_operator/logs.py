@@ -1,13 +1,40 @@
-"""Logging setup: text for people, JSON lines for log pipelines (never key material)."""
+"""Logging setup: text for people, JSON lines for log pipelines (never key material).
+
+Tracebacks keep their frames and the exception's type but not its message: an exception raised while
+handling keys or Secrets may quote the data it choked on (a UnicodeDecodeError shows the byte).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import traceback
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+def scrubbed(exc_info: ExcInfo) -> str:
+    """A traceback without the exception's message (frames, then the exception's type)."""
+    kind, _, tb = exc_info
+    frames = "".join(traceback.format_tb(tb))
+    name = kind.__name__ if kind is not None else "None"
+    return f"Traceback (most recent call last):\n{frames}{name} (message withheld: it may quote data)"
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger: message`, with scrubbed tracebacks."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatException(self, ei: ExcInfo) -> str:
+        return scrubbed(ei)
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +53,7 @@ class JsonFormatter(logging.Formatter):
                     value if isinstance(value, str | int | float | bool) or value is None else str(value)
                 )
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = scrubbed(record.exc_info)
         return json.dumps(entry)
 
 
@@ -36,7 +63,7 @@ def setup(*, verbose: bool, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
