@@ -9,8 +9,7 @@ import pytest
 
 from jwks_operator.logs import JsonFormatter, TextFormatter
 
-
-DATA = bytes([0xFF]) + "-SECRET-".encode()  # what a broken Secret value might hold
+DATA = bytes([0xFF]) + b"-SECRET-"  # what a broken Secret value might hold
 
 
 def record_of_failure() -> logging.LogRecord:
