@@ -23,6 +23,11 @@ from .keys import HMAC_ALGS, KTY_BY_ALG, key_algorithms
 from .names import JWKS_KEY, POLICY_KEY
 
 
+class PublishedDataError(ValueError):
+    """Published data (or a mounted directory of it) that holds no usable key set: the message names
+    the entry, e.g. `jwks.json is not valid JSON (line 1 column 2)`."""
+
+
 @dataclass(frozen=True)
 class Policy:
     """The verification policy of one published key set (policy.json)."""
@@ -52,12 +57,33 @@ class KeySource:
 
     @classmethod
     def from_data(cls, data: Mapping[str, str]) -> KeySource:
-        """From ConfigMap/Secret data (`jwks.json` and `policy.json`)."""
+        """From ConfigMap/Secret data (`jwks.json` and `policy.json`); PublishedDataError names the
+        entry that is missing or malformed."""
         if JWKS_KEY not in data:
-            raise ValueError(f"no {JWKS_KEY} in the published data")
-        keys = json.loads(data[JWKS_KEY]).get("keys") or []
-        policy = Policy.from_json(json.loads(data[POLICY_KEY])) if POLICY_KEY in data else Policy()
-        return cls(tuple(keys), policy)
+            raise PublishedDataError(f"no {JWKS_KEY} in the published data")
+        return _key_source(data[JWKS_KEY], data.get(POLICY_KEY), JWKS_KEY, POLICY_KEY)
+
+
+def _json_object(text: str, entry: str) -> Mapping[str, Any]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PublishedDataError(
+            f"{entry} is not valid JSON (line {exc.lineno} column {exc.colno})"
+        ) from None
+    if not isinstance(doc, dict):
+        raise PublishedDataError(f"{entry} is not a JSON object")
+    return doc
+
+
+def _key_source(jwks: str, policy: str | None, jwks_entry: str, policy_entry: str) -> KeySource:
+    keys = _json_object(jwks, jwks_entry).get("keys") or []
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise PublishedDataError(f"{jwks_entry} is not a JWK Set: keys must be a list of objects")
+    doc = _json_object(policy, policy_entry) if policy is not None else {}
+    if not isinstance(doc.get("source") or {}, dict):
+        raise PublishedDataError(f"{policy_entry} is not a policy: source must be an object")
+    return KeySource(tuple(keys), Policy.from_json(doc))
 
 
 @dataclass(frozen=True)
@@ -154,8 +180,11 @@ def sources_from_data(data: Mapping[str, str]) -> list[KeySource]:
     if not parts:
         return [KeySource.from_data(data)]
     return [
-        KeySource.from_data(
-            {JWKS_KEY: data[f"{p}.{JWKS_KEY}"], POLICY_KEY: data.get(f"{p}.{POLICY_KEY}", "{}")}
+        _key_source(
+            data[f"{p}.{JWKS_KEY}"],
+            data.get(f"{p}.{POLICY_KEY}", "{}"),
+            f"{p}.{JWKS_KEY}",
+            f"{p}.{POLICY_KEY}",
         )
         for p in parts
     ]
@@ -206,7 +235,7 @@ class DirectoryVerifier:
         stamp = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in self._files())
         if stamp == self._stamp:
             return False
-        data = {p.name: p.read_text() for p in self._files()}
+        data = {p.name: _text(p) for p in self._files()}
         self._verifier = Verifier.from_data(data, leeway=self.leeway)
         self._stamp = stamp
         return True
@@ -214,3 +243,10 @@ class DirectoryVerifier:
     def verify(self, token: str, *, now: float | None = None) -> Result:
         self.reload_if_changed()
         return self._verifier.verify(token, now=now)
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise PublishedDataError(f"{path.name} is not UTF-8 text") from None

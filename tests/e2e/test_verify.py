@@ -94,5 +94,9 @@ def test_verification_table(kube: ClusterClient, ns: str, ca: trustme.CA, kubeco
         assert code == 0, out
         assert cli(kubeconfig, f"{ns}/api-jwks", token, where="--configmap")[0] == 0
         missing = cli(kubeconfig, f"{ns}/missing", token, where="--configmap")
-        assert missing == (2, f"error: ConfigMap {ns}/missing not found")
+        assert missing == (
+            2,
+            f"jwks-operator: --configmap {ns}/missing: ConfigMap not found; "
+            f"check the namespace and the name (kubectl get configmaps -n {ns})",
+        )
     print("\n".join(["", "verification table:", *TABLE]))

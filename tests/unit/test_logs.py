@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import pytest
 
@@ -17,8 +18,6 @@ def record_of_failure() -> logging.LogRecord:
         DATA.decode()
     except UnicodeDecodeError:
         record = logging.getLogger("t").makeRecord("t", logging.ERROR, __file__, 1, "failed", (), None)
-        import sys
-
         record.exc_info = sys.exc_info()
         return record
     raise AssertionError("no error")
