@@ -1,4 +1,4 @@
-"""Key parsing and validation (pure): JWK Sets and PEM to public-only JWKs, HMAC secrets to `oct` JWKs."""
+"""Key validation (pure): the algorithm table, JWKs checked one by one, JWK Set documents to key sets."""
 
 from __future__ import annotations
 
