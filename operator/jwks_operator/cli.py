@@ -307,12 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jwks-operator: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except Exception as exc:  # a bug: its traceback, then one line (its message withheld, as in logs.py)
         logging.getLogger(__name__).exception("unexpected error")
-        summary = f"{type(exc).__name__}: {one_line(exc)}" if str(exc) else type(exc).__name__
-        print(
-            f"jwks-operator: internal error: {summary}; please report it with the log above", file=sys.stderr
-        )
+        summary = f"internal error: {type(exc).__name__}; please report it with the traceback above"
+        print(f"jwks-operator: {summary}", file=sys.stderr)
         return 2
 
 
