@@ -35,6 +35,11 @@ def ed_key(n: int = 0) -> ed25519.Ed25519PrivateKey:
     return ed25519.Ed25519PrivateKey.generate()
 
 
+# Private and secret JWK members (RFC 7518 6.2.2, 6.3.2, 6.4.1), written out here as the tests'
+# oracle, independent of the operator's own table (jwks_operator.keys.SECRET_MEMBERS).
+SECRET_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
 def _jwk(key: Any) -> dict[str, Any]:
     """The JWK of a key object (public or private), as PyJWT writes it."""
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):

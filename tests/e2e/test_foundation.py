@@ -17,19 +17,17 @@ from jwks_operator.names import GROUP, PLURAL, VERSION
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
-from tests.material import certificate_pem, ec_key, private_jwk, public_jwk, public_pem, rsa_key
+from tests.material import (
+    SECRET_JWK_MEMBERS,
+    certificate_pem,
+    ec_key,
+    private_jwk,
+    public_jwk,
+    public_pem,
+    rsa_key,
+)
 
-# Private and secret JWK members (RFC 7518 6.2.2, 6.3.2, 6.4.1), written out: not the code's table.
-PRIVATE_MEMBERS = {
-    "d",
-    "p",
-    "q",
-    "dp",
-    "dq",
-    "qi",
-    "oth",
-    "k",
-}
+PRIVATE_MEMBERS = SECRET_JWK_MEMBERS
 
 
 @pytest.fixture

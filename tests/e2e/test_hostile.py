@@ -19,19 +19,9 @@ from tests.faults.spec_table import BAD_SPECS
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
-from tests.material import ec_key, private_jwk, public_jwk, rsa_key
+from tests.material import SECRET_JWK_MEMBERS, ec_key, private_jwk, public_jwk, rsa_key
 
-# Private and secret JWK members (RFC 7518 6.2.2, 6.3.2, 6.4.1), written out: not the code's table.
-PRIVATE = {
-    "d",
-    "p",
-    "q",
-    "dp",
-    "dq",
-    "qi",
-    "oth",
-    "k",
-}
+PRIVATE = SECRET_JWK_MEMBERS
 GOOD_URL = "https://idp.example/jwks"
 
 

@@ -11,6 +11,7 @@ import pytest
 from jwks_operator import keys, static_keys
 from jwks_operator.errors import KeySetError
 from tests.material import (
+    SECRET_JWK_MEMBERS,
     certificate_pem,
     ec_key,
     ed_key,
@@ -21,17 +22,7 @@ from tests.material import (
     rsa_key,
 )
 
-# Private and secret JWK members (RFC 7518 6.2.2, 6.3.2, 6.4.1), written out: not the code's table.
-PRIVATE = {
-    "d",
-    "p",
-    "q",
-    "dp",
-    "dq",
-    "qi",
-    "oth",
-    "k",
-}
+PRIVATE = SECRET_JWK_MEMBERS
 
 
 def test_public_rsa_key_is_accepted_with_public_members_only() -> None:
