@@ -2,8 +2,11 @@
 reconciles.
 
 Runs on its own cluster (the session's standalone operator would otherwise answer too), with the
-chart's Kopf peering CRDs and a ClusterKopfPeering as the chart creates it. Failover times are printed
-(`pytest -s`) and documented in README.md; the waits below only bound them loosely.
+chart's Kopf peering CRDs and a ClusterKopfPeering as the chart creates it. Failover times are measured
+and printed (`pytest -s`; documented in README.md), never bounded: what is asserted is that the standby
+took over, and after a crash not before the leader's last keep-alive plus --peering-lifetime (a lower
+bound, which slowness cannot break). The timing of the peering decision itself is asserted exactly on a
+fake clock in tests/unit/test_engine_leadership.py.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from tests.harness.operator import OperatorProcess
 
 PEERING = "jwks-operator"
 LIFETIME = 6  # --peering-lifetime: how long a crashed leader is presumed alive
+PATIENCE = 120.0  # seconds to wait for what must happen: generous for a slow machine, never a measurement
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("JWKS_E2E_KUBECONFIG")), reason="needs a cluster without another operator"
@@ -69,12 +74,13 @@ def reconciled(kube: ClusterClient, audience: str) -> bool:
     return bool(current and policy["audiences"] == [audience])
 
 
-def failover(kube: ClusterClient, audience: str) -> float:
-    """Change the spec; seconds until the published policy shows it."""
+def failover(kube: ClusterClient, audience: str) -> tuple[float, float]:
+    """Change the spec; seconds until the published policy was seen to show it, and the wall-clock
+    time it was seen."""
     started = time.monotonic()
     kube.patch_spec("ha", "keys", {"audiences": [audience]})
-    wait_for(lambda: reconciled(kube, audience), LIFETIME + 20, f"audience {audience} published")
-    return time.monotonic() - started
+    wait_for(lambda: reconciled(kube, audience), PATIENCE, f"audience {audience} published")
+    return time.monotonic() - started, time.time()
 
 
 def test_one_replica_reconciles_and_another_takes_over(
@@ -86,29 +92,34 @@ def test_one_replica_reconciles_and_another_takes_over(
     try:
         with JwksProvider(ca=ca, profile="google", max_age=1) as idp:
             kube.create("ha", "keys", {"jwkUrl": idp.url, "audiences": ["one"]})
-            kube.wait_condition("ha", "keys", timeout=30)
-            wait_for(lambda: set(peers(kube)) == {"replica-a", "replica-b"}, 10, "both peers")
-            time.sleep(3)  # a few refresh periods (max-age 1 s)
-            assert len(idp.log) >= 2, "the leader refreshes"
+            kube.wait_condition("ha", "keys", timeout=PATIENCE)
+            wait_for(lambda: set(peers(kube)) == {"replica-a", "replica-b"}, PATIENCE, "both peers")
+            wait_for(lambda: lines(b, "stands by"), PATIENCE, "b stands by")
+            wait_for(lambda: len(idp.log) >= 3, PATIENCE, "the leader refreshes")  # max-age 1 s
             assert lines(b, "stands by") == 1
             for quiet in ("fetched", "key(s) created", "key(s) updated", "Traceback"):
                 assert lines(b, quiet) == 0, b.log()
 
             a.stop()  # graceful: the leader leaves the peering object at once
-            graceful = failover(kube, "two")
+            graceful, _ = failover(kube, "two")
             assert "replica-a" not in peers(kube)
             assert lines(b, "now leads") == 1
 
             a.start()  # the higher priority takes the lead back
-            wait_for(lambda: lines(b, "stands by") == 2, 15, "b stands by again")
-            wait_for(lambda: lines(a, "now leads") == 2, 15, "a leads again")
+            wait_for(lambda: lines(b, "stands by") == 2, PATIENCE, "b stands by again")
+            wait_for(lambda: lines(a, "now leads") == 2, PATIENCE, "a leads again")
+            # a's keep-alive as last read: any later one only moves a's expiry later
+            last_seen = datetime.fromisoformat(peers(kube)["replica-a"]["lastseen"]).timestamp()
             a.kill()  # a crash: b waits until a's keep-alive expires
-            crashed = failover(kube, "three")
+            crashed, seen_at = failover(kube, "three")
             assert lines(b, "now leads") == 2
             requests_before = len(idp.log)
-            wait_for(lambda: len(idp.log) > requests_before, 10, "b refreshes as leader")
-        print(f"\nfailover: graceful {graceful:.1f}s, crash {crashed:.1f}s (--peering-lifetime {LIFETIME})")
-        assert graceful < crashed
+            wait_for(lambda: len(idp.log) > requests_before, PATIENCE, "b refreshes as leader")
+        print(
+            f"\nfailover: graceful {graceful:.1f}s, crash {crashed:.1f}s (--peering-lifetime {LIFETIME}; "
+            f"seen {seen_at - last_seen:.1f}s after a's last keep-alive)"
+        )
+        assert seen_at >= last_seen + LIFETIME  # a crashed leader is presumed alive for its lifetime
     finally:
         a.stop()
         b.stop()

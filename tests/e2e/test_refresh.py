@@ -1,7 +1,10 @@
 """The refresh engine end to end: each provider's schedule, sharing, forcing, failures, restarts, rotation.
 
 The session operator runs with --min-interval 1 --fallback-interval 2 --retry-base 1 --retry-max 4.
-Intervals are read from the provider's own request log (monotonic times of the requests it served).
+What is asserted holds however slow the machine is: which requests were made, in what order, and lower
+bounds on when (never sooner than the policy allows). The exact timings are asserted on a fake clock in
+tests/unit/test_engine_timing.py; the intervals observed here (from the provider's request log) are
+printed by test_report (`pytest -s`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -17,10 +21,11 @@ import trustme
 
 from jwks_operator.names import GROUP, PLURAL, REFRESH_ANNOTATION, VERSION
 from tests.harness.client import ClusterClient, wait_for
-from tests.harness.idp import JwksProvider
+from tests.harness.idp import JwksProvider, Record
 from tests.harness.operator import OperatorProcess
 
 REPORT: list[str] = []
+PATIENCE = 60.0  # seconds to wait for what must happen: generous for a slow machine, never a measurement
 
 
 @pytest.fixture
@@ -29,18 +34,30 @@ def idp(ca: trustme.CA) -> Iterator[JwksProvider]:
         yield p
 
 
-def intervals(provider: JwksProvider) -> list[float]:
-    times = [r.monotonic for r in provider.log]
-    return [round(b - a, 2) for a, b in itertools.pairwise(times)]
+def intervals(log: list[Record]) -> list[float]:
+    """Seconds between the requests of a provider's log (measured, for the report)."""
+    return [round(b.monotonic - a.monotonic, 2) for a, b in itertools.pairwise(log)]
 
 
-def settle_and_measure(
-    kube: ClusterClient, ns: str, name: str, provider: JwksProvider, seconds: float
-) -> list[float]:
-    kube.wait_condition(ns, name)
-    provider.clear_log()
-    time.sleep(seconds)
-    return intervals(provider)
+def conditional(record: Record) -> bool:
+    """A request with If-None-Match: the operator holds the document and its ETag."""
+    return "if-none-match" in {name.lower() for name in record.headers}
+
+
+def revalidated(log: list[Record]) -> bool:
+    """The first request fetched the document; every later one revalidated it: a conditional 304."""
+    return log[0].status == 200 and all(conditional(r) and r.status == 304 for r in log[1:])
+
+
+def answered(provider: JwksProvider, match: Callable[[Record], bool], count: int) -> list[Record]:
+    """Wait until `count` requests matching `match` were answered; the first `count` of them. (The
+    provider logs a request once it has answered it: the log is read by what it holds, never cleared.)"""
+
+    def found() -> list[Record] | None:
+        hits = [r for r in list(provider.log) if match(r)]
+        return hits[:count] if len(hits) >= count else None
+
+    return wait_for(found, PATIENCE, f"{count} matching request(s) to the provider")
 
 
 def kids(kube: ClusterClient, ns: str, name: str) -> set[str]:
@@ -73,15 +90,13 @@ def test_refresh_follows_the_provider(
         kube.create(
             ns, "r", {"jwkUrl": provider.url, "refresh": refresh} if refresh else {"jwkUrl": provider.url}
         )
-        gaps = settle_and_measure(kube, ns, "r", provider, expected * 3 + 0.5)
-        statuses = {r.status for r in provider.log}
+        kube.wait_condition(ns, "r")
+        log = answered(provider, lambda _: True, 4)  # the first fetch, three refreshes (max-age=3600 too)
     REPORT.append(
         f"{profile:9} max-age={max_age:<5} refresh={refresh or '-'!s:28} expected={expected}s "
-        f"observed={gaps} statuses={sorted(statuses)}"
+        f"observed={intervals(log)} statuses={[r.status for r in log]}"
     )
-    assert len(gaps) >= 2
-    assert all(abs(gap - expected) <= 0.5 for gap in gaps), gaps
-    assert statuses == {304}  # every refresh revalidated with If-None-Match, nothing re-downloaded
+    assert revalidated(log), log  # each refresh revalidated with If-None-Match, nothing re-downloaded
 
 
 def test_fallback_never_fetches_once(kube: ClusterClient, ns: str, ca: trustme.CA) -> None:
@@ -93,17 +108,29 @@ def test_fallback_never_fetches_once(kube: ClusterClient, ns: str, ca: trustme.C
         assert "nextRefreshTime" not in kube.get(ns, "once")["status"]
 
 
-def test_one_fetch_per_url_however_many_jwtsecrets(kube: ClusterClient, ns: str, idp: JwksProvider) -> None:
-    for name in ("a", "b", "c"):
-        kube.create(ns, name, {"jwkUrl": idp.url, "audiences": [name]})
-    for name in ("a", "b", "c"):
-        kube.wait_condition(ns, name)
-    idp.clear_log()
-    time.sleep(6.3)
-    REPORT.append(f"3 JwtSecrets on one URL, max-age=2, 6.3 s: {idp.count()} requests {intervals(idp)}")
-    assert 2 <= idp.count() <= 4
+def test_one_fetch_per_url_however_many_jwtsecrets(
+    kube: ClusterClient, ns: str, ca: trustme.CA, idp: JwksProvider
+) -> None:
+    """Three JwtSecrets on one URL make as many requests as one JwtSecret on another URL with the same
+    max-age, created just before them: each URL has one schedule, so the counts differ by at most the
+    one period in which one URL may be ahead of the other (a fetch per JwtSecret would be three times
+    as many)."""
+    with JwksProvider(ca=ca, max_age=idp.max_age) as solo:
+        kube.create(ns, "solo", {"jwkUrl": solo.url})
+        for name in ("a", "b", "c"):
+            kube.create(ns, name, {"jwkUrl": idp.url, "audiences": [name]})
+        for name in ("solo", "a", "b", "c"):
+            kube.wait_condition(ns, name)
+        answered(solo, lambda _: True, 5)  # the first fetch and four refreshes
+        shared, single = list(idp.log), solo.count()
+    REPORT.append(
+        f"3 JwtSecrets on one URL: {len(shared)} requests {intervals(shared)}; "
+        f"1 JwtSecret on another: {single} requests (max-age=2)"
+    )
+    assert len(shared) <= single + 1
+    assert revalidated(shared), shared
     idp.rotate()
-    wait_for(lambda: all(len(kids(kube, ns, n)) == 2 for n in ("a", "b", "c")), 6, "all three follow")
+    wait_for(lambda: all(len(kids(kube, ns, n)) == 2 for n in ("a", "b", "c")), PATIENCE, "all three follow")
 
 
 def test_force_refresh_annotation(kube: ClusterClient, ns: str, ca: trustme.CA) -> None:
@@ -111,22 +138,26 @@ def test_force_refresh_annotation(kube: ClusterClient, ns: str, ca: trustme.CA) 
         kube.create(ns, "f", {"jwkUrl": provider.url})
         kube.wait_condition(ns, "f")
         new = provider.rotate()
-        time.sleep(1.5)
+        time.sleep(1.5)  # past --min-interval 1 since the first fetch
         assert provider.count() == 1  # nothing due for an hour
         requested = time.monotonic()
         stamp = {"metadata": {"annotations": {REFRESH_ANNOTATION: "2026-11-22T10:00:00Z"}}}
         kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "f", stamp)
-        wait_for(lambda: new in kids(kube, ns, "f"), 5, "forced refresh published the new key")
-        first = provider.log[1].monotonic - requested
+        wait_for(lambda: provider.count() == 2, PATIENCE, "the forced refresh")
         stamp["metadata"]["annotations"][REFRESH_ANNOTATION] = "2026-11-22T10:00:01Z"
         kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "f", stamp)
-        wait_for(lambda: provider.count() == 3, 8, "second forced refresh")
-        spacing = provider.log[2].monotonic - provider.log[1].monotonic
+        wait_for(lambda: new in kids(kube, ns, "f"), PATIENCE, "the forced refresh published the new key")
+        wait_for(lambda: provider.count() == 3, PATIENCE, "the second forced refresh")
+        log = list(provider.log)
+    first, second = log[1].monotonic - requested, log[2].monotonic - requested
     REPORT.append(
-        f"force refresh: fetched {first:.2f}s after the annotation; a second request waited {spacing:.2f}s"
+        f"force refresh: fetched {first:.2f}s after the annotation; a second request, annotated right "
+        f"after, {second - first:.2f}s later"
     )
-    assert first < 1.0
-    assert 0.95 <= spacing <= 1.6  # --min-interval 1: forcing never fetches more often
+    assert [r.status for r in log] == [200, 200, 304]  # the new key, then a revalidation
+    # --min-interval 1: the second forced fetch is not sooner than 1 s after the first one started,
+    # which was after `requested` (the provider logs a request when it has answered it)
+    assert second >= 1.0
 
 
 @pytest.mark.parametrize(
@@ -166,14 +197,15 @@ def test_backoff_honours_retry_after_and_recovers(kube: ClusterClient, ns: str, 
     kube.create(ns, "ra", {"jwkUrl": idp.url})
     kube.wait_condition(ns, "ra")
     idp.fail(503, retry_after="3")
-    kube.wait_condition(ns, "ra", "True", "FetchFailed", kind="Degraded", timeout=10)
-    failed_at = idp.log[-1].monotonic
-    wait_for(lambda: idp.log[-1].monotonic > failed_at, 8, "a retry")
-    gap = idp.log[-1].monotonic - failed_at
+    kube.wait_condition(ns, "ra", "True", "FetchFailed", kind="Degraded", timeout=PATIENCE)
+    failed, retried = answered(idp, lambda r: r.status == 503, 2)
+    gap = retried.monotonic - failed.monotonic
     idp.recover()
-    obj = kube.wait_condition(ns, "ra", "False", "AsExpected", kind="Degraded", timeout=10)
+    obj = kube.wait_condition(ns, "ra", "False", "AsExpected", kind="Degraded", timeout=PATIENCE)
     REPORT.append(f"Retry-After: 3 on 503: next attempt after {gap:.2f}s; recovered with failures reset")
-    assert 2.9 <= gap <= 4.0
+    # Not sooner than Retry-After: 3 (--retry-base 1 alone retries after at most 1.2 s); the margin is
+    # for the provider logging its first 503 after the operator, which planned the retry, read it.
+    assert gap >= 2.0
     assert obj["status"]["consecutiveFailures"] == 0
     assert "lastError" not in obj["status"]
 
@@ -197,15 +229,19 @@ def test_removed_keys_are_retained_for_a_while(kube: ClusterClient, ns: str, idp
     kube.create(ns, "ret", {"jwkUrl": idp.url, "rotation": {"retainRemovedFor": "3s"}})
     kube.wait_condition(ns, "ret")
     new = idp.rotate()
-    wait_for(lambda: kids(kube, ns, "ret") == {old, new}, 6, "new key added")
-    idp.retire(old)
+    wait_for(lambda: kids(kube, ns, "ret") == {old, new}, PATIENCE, "new key added")
     removed_at = time.monotonic()
-    time.sleep(2.5)
-    assert kids(kube, ns, "ret") == {old, new}  # still retained
-    wait_for(lambda: kids(kube, ns, "ret") == {new}, 5, "old key dropped after retention")
+    idp.retire(old)
+    (seen,) = answered(idp, lambda r: r.status == 200 and r.monotonic > removed_at, 1)  # without it
+    wait_for(lambda: kids(kube, ns, "ret") == {new}, PATIENCE, "old key dropped after retention")
+    dropped = time.monotonic() - removed_at
     REPORT.append(
-        f"retainRemovedFor=3s: removed key unpublished {time.monotonic() - removed_at:.1f}s after removal"
+        f"retainRemovedFor=3s: removed key unpublished {dropped:.1f}s after removal "
+        f"(the operator fetched the document without it after {seen.monotonic - removed_at:.1f}s)"
     )
+    # Still published for 3 s after the operator saw it go, which was after removed_at: a lower bound
+    # (observed by polling, so never sooner than it happened).
+    assert dropped >= 3.0
 
 
 def test_restart_resumes_without_refetching(
@@ -213,19 +249,21 @@ def test_restart_resumes_without_refetching(
 ) -> None:
     with JwksProvider(ca=ca, max_age=8) as provider:
         kube.create(ns, "rs", {"jwkUrl": provider.url})
-        obj = kube.wait_condition(ns, "rs")
+        kube.wait_condition(ns, "rs")
         operator.stop()
-        provider.clear_log()
+        stored = kube.get(ns, "rs")["status"]["nextRefreshTime"]  # what the restarted operator resumes
+        due = datetime.fromisoformat(stored.replace("Z", "+00:00")).timestamp()
         operator.start()
-        restarted = time.monotonic()
-        wait_for(lambda: provider.count() >= 1, 20, "the refresh after restart")
-        first = provider.log[0].monotonic - restarted
-        assert provider.log[0].status == 200  # validators are not kept across restarts
+        restarted = time.time()
+        # Every refresh before the restart revalidated; the restarted operator holds no ETag: its first
+        # request is the second unconditional one.
+        first = answered(provider, lambda r: not conditional(r), 2)[1]
     REPORT.append(
-        f"restart: first fetch {first:.1f}s after restart (nextRefreshTime was "
-        f"{obj['status']['nextRefreshTime']}, spread 0-5 s)"
+        f"restart: first fetch {first.wall - restarted:.1f}s after restart, {first.wall - due:.1f}s after "
+        f"the stored nextRefreshTime {stored} (spread 0-5 s)"
     )
-    assert first >= 3.0
+    assert first.wall >= due  # nothing fetched at startup: resumed at the stored time
+    assert first.status == 200  # validators are not kept across restarts
 
 
 @pytest.mark.last  # after the tests that fill the report

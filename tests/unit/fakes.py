@@ -1,7 +1,8 @@
 """In-process fakes for the engine: a Kube, a Fetcher and a clock (no sockets, no sleeps).
 
 `Rig` wires an Engine to them and drives it step by step: `settle()` runs all work due now (and
-the work that makes due now), `advance(s)` moves the clock first.
+the work that makes due now), `advance(s)` moves the clock first. A provider's caching headers may be
+dated by the clock at each answer, and an answer may take time (the clock moves while it is given).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import itertools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +34,7 @@ CA_PEM = trustme.CA().cert_pem.bytes().decode()  # a real certificate, as a caBu
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 NS = "ns"
 OutputKey = tuple[str, str, str]  # (kind, namespace, name)
+Headers = dict[str, str] | Callable[[datetime], dict[str, str]]  # fixed, or made for the time of an answer
 
 
 def jwk(n: int) -> dict[str, Any]:
@@ -49,7 +52,7 @@ class FakeClock(Clock):
 
     def __init__(self, start: datetime = T0) -> None:
         self.wall = start
-        self.mono = 1000.0
+        self.mono = self.origin = 1000.0  # monotonic time at `start`
         self.sleeps: list[float] = []
         self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 
@@ -65,9 +68,14 @@ class FakeClock(Clock):
         self._sleepers.append((self.mono + seconds, future))
         await future
 
-    def advance(self, seconds: float) -> None:
+    def elapse(self, seconds: float) -> None:
+        """Time passing during a blocking call, in its thread: the clock moves, no sleeper is woken
+        there (the next `advance()` wakes those due)."""
         self.wall += timedelta(seconds=seconds)
         self.mono += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.elapse(seconds)
         for end, future in self._sleepers:
             if end <= self.mono and not future.done():
                 future.set_result(None)
@@ -183,8 +191,13 @@ class Provider:
     """What a JWK URL answers: its keys with caching headers, or an error."""
 
     keys: list[dict[str, Any]]
-    headers: dict[str, str] = field(default_factory=lambda: {"cache-control": "max-age=300"})
+    headers: Headers = field(default_factory=lambda: {"cache-control": "max-age=300"})
     error: Exception | None = None  # raised by the fetch (a FetchError, or something unexpected)
+    latency: float = 0.0  # seconds the clock moves while an answer is given (made when the request came)
+
+    def headers_at(self, now: datetime) -> dict[str, str]:
+        """The caching headers of an answer made at `now`."""
+        return self.headers(now) if callable(self.headers) else dict(self.headers)
 
     @property
     def body(self) -> bytes:
@@ -198,19 +211,28 @@ class Provider:
 class FakeFetcher(Fetcher):
     """Answers from `providers`: 200 with an ETag, 304 when the request's ETag still matches."""
 
-    def __init__(self) -> None:  # no HTTP session
+    def __init__(self, clock: FakeClock | None = None) -> None:  # no HTTP session
+        self.clock = clock or FakeClock()
         self.providers: dict[str, Provider] = {}
         self.calls: list[tuple[str, str | None]] = []  # (url, If-None-Match sent)
+        self.times: list[float] = []  # the clock's monotonic time of each call, as in `calls`
 
     def fetch(self, url: str, **validators: Any) -> FetchResult:
         etag = validators.get("etag")
         self.calls.append((url, etag))
+        self.times.append(self.clock.monotonic())
         provider = self.providers[url]
+        headers = provider.headers_at(self.clock.now())
+        self.clock.elapse(provider.latency)
         if provider.error is not None:
             raise provider.error
         if etag == provider.etag:
-            return FetchResult(304, None, provider.headers, url)
-        return FetchResult(200, provider.body, {**provider.headers, "etag": provider.etag}, url)
+            return FetchResult(304, None, headers, url)
+        return FetchResult(200, provider.body, {**headers, "etag": provider.etag}, url)
+
+    def at(self, url: str) -> list[float]:
+        """When each call for `url` was made: seconds after the clock's start (T0 in a Rig)."""
+        return [t - self.clock.origin for (u, _), t in zip(self.calls, self.times, strict=True) if u == url]
 
 
 def jwtsecret(
@@ -245,7 +267,7 @@ class Rig:
     def __init__(self, **options: Any) -> None:
         self.clock = FakeClock()
         self.kube = FakeKube()
-        self.fetcher = FakeFetcher()
+        self.fetcher = FakeFetcher(self.clock)
         options.setdefault("retry", Backoff(jitter=0))
         options.setdefault("resync_interval", 0)
         self.options = options
@@ -258,7 +280,7 @@ class Rig:
         self.engine.scheduler.clear()
         self.engine = Engine(self.kube, self.fetcher, clock=self.clock, **self.options)
 
-    def serve(self, url: str, *keys: dict[str, Any], headers: dict[str, str] | None = None) -> Provider:
+    def serve(self, url: str, *keys: dict[str, Any], headers: Headers | None = None) -> Provider:
         """Make `url` answer with these keys (and these caching headers instead of max-age=300)."""
         provider = Provider(list(keys)) if headers is None else Provider(list(keys), headers)
         self.fetcher.providers[url] = provider
@@ -290,9 +312,10 @@ class Rig:
         await self.settle()
 
     async def advance_to(self, seconds: float) -> None:
-        """Advance to T0 + `seconds`, stopping at each due time on the way."""
+        """Advance to T0 + `seconds`, stopping at each due time on the way (counted on the monotonic
+        clock: the wall clock keeps only microseconds)."""
         while True:
-            left = (T0 - self.clock.now()).total_seconds() + seconds
+            left = self.clock.origin + seconds - self.clock.monotonic()
             due = self.engine.scheduler.fire_due()
             step = left if due is None else min(due, left)
             if step <= 0:
