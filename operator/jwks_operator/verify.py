@@ -1,4 +1,4 @@
-"""Verify JWTs against what jwks-operator publishes (pure; no Kubernetes needed).
+"""Verify JWTs against what jwks-operator publishes (no Kubernetes: published data or a mounted folder).
 
 The rules gateways apply: a token is valid if any one configured key (of the token's `kid`, if it
 names one, and fitting its algorithm) verifies its signature; `exp`, `nbf` and `iat`, when present,
