@@ -22,7 +22,6 @@ from jwks_operator.verify import DirectoryVerifier
 from tests.material import private_pem, public_jwk, rsa_key
 
 KEY = rsa_key()
-CLAIMS = {"sub": "alice", "exp": int(time.time()) + 300}
 
 
 @pytest.fixture(autouse=True)
@@ -110,10 +109,11 @@ def test_exit_status_0_valid_1_invalid_2_cannot_decide(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = str(keys_dir(tmp_path))
-    token = jwt.encode(CLAIMS, private_pem(KEY), "RS256", headers={"kid": "k1"})
+    claims = {"sub": "alice", "exp": int(time.time()) + 300}  # now, not at collection: the suite is long
+    token = jwt.encode(claims, private_pem(KEY), "RS256", headers={"kid": "k1"})
     code, out, _ = run(capsys, "verify", "--dir", folder, "--token", f"Bearer {token}")
     assert (code, json.loads(out)["sub"]) == (0, "alice")
-    expired = jwt.encode({**CLAIMS, "exp": 1}, private_pem(KEY), "RS256", headers={"kid": "k1"})
+    expired = jwt.encode({**claims, "exp": 1}, private_pem(KEY), "RS256", headers={"kid": "k1"})
     code, out, _ = run(capsys, "verify", "--dir", folder, "--token", expired)
     assert (code, out.strip()) == (1, "invalid: token expired (exp is in the past)")
     (tmp_path / "jwks.json").unlink()
