@@ -275,6 +275,10 @@ class RealCluster:
     def _get(self, path: str) -> int:
         return _get(self.url + path, token=self.token, ca=self.ca_pem)
 
+    def open(self, path: str, timeout: float = 5) -> Any:
+        """A GET of `path` as the admin (a response to use as a context manager; HTTPError on 4xx/5xx)."""
+        return _open(self.url + path, token=self.token, ca=self.ca_pem, timeout=timeout)
+
     # -- clients ------------------------------------------------------------------------------------
 
     def _kubeconfig(self, path: Path, token: str, name: str = "real") -> Path:
@@ -367,12 +371,17 @@ def _established(crd: Any) -> bool:
     return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
-def _get(url: str, *, token: str = "", ca: bytes | None = None) -> int:
-    """The status of a GET (0 when nothing answers)."""
+def _open(url: str, *, token: str = "", ca: bytes | None = None, timeout: float = 2) -> Any:
+    """urlopen with our CA and bearer token (when given)."""
     context = ssl.create_default_context(cadata=ca.decode()) if ca else None
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    return urllib.request.urlopen(request, timeout=timeout, context=context)
+
+
+def _get(url: str, *, token: str = "", ca: bytes | None = None) -> int:
+    """The status of a GET (0 when nothing answers)."""
     try:
-        with urllib.request.urlopen(request, timeout=2, context=context) as response:
+        with _open(url, token=token, ca=ca) as response:
             code: int = response.status
             return code
     except urllib.error.HTTPError as exc:

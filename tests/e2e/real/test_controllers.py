@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import ssl
 import urllib.error
-import urllib.request
 from typing import Any
 
 from tests.harness.backend import operator_requests
@@ -43,7 +41,7 @@ def watch_status(real: RealCluster, resource_version: str) -> int | None:
     None while the restarted server's watch cache is still initializing (429)."""
     query = f"watch=1&timeoutSeconds=1&resourceVersion={resource_version}"
     try:
-        with _open(real, f"/apis/jwks.dev/v1alpha1/jwtsecrets?{query}") as response:
+        with real.open(f"/apis/jwks.dev/v1alpha1/jwtsecrets?{query}") as response:
             line = response.readline()
     except urllib.error.HTTPError as exc:
         if exc.code == 429:
@@ -53,17 +51,11 @@ def watch_status(real: RealCluster, resource_version: str) -> int | None:
     return int(event["object"]["code"]) if event["type"] == "ERROR" else 200
 
 
-def _open(real: RealCluster, path: str) -> Any:
-    request = urllib.request.Request(real.url + path, headers={"Authorization": f"Bearer {real.token}"})
-    context = ssl.create_default_context(cadata=real.ca_pem.decode())
-    return urllib.request.urlopen(request, timeout=5, context=context)
-
-
 def compacted(real: RealCluster, resource_version: str) -> bool:
     """Whether etcd has compacted `resource_version` away (an exact list at it is then 410 Gone)."""
     query = f"resourceVersion={resource_version}&resourceVersionMatch=Exact"
     try:
-        with _open(real, f"/apis/jwks.dev/v1alpha1/jwtsecrets?{query}"):
+        with real.open(f"/apis/jwks.dev/v1alpha1/jwtsecrets?{query}"):
             return False
     except urllib.error.HTTPError as exc:
         return exc.code == 410
