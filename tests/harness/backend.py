@@ -2,8 +2,9 @@
 
 `JWKS_BACKEND=emulator` (default) serves tests/harness/k8s/'s emulator; `JWKS_BACKEND=real` starts
 tests/harness/control_plane.py's etcd + kube-apiserver + kube-controller-manager. Both clusters offer
-the same interface (`Cluster`), and `operator_requests` reads what the operator asked of either: the
-emulator's request log, or the real API server's audit log.
+the same interface (a context manager with `url`, `write_kubeconfig`, `api_client`), and
+`operator_requests` reads what the operator asked of either: the emulator's request log, or the real
+API server's audit log.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Protocol
-
-from kubernetes import client
+from typing import Any, Literal
 
 from tests.harness.control_plane import RealCluster
 from tests.harness.k8s import EmulatedCluster
@@ -27,22 +25,6 @@ OPERATOR_AGENTS = ("kopf/", "jwks-operator/")
 # deploy/'s ServiceAccount: what the operator runs as on the real control plane
 OPERATOR_NAMESPACE = OPERATOR_SA = "jwks-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
-
-
-class Cluster(Protocol):
-    """What tests need of a cluster, emulated or real."""
-
-    url: str
-
-    def __enter__(self) -> Cluster: ...
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-    def write_kubeconfig(self, path: Path) -> Path: ...
-
-    def api_client(self, path: Path) -> client.ApiClient: ...
 
 
 def new_cluster(workdir: Path, crds: Sequence[Mapping[str, Any]] = ()) -> EmulatedCluster | RealCluster:

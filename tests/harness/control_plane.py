@@ -83,14 +83,10 @@ class RealCluster:
         crds: Sequence[Mapping[str, Any]] = (),
         *,
         compaction: str = "5s",
-        watch_cache: bool = True,
-        controller_manager: bool = True,
     ) -> None:
         self.workdir = workdir
         self.crds = list(crds)
         self.compaction = compaction
-        self.watch_cache = watch_cache
-        self.with_controller_manager = controller_manager
         self.bins = assets()
         self.token = uuid.uuid4().hex
         self._controller_token = uuid.uuid4().hex
@@ -110,8 +106,7 @@ class RealCluster:
             # CRDs first: the controller manager's REST mapper sees them at once (it re-reads
             # discovery every 30 s, so a CRD created later is garbage-collected only after that).
             self.install(self.crds)
-            if self.with_controller_manager:
-                self._start_controller_manager()
+            self._start_controller_manager()
         except BaseException:
             self.stop()
             raise
@@ -239,7 +234,6 @@ class RealCluster:
             "--audit-log-format=json",
             "--audit-log-mode=blocking",
             "--audit-log-maxbackup=0",
-            f"--watch-cache={str(self.watch_cache).lower()}",
             "--endpoint-reconciler-type=none",
         ]
         self._spawn("kube-apiserver", args)
