@@ -77,7 +77,11 @@ class Publisher:
         if new_digest != tracked.published_digest:
             new = tracked.published_digest is None and tracked.target is None
             writer = self.writers[target.kind]
-            result = await asyncio.to_thread(writer.write, target, tracked.owner, data, new=new)
+            tracked.writing = data  # the watch may echo this write before the call returns
+            try:
+                result = await asyncio.to_thread(writer.write, target, tracked.owner, data, new=new)
+            finally:
+                tracked.writing = None
             if result != "unchanged":
                 await self._written(tracked, target, result, len(key_set.keys))
             tracked.published_digest, tracked.published_data, tracked.repairing = new_digest, data, False
@@ -138,14 +142,21 @@ class Publisher:
 
     @staticmethod
     def drifted(tracked: Tracked, data: Mapping[str, str], *, deleted: bool) -> bool:
-        """Whether a watched output no longer holds what this process last wrote into it."""
+        """Whether a watched output no longer holds what this process last wrote, or is writing, into it."""
         if tracked.published_data is None or tracked.spec is None:
             return False  # nothing published by this process yet: the next reconcile writes it anyway
-        wanted = tracked.published_data
-        if tracked.spec.target_shared:
-            ours = (wanted[JWKS_KEY], wanted[POLICY_KEY])
-            wanted = dict(zip(part_keys(tracked.name), ours, strict=True))
-        return deleted or any(data.get(k) != v for k, v in wanted.items())
+        if deleted:
+            return True
+        ours = [wrote for wrote in (tracked.published_data, tracked.writing) if wrote is not None]
+        return not any(Publisher._holds(tracked, data, wrote) for wrote in ours)
+
+    @staticmethod
+    def _holds(tracked: Tracked, data: Mapping[str, str], wrote: Mapping[str, str]) -> bool:
+        """Whether `data` holds `wrote` (for a shared target: our part of it)."""
+        wanted = wrote
+        if tracked.spec is not None and tracked.spec.target_shared:
+            wanted = dict(zip(part_keys(tracked.name), (wrote[JWKS_KEY], wrote[POLICY_KEY]), strict=True))
+        return all(data.get(k) == v for k, v in wanted.items())
 
     async def event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
         """Record an Event on the JwtSecret (best effort)."""

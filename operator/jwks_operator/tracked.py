@@ -60,6 +60,7 @@ class Tracked:
     published: KeySet | None = None
     published_digest: str | None = None
     published_data: dict[str, str] | None = None  # what we last wrote (to notice edits by hand)
+    writing: dict[str, str] | None = None  # what a write under way is putting there (its echo is ours)
     # Where the keys are: the stored status's target until this process publishes; during a move,
     # the previous target until the new one is written and the previous one removed.
     target: Target | None = None

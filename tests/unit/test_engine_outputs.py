@@ -232,3 +232,21 @@ async def test_expired_retained_keys_are_forgotten_and_do_not_shorten_the_rechec
     await rig.advance_to(1500.05)
     assert rig.kids("a-jwks") == rig.kids("b-jwks") == ["k3"]
     assert source.removed == {}
+
+
+async def test_the_watch_echo_of_a_write_under_way_is_not_taken_for_an_edit_by_hand() -> None:
+    """The ConfigMap watch can deliver our own update before the update call returns: that is no
+    drift, so the spec change is reported as Published, not Repaired, and nothing is written twice."""
+    rig = Rig()
+    await published(rig)
+    write = rig.kube.publish
+
+    def write_and_echo(kind: Any, owner: Any, name: str, data: Any, *, new: bool = False) -> Any:
+        result = write(kind, owner, name, data, new=new)
+        rig.engine.drift("MODIFIED", rig.configmap_event(name, owner.name, dict(data)))  # the echo
+        return result
+
+    rig.kube.publish = write_and_echo  # type: ignore[method-assign]
+    await rig.apply("a", {**SPEC, "audiences": ["api", "web"]}, generation=2)
+    assert rig.kube.writes() == [("publish", "ConfigMap", "a-jwks")]
+    assert [e[:2] for e in rig.kube.events] == [("Normal", "Published")]
