@@ -146,8 +146,9 @@ class Engine:
         self.scheduler.cancel(("obj", key))
         self.scheduler.cancel(("resync", key))
         target = tracked.target if tracked is not None else None
-        if tracked is not None and target is not None and target.shared:
-            self.publisher.leave_shared(tracked, target)
+        shared = target if target is not None and target.shared else None
+        if tracked is not None and (shared is not None or tracked.outputs):
+            self.publisher.withdraw(tracked, shared)
         self.metrics.jwtsecrets.set(len(self.objects))
         self.metrics.forget_object(*key)
         if tracked is not None and tracked.source_key:
@@ -218,6 +219,7 @@ class Engine:
         tracked = self.objects.get(key)
         if tracked is not None:
             tracked.published_digest, tracked.repairing = None, True
+            tracked.output_stamps.clear()
             await self.reconcile(key)
 
     async def reconcile(self, key: ObjKey, *, from_source: bool = False) -> None:

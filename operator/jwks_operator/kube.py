@@ -8,7 +8,6 @@ and timeouts nothing handled become ApiCallError naming the Kube method (the eng
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -21,10 +20,12 @@ from kubernetes.client.exceptions import ApiException
 from . import __version__, bodies
 from .bodies import Owner, TargetKind
 from .errors import ApiCallError, FetchError, SecretRefError
+from .gateways.base import ObjectRef
 from .names import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from .objects import CustomObject, TargetObject
 from .spec import CaBundleRef
 from .status import timestamp
-from .writes import Body, write
+from .writes import Mutate, Outcome, write
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -33,7 +34,6 @@ __all__ = [
     "Owner",
     "PublishResult",
     "TargetKind",
-    "TargetObject",
     "api_errors",
     "load_api_client",
 ]
@@ -210,39 +210,13 @@ class Kube:
             owner.namespace, body, _preload_content=False, _request_timeout=self.timeout
         )
 
+    @api_errors
+    def write_output(self, ref: ObjectRef, mutate: Mutate) -> Outcome:
+        """Bring one gateway output object to what `mutate` wants (create, or read-modify-write)."""
+        if not ref.group and ref.kind in ("ConfigMap", "Secret"):
+            kind: TargetKind = "Secret" if ref.kind == "Secret" else "ConfigMap"
+            return write(self._object(kind, ref.namespace, ref.name), mutate, attempts=5)
+        return write(CustomObject(self.custom, ref, self.timeout), mutate, attempts=5)
+
     def _object(self, kind: TargetKind, namespace: str, name: str) -> TargetObject:
         return TargetObject(self.core, kind, namespace, name, self.timeout)
-
-
-class TargetObject:
-    """The REST calls on one named ConfigMap or Secret, as plain JSON (writes.Objects)."""
-
-    def __init__(self, core: Any, kind: TargetKind, namespace: str, name: str, timeout: float) -> None:
-        self.kind, self.namespace, self.name = kind, namespace, name
-        self._core = core
-        self._resource = "config_map" if kind == "ConfigMap" else "secret"
-        self._options = {"_preload_content": False, "_request_timeout": timeout}
-
-    def _call(self, verb: str) -> Any:
-        return getattr(self._core, f"{verb}_namespaced_{self._resource}")
-
-    def read(self) -> Body | None:
-        """The object, or None when it does not exist."""
-        try:
-            response = self._call("read")(self.name, self.namespace, **self._options)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        found: Body = json.loads(response.data)
-        return found
-
-    def create(self, body: Body) -> None:
-        self._call("create")(self.namespace, body, **self._options)
-
-    def replace(self, body: Body) -> None:
-        self._call("replace")(self.name, self.namespace, body, **self._options)
-
-    def delete(self, preconditions: Mapping[str, Any]) -> None:
-        options = {"preconditions": dict(preconditions)}
-        self._call("delete")(self.name, self.namespace, body=options, **self._options)

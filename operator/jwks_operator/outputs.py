@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .keys import KeySet, key_algorithms, thumbprint
 from .names import (
@@ -19,7 +19,9 @@ from .names import (
     OWNER_LABEL,
     POLICY_KEY,
 )
-from .spec import JwtSecretSpec
+
+if TYPE_CHECKING:
+    from .spec import JwtSecretSpec
 
 
 def effective_algorithms(spec: JwtSecretSpec, key_set: KeySet) -> list[str]:

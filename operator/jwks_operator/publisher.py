@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Literal, Protocol
 
 from .errors import JwksError
+from .gateway_outputs import GatewayOutputs
 from .keys import KeySet
 from .kube import Kube, Owner
 from .metrics import Metrics
@@ -25,7 +26,7 @@ from .tracked import Target, Tracked
 
 EventType = Literal["Normal", "Warning"]
 WriteResult = Literal["created", "updated", "unchanged", "deleted"]
-LeaveKey = tuple[str, str, str]  # (namespace, name, uid) of a deleted contributor to a shared target
+LeaveKey = tuple[str, str, str]  # (namespace, name, uid) of a deleted JwtSecret leaving shared objects
 
 
 class Writer(Protocol):
@@ -65,9 +66,10 @@ class Publisher:
         self.metrics = metrics
         self.scheduler = scheduler
         self.retry = retry
-        self.leaving: dict[LeaveKey, tuple[Tracked, Target, int]] = {}  # with its failures so far
+        self.leaving: dict[LeaveKey, tuple[Tracked, Target | None, int]] = {}  # with its failures so far
         data = DataWriter(kube)
         self.writers: dict[str, Writer] = {"ConfigMap": data, "Secret": data}
+        self.gateways = GatewayOutputs(kube, metrics)
 
     async def publish(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet) -> None:
         """Write the keys to the target the spec names, then remove a previous target."""
@@ -117,26 +119,29 @@ class Publisher:
             self.metrics.api_writes.labels(target.kind, "delete").inc()
         return removed
 
-    def leave_shared(self, tracked: Tracked, target: Target) -> None:
-        """A deleted JwtSecret takes its part out of a shared target (the last one out deletes it), retried
-        with backoff until done: gateways trust every key in the shared jwks.json."""
+    def withdraw(self, tracked: Tracked, target: Target | None) -> None:
+        """A deleted JwtSecret takes its part out of a shared target (the last one out deletes it) and its
+        keys out of its gateway outputs, retried with backoff until done: gateways trust every key there."""
         key = (tracked.namespace, tracked.name, tracked.uid)
         self.leaving[key] = (tracked, target, 0)
         self.scheduler.schedule(("leave", key), 0.0)
 
     async def leave(self, key: LeaveKey) -> None:
-        """One attempt at a pending leave_shared; a failure plans the next."""
+        """One attempt at a pending withdraw; a failure plans the next."""
         if key not in self.leaving:
             return
         tracked, target, failures = self.leaving[key]
         try:
-            await self._remove(tracked, target)
+            if target is not None:
+                await self._remove(tracked, target)
+            await self.gateways.release_all(tracked)
         except Exception as exc:
             delay = self.retry.delay(failures + 1, getattr(exc, "retry_after", None))
             self.leaving[key] = (tracked, target, failures + 1)
             self.scheduler.schedule(("leave", key), delay)
             why = exc.message if isinstance(exc, JwksError) else type(exc).__name__
-            tracked.log(logging.WARNING, "could not leave %s (retry in %.0fs): %s", target.name, delay, why)
+            where = target.name if target is not None else "its gateway outputs"
+            tracked.log(logging.WARNING, "could not leave %s (retry in %.0fs): %s", where, delay, why)
             return
         del self.leaving[key]
 

@@ -73,6 +73,7 @@ class Reconciler:
                 return
             tracked.reconciled = True
             outcome = await self._attempt(tracked, from_source=from_source)
+            outcome = replace(outcome, outputs=tuple(tracked.outputs.values()))
             if not self.current(tracked):
                 self._superseded(tracked)
                 return
@@ -104,8 +105,10 @@ class Reconciler:
         newer = self.objects.get(tracked.key)
         if newer is not None and newer.uid == tracked.uid:
             newer.take_over(tracked)
-        elif tracked.target is not None and tracked.target.shared:
-            self.publisher.leave_shared(tracked, tracked.target)
+        else:
+            shared = tracked.target if tracked.target is not None and tracked.target.shared else None
+            if shared is not None or tracked.outputs:
+                self.publisher.withdraw(tracked, shared)
 
     async def _attempt(self, tracked: Tracked, *, from_source: bool) -> Outcome:
         """Resolve and publish the keys; the outcome says what the status should report."""
@@ -133,6 +136,8 @@ class Reconciler:
                 return base  # replaced meanwhile: reconcile() drops this outcome
             step = "publishing the keys"
             await self.publisher.publish(tracked, spec, key_set)
+            if spec.outputs or tracked.outputs:
+                await self._outputs(tracked, spec, key_set)
         except JwksError as exc:
             return self._failed(tracked, base, source, exc)
         except Exception as exc:  # not a JwksError: a bug, or an output edited beyond what we parse
@@ -146,6 +151,15 @@ class Reconciler:
             error=source.health(tracked.policy, self.clock.now()) if source else None,
             failures=source.failures if source else 0,
         )
+
+    async def _outputs(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet) -> None:
+        """Write the gateway outputs; while one is not written, retry with backoff."""
+        assert tracked.target is not None  # publish() wrote it
+        if await self.publisher.gateways.sync(tracked, spec, key_set, tracked.target.name):
+            tracked.output_failures = 0
+            return
+        tracked.output_failures += 1
+        self.scheduler.schedule(("obj", tracked.key), self.retry.delay(tracked.output_failures))
 
     def _failed(self, tracked: Tracked, base: Outcome, source: UrlSource | None, exc: JwksError) -> Outcome:
         """The outcome of a failed attempt (the published keys stay), with a retry planned."""

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .durations import parse_duration
 from .errors import SpecError
 from .freshness import RefreshPolicy
 from .keys import ALGORITHMS, HMAC_ALGS, PRIVATE_MEMBERS
+from .providers import SHARED_JWKS
+
+if TYPE_CHECKING:
+    from .gateways import Output
 
 MAX_URL_LENGTH = 2048
 _URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
@@ -23,20 +27,6 @@ _BLANK_RE = re.compile(r"^[\t\n\f\r ]*$")  # what fails the CRD's matches(r'\S')
 CRD_PRIVATE_MEMBERS = tuple(m for m in PRIVATE_MEMBERS if m != "oth")
 # The longest duration the API server's CEL duration() (Go's time.Duration) reads: 2562047h47m16.854775807s.
 MAX_DURATION = (2**63 - 1) / 1e9
-# JWK Sets that sign tokens for every customer of a provider: only an audience check tells them apart.
-_GOOGLE = "https://www.googleapis.com"
-_ENTRA = "https://login.microsoftonline.com"
-SHARED_JWKS = {
-    f"{_GOOGLE}/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com": "Firebase Auth",
-    f"{_GOOGLE}/oauth2/v3/certs": "Google Sign-In",
-    f"{_GOOGLE}/oauth2/v1/certs": "Google Sign-In",
-    "https://www.gstatic.com/iap/verify/public_key-jwk": "Google IAP",
-    "https://firebaseappcheck.googleapis.com/v1/jwks": "Firebase App Check",
-    f"{_ENTRA}/common/discovery/v2.0/keys": "Microsoft Entra ID (common)",
-    f"{_ENTRA}/common/discovery/keys": "Microsoft Entra ID (common)",
-    f"{_ENTRA}/organizations/discovery/v2.0/keys": "Microsoft Entra ID (organizations)",
-    f"{_ENTRA}/consumers/discovery/v2.0/keys": "Microsoft accounts (consumers)",
-}
 
 SourceKind = Literal["jwkUrl", "jwks", "pem", "secretRef"]
 
@@ -100,6 +90,7 @@ class JwtSecretSpec:
     retain_removed_for: float = 0.0
     allow_missing_audience: bool = False
     ca_bundle: CaBundleRef | None = None
+    outputs: tuple[Output, ...] = ()  # gateway-native objects kept beside the ConfigMap/Secret
 
     def shared_provider(self) -> str | None:
         """The provider's name when jwkUrl is a JWK Set shared by all of its customers."""
@@ -173,6 +164,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
         "refresh": _refresh(raw),
         "retain_removed_for": _retain(raw),
         "allow_missing_audience": _bool(raw, "allowMissingAudience"),
+        "outputs": _outputs(raw),
     }
     if url is not None:
         _check_url(url, insecure)
@@ -230,6 +222,12 @@ def _parse_static(static: Mapping[str, Any], common: dict[str, Any]) -> JwtSecre
         raise SpecError("spec.static.secretRef.key", "is required")
     ref_kid = _opt_str(ref, "kid", "spec.static.secretRef.kid")
     return JwtSecretSpec(kind="secretRef", secret_ref=SecretRef(name, key, ref_kid), **common)
+
+
+def _outputs(raw: Mapping[str, Any]) -> tuple[Output, ...]:
+    from .gateways import parse_outputs  # the gateway modules read this one's types
+
+    return parse_outputs(raw.get("outputs"))
 
 
 def _ca_bundle(raw: Mapping[str, Any]) -> CaBundleRef | None:

@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import JwksError
+from .gateways.base import OutputStatus
 from .keys import KeySet
 
 READY = "Ready"
 DEGRADED = "Degraded"
 INSECURE = "InsecureConfig"
+OUTPUT_READY = "OutputReady"
 MakeCondition = Callable[[str, bool, str, str], dict[str, Any]]
 
 
@@ -36,6 +38,7 @@ class Outcome:
     failures: int = 0
     warnings: tuple[tuple[str, str], ...] = ()  # (reason, message) of insecure but working settings
     target_shared: bool = False  # the target is a shared one (spec.target.shared)
+    outputs: tuple[OutputStatus, ...] = ()  # the gateway outputs' last outcomes
 
 
 def condition(
@@ -76,6 +79,34 @@ def _rejected_message(key_set: KeySet) -> str:
     return f"{len(key_set.rejected)} key(s) rejected: {label}: {first.reason}{more}"
 
 
+def _outputs_message(outputs: Sequence[OutputStatus], failed: Sequence[OutputStatus]) -> str:
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"{len(failed)} of {len(outputs)} output(s) not written: {first.id}: {first.message}{more}"
+
+
+def output_entries(
+    outputs: Sequence[OutputStatus], previous: Sequence[Mapping[str, Any]], generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    """status.outputs: each gateway output with the objects it wrote and its OutputReady condition."""
+    before = {str(p.get("output")): p.get("conditions") or [] for p in previous if isinstance(p, Mapping)}
+    entries = []
+    for output in outputs:
+        ready = condition(
+            OUTPUT_READY,
+            output.ready,
+            output.reason,
+            output.message,
+            generation,
+            before.get(output.id, []),
+            now,
+        )
+        entries.append(
+            {"output": output.id, "kind": output.kind, "objects": list(output.objects), "conditions": [ready]}
+        )
+    return entries
+
+
 def conditions(
     outcome: Outcome, previous: Sequence[Mapping[str, Any]], now: datetime
 ) -> list[dict[str, Any]]:
@@ -95,9 +126,12 @@ def _insecure(outcome: Outcome, make: MakeCondition) -> dict[str, Any]:
 
 def _health(outcome: Outcome, make: MakeCondition) -> list[dict[str, Any]]:
     keys, error = outcome.key_set, outcome.error
+    failed = [o for o in outcome.outputs if not o.ready]
     if error is None:
         assert keys is not None, "an outcome without error has keys"
         ready = make(READY, True, "KeysPublished", _published_message(outcome, keys))
+        if failed:
+            return [ready, make(DEGRADED, True, "OutputFailed", _outputs_message(outcome.outputs, failed))]
         if keys.rejected:
             return [ready, make(DEGRADED, True, "KeysRejected", _rejected_message(keys))]
         return [ready, make(DEGRADED, False, "AsExpected", "all keys valid")]
@@ -129,6 +163,8 @@ def build_status(outcome: Outcome, previous: Mapping[str, Any] | None, now: date
         status["target"] = {"kind": outcome.target_kind, "name": outcome.target_name}
         if outcome.target_shared:
             status["target"]["shared"] = True
+    if outcome.outputs:
+        status["outputs"] = output_entries(outcome.outputs, old.get("outputs") or [], outcome.generation, now)
     if outcome.fetched_at is not None:
         status["lastFetchTime"] = timestamp(outcome.fetched_at)
     if outcome.next_refresh is not None:

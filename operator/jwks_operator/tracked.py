@@ -11,6 +11,7 @@ from typing import Any, get_args
 
 from .errors import AudienceRequiredError, JwksError, SpecError
 from .freshness import RefreshPolicy
+from .gateways.base import OutputStatus
 from .keys import KeySet
 from .kube import Owner, TargetKind
 from .spec import JwtSecretSpec, parse_spec, target_name
@@ -69,6 +70,11 @@ class Tracked:
     fetched_at: datetime | None = None
     failures: int = 0
     report_failures: int = 0
+    output_failures: int = 0
+    # Gateway outputs by id: their last outcome (from the stored status until this process writes them)
+    # and a hash of what each was last rendered from (unchanged inputs write nothing).
+    outputs: dict[str, OutputStatus] = field(default_factory=dict)
+    output_stamps: dict[str, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # shared by its generations: one pass at a time
 
     @property
@@ -95,6 +101,7 @@ class Tracked:
         self.lock, self.published, self.fetched_at = older.lock, older.published, older.fetched_at
         self.published_digest, self.published_data = older.published_digest, older.published_data
         self.target = older.target or self.target
+        self.outputs, self.output_stamps = older.outputs, older.output_stamps
 
     def resumable(self) -> bool:
         """After a restart: the stored status already describes this generation and is healthy."""
@@ -140,4 +147,7 @@ def track(
     policy = spec.refresh.policy(default) if spec is not None else default
     status = dict(body.get("status") or {})
     stored = Target.stored(status)
-    return Tracked(key[0], key[1], uid, generation, spec, error, status, policy, request, target=stored)
+    outputs = {o.id: o for o in map(OutputStatus.stored, status.get("outputs") or []) if o is not None}
+    return Tracked(
+        key[0], key[1], uid, generation, spec, error, status, policy, request, target=stored, outputs=outputs
+    )

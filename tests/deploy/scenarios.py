@@ -11,6 +11,13 @@ SCENARIOS: dict[str, Obj] = {
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "ha": {"replicaCount": 2},
     "ha-namespaced": {"replicaCount": 3, "watchNamespaces": ["team-a"], "peeringLifetime": 20},
+    # Every gateway output's RBAC. The API server accepts rules for kinds it does not serve (no gateway
+    # CRD is installed where tests/e2e/real/test_helm.py runs), and the operator runs with them.
+    "outputs": {
+        "outputs": {
+            gateway: {"enabled": True} for gateway in ("istio", "envoyGateway", "kong", "spaceCloud", "nginx")
+        }
+    },
     "observability": {
         "replicaCount": 2,
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},

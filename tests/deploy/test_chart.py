@@ -45,6 +45,18 @@ OPERATOR_GRANTS = {
     *{("", "secrets", verb) for verb in ("get", "create", "update", "delete")},
     ("", "events", "create"),
 }
+# What each outputs.<gateway>.enabled adds: the verbs its writer (jwks_operator/gateways/) uses on the
+# gateway's own kind. spaceCloud's ConfigMap, nginx's Secret and kong's credential Secrets are covered
+# by OPERATOR_GRANTS.
+OUTPUT_GRANTS: dict[str, set[tuple[str, str, str]]] = {
+    "istio": {
+        ("security.istio.io", "requestauthentications", v) for v in ("get", "create", "update", "delete")
+    },
+    "envoyGateway": {("gateway.envoyproxy.io", "securitypolicies", v) for v in ("get", "update")},
+    "kong": {("configuration.konghq.com", "kongconsumers", v) for v in ("get", "update")},
+    "spaceCloud": set(),
+    "nginx": set(),
+}
 PLAIN_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 CLUSTER_KINDS = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -100,6 +112,21 @@ def grants(role: Obj) -> Iterator[tuple[str, str, str]]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
                     yield group, resource, verb
+
+
+def output_grants(values: Obj) -> set[tuple[str, str, str]]:
+    """The grants the values' enabled gateway outputs add."""
+    outputs = values.get("outputs", {})
+    return {
+        g
+        for gateway, added in OUTPUT_GRANTS.items()
+        if outputs.get(gateway, {}).get("enabled")
+        for g in added
+    }
+
+
+def all_outputs(enabled: bool = True) -> Obj:
+    return {gateway: {"enabled": enabled} for gateway in OUTPUT_GRANTS}
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -162,6 +189,15 @@ BAD_VALUES: list[tuple[Obj, str]] = [
     ({"peeringLifetime": 5}, "at '/peeringLifetime': minimum: got 5, want 10"),
     ({"metricz": {"enabled": True}}, "additional properties 'metricz' not allowed"),
     ({"podDisruptionBudget": {"minAvailable": "half"}}, "at '/podDisruptionBudget/minAvailable'"),
+    (
+        {"outputs": {"traefik": {"enabled": True}}},
+        "at '/outputs': additional properties 'traefik' not allowed",
+    ),
+    (
+        {"outputs": {"istio": {"enable": True}}},
+        "at '/outputs/istio': additional properties 'enable' not allowed",
+    ),
+    ({"outputs": {"kong": {"enabled": "yes"}}}, "at '/outputs/kong/enabled': got string, want boolean"),
     (
         {"refresh": {"minInterval": 7200, "maxInterval": 3600}},
         "refresh.minInterval (7200) must not be greater than refresh.maxInterval (3600)",
@@ -252,7 +288,7 @@ def test_rbac_least_privilege(scenario: str) -> None:
         assert {verb for _, _, verb in granted} <= PLAIN_VERBS  # no bind, escalate, impersonate...
         assert {v for _, r, v in granted if r == "secrets"} == {"get", "create", "update", "delete"}
         kopf = {g for g in granted if g[0] == "kopf.dev"}
-        assert granted - kopf == OPERATOR_GRANTS
+        assert granted - kopf == OPERATOR_GRANTS | output_grants(values)
         plural = "kopfpeerings" if namespaces else "clusterkopfpeerings"
         expected_kopf = {("kopf.dev", plural, verb) for verb in ("list", "watch", "patch")}
         assert kopf == (expected_kopf if peering else set())
@@ -274,6 +310,57 @@ def test_rbac_least_privilege(scenario: str) -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
         ]
+
+
+def test_gateway_output_rules_are_off_by_default() -> None:
+    """values.yaml has a flag per gateway of the CRD's spec.outputs[] items, all off: no gateway rule."""
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["outputs"]
+    assert defaults == all_outputs(False)
+    crd = yaml.safe_load((ROOT / "crds" / "jwtsecrets.jwks.dev.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert set(spec["properties"]["outputs"]["items"]["properties"]) == set(OUTPUT_GRANTS)
+    for scenario in ("default", "namespaced"):
+        for role in of_kind(rendered(scenario), "ClusterRole") + of_kind(rendered(scenario), "Role"):
+            assert {group for rule in role["rules"] for group in rule["apiGroups"]} == {"jwks.dev", ""}
+            assert set(grants(role)) == OPERATOR_GRANTS
+
+
+@pytest.mark.parametrize("gateway", OUTPUT_GRANTS)
+def test_each_output_flag_adds_exactly_its_rules(gateway: str) -> None:
+    """One flag on: the default rules, unchanged and in order, then that gateway's rule (if it needs one)."""
+    (default_role,) = of_kind(rendered("default"), "ClusterRole")
+    (role,) = of_kind(documents(template({"outputs": {gateway: {"enabled": True}}})), "ClusterRole")
+    assert role["rules"][: len(default_role["rules"])] == default_role["rules"]
+    added = role["rules"][len(default_role["rules"]) :]
+    assert len(added) == (1 if OUTPUT_GRANTS[gateway] else 0)
+    assert {g for rule in added for g in grants({"rules": [rule]})} == OUTPUT_GRANTS[gateway]
+    assert all("resourceNames" not in rule for rule in added)  # names come from JwtSecrets, unknown here
+
+
+def test_output_rules_in_each_namespaced_role() -> None:
+    namespaces = ["team-a", "team-b", "team-c"]
+    docs = documents(template({"watchNamespaces": namespaces, "outputs": all_outputs()}))
+    assert not of_kind(docs, "ClusterRole")
+    roles = of_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == namespaces
+    (cluster_role,) = of_kind(rendered("outputs"), "ClusterRole")  # the same shared rules template
+    assert set(grants(cluster_role)) == OPERATOR_GRANTS.union(*OUTPUT_GRANTS.values())
+    for role in roles:
+        assert role["rules"] == cluster_role["rules"], role["metadata"]["namespace"]
+
+
+def test_notes_say_which_gateway_outputs_are_granted() -> None:
+    def notes(values: Obj) -> str:
+        result = helm(
+            "install", "jwks-operator", str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
+            "--values", "-", stdin=yaml.safe_dump(values),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout.partition("\nNOTES:\n")[2]
+
+    assert "need outputs.<gateway>.enabled (granted: none)." in notes({})
+    assert "(granted: istio, envoyGateway, kong)." in notes(SCENARIOS["outputs"])
+    assert "(granted: kong)." in notes({"outputs": {"kong": {"enabled": True}, "nginx": {"enabled": True}}})
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -8,25 +8,29 @@ dated by the clock at each answer, and an answer may take time (the clock moves 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import itertools
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import trustme
+from kubernetes.client.exceptions import ApiException
 
 from jwks_operator.engine import Backoff, Engine
 from jwks_operator.errors import SecretRefError
 from jwks_operator.fetch import Fetcher, FetchResult
+from jwks_operator.gateways import ObjectRef
 from jwks_operator.kube import Kube, Owner, PublishResult, TargetKind
 from jwks_operator.names import API_VERSION, KIND
 from jwks_operator.outputs import aggregate
 from jwks_operator.scheduler import Clock, Item
 from jwks_operator.spec import CaBundleRef
+from jwks_operator.writes import Body, Mutate, Outcome, write
 from tests.material import ec_key, public_jwk
 
 CA_PEM = trustme.CA().cert_pem.bytes().decode()  # a real certificate, as a caBundleRef must hold
@@ -103,12 +107,48 @@ class Gate:
             raise AssertionError("no call reached the gate")
 
 
+class MemoryObject:
+    """One named object in an in-memory store (writes.Objects), with resourceVersion like the API's."""
+
+    def __init__(self, store: dict[ObjectRef, Body], ref: ObjectRef) -> None:
+        self.store, self.ref, self.kind, self.name = store, ref, ref.kind, ref.name
+
+    def read(self) -> Body | None:
+        found = self.store.get(self.ref)
+        return copy.deepcopy(found) if found is not None else None
+
+    def create(self, body: Body) -> None:
+        if self.ref in self.store:
+            raise ApiException(status=409)
+        self.store[self.ref] = self._stored(body, "1")
+
+    def replace(self, body: Body) -> None:
+        current = self.store.get(self.ref)
+        if current is None:
+            raise ApiException(status=404)
+        version = current["metadata"]["resourceVersion"]
+        if body["metadata"].get("resourceVersion") != version:
+            raise ApiException(status=409)
+        self.store[self.ref] = self._stored(body, str(int(version) + 1))
+
+    def delete(self, preconditions: Mapping[str, Any]) -> None:
+        if self.store.pop(self.ref, None) is None:
+            raise ApiException(status=404)
+
+    @staticmethod
+    def _stored(body: Body, version: str) -> Body:
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = version
+        return stored
+
+
 class FakeKube(Kube):
     """The API calls the engine makes, kept in memory and recorded in order in `calls`."""
 
     def __init__(self) -> None:  # no API client
         self.calls: list[tuple[Any, ...]] = []
         self.outputs: dict[OutputKey, dict[str, str]] = {}
+        self.objects: dict[ObjectRef, Body] = {}  # gateway outputs' objects, as written by write_output
         self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[tuple[str, str, str]] = []  # (type, reason, message)
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
@@ -167,6 +207,10 @@ class FakeKube(Kube):
         if existing is None:
             return "created"
         return "unchanged" if existing == merged else "updated"
+
+    def write_output(self, ref: ObjectRef, mutate: Mutate) -> Outcome:
+        self._call("write_output", ref.kind, ref.name)
+        return write(MemoryObject(self.objects, ref), mutate)
 
     def delete_owned(self, kind: TargetKind, owner: Owner, name: str) -> bool:
         self._call("delete_owned", kind, name)

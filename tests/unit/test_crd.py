@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from jwks_operator.errors import FetchError
+from jwks_operator.gateways import OutputStatus
 from jwks_operator.keys import KeySet, Rejection
 from jwks_operator.status import Outcome, build_status
 from tests.harness.k8s import prune
@@ -52,8 +53,15 @@ def test_printer_columns() -> None:
 def test_everything_the_operator_writes_survives_pruning() -> None:
     keys = KeySet(({"kty": "RSA", "kid": "a", "alg": "RS256", "use": "sig"},), (Rejection(1, "b", "bad"),))
     now = datetime.now(UTC)
-    outcome = Outcome("u", 3, "ConfigMap", "x", keys, FetchError("HTTP 500"), now, now, failures=2)
+    outputs = (
+        OutputStatus("kong/c", "Secret", ("a-kong-1", "KongConsumer/c"), True, "Written", "1 key(s)"),
+        OutputStatus("istio/api", "RequestAuthentication", (), False, "NotFound", "absent"),
+    )
+    outcome = Outcome(
+        "u", 3, "ConfigMap", "x", keys, FetchError("HTTP 500"), now, now, failures=2, outputs=outputs
+    )
     status = build_status(outcome, None, now)
+    assert len(status["outputs"]) == 2
     pruned = {"status": yaml.safe_load(yaml.safe_dump(status))}
     prune(pruned["status"], SCHEMA["properties"]["status"])
     assert pruned["status"] == status

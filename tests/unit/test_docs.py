@@ -11,6 +11,7 @@ import jwt
 import pytest
 import yaml
 
+from jwks_operator.gateways import PARSERS
 from jwks_operator.keys import KeySet
 from jwks_operator.outputs import render
 from jwks_operator.spec import parse_spec, target_name
@@ -41,6 +42,8 @@ JWTSECRETS = [(p, d) for p, d in DOCS if d["kind"] == "JwtSecret"]
 def test_the_guides_have_examples() -> None:
     assert len(JWTSECRETS) >= 8
     assert {d["kind"] for _, d in DOCS} >= {"JwtSecret", "SecurityPolicy", "ConfigMap", "Pod"}
+    shown = {key for _, d in JWTSECRETS for o in d["spec"].get("outputs") or [] for key in o}
+    assert shown == set(PARSERS), "docs/integrations.md shows a manifest for every gateway output"
 
 
 @pytest.mark.parametrize(
@@ -66,8 +69,18 @@ def test_jwtsecret_examples_are_valid(page: str, doc: dict[str, Any]) -> None:
 def test_envoy_gateway_policy_points_at_a_published_configmap() -> None:
     published = {target_name(d["metadata"]["name"], parse_spec(d["spec"])) for _, d in JWTSECRETS}
     policies = [d for _, d in DOCS if d["kind"] == "SecurityPolicy"]
+    managed = {
+        o["envoyGateway"]["securityPolicy"]
+        for _, d in JWTSECRETS
+        for o in d["spec"].get("outputs") or []
+        if "envoyGateway" in o
+    }
     assert policies
+    assert managed, "the guide shows a SecurityPolicy whose provider the operator manages"
     for policy in policies:
+        if "jwt" not in policy["spec"]:
+            assert policy["metadata"]["name"] in managed, "a policy without jwt is one the operator fills"
+            continue
         for provider in policy["spec"]["jwt"]["providers"]:
             local = provider["localJWKS"]
             assert local["type"] == "ValueRef"

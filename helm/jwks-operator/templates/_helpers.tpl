@@ -60,8 +60,8 @@ app.kubernetes.io/part-of: jwks-operator
 
 {{/*
 The operator's permissions, shared by the ClusterRole (all namespaces) and each Role (watched
-namespaces). Exactly what the operator and Kopf request; tests/e2e/test_rbac.py compares it with
-the requests of a whole e2e run.
+namespaces). Exactly what the operator and Kopf request; tests/e2e/test_rbac.py compares it (default
+values: no gateway outputs) with the requests of a whole e2e run.
 */}}
 {{- define "jwks-operator.rules" -}}
 # Kopf lists, then watches, the JwtSecrets; the operator never reads one by name.
@@ -73,12 +73,14 @@ the requests of a whole e2e run.
   resources: [jwtsecrets/status]
   verbs: [patch]
 # Published ConfigMaps: read, written, deleted after a target change; watched (server-side label
-# selector app.kubernetes.io/managed-by=jwks-operator) to repair hand edits.
+# selector app.kubernetes.io/managed-by=jwks-operator) to repair hand edits. Also Space Cloud's
+# project ConfigMap (outputs.spaceCloud), read and rewritten.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, create, update, delete]
-# Secrets: spec.static.secretRef / caBundleRef sources are read by name; HMAC outputs are written and,
-# after a target change, deleted. Never list or watch: the operator cannot enumerate Secrets.
+# Secrets: spec.static.secretRef / caBundleRef sources are read by name; HMAC outputs and the nginx and
+# kong outputs' Secrets are written and, when no longer needed, deleted. Never list or watch: the
+# operator cannot enumerate Secrets.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, update, delete]
@@ -86,6 +88,28 @@ the requests of a whole e2e run.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- /* Gateway outputs, each only when its outputs.<gateway>.enabled is set. spaceCloud (ConfigMap),
+nginx and kong's credentials (Secrets) need nothing beyond the ConfigMap and Secret rules above. */}}
+{{- with .Values.outputs }}
+{{- if .istio.enabled }}
+# outputs.istio: RequestAuthentications created when absent, rewritten, deleted (ours only) when unused.
+- apiGroups: [security.istio.io]
+  resources: [requestauthentications]
+  verbs: [get, create, update, delete]
+{{- end }}
+{{- if .envoyGateway.enabled }}
+# outputs.envoyGateway: the user's SecurityPolicies are read and rewritten, never created or deleted.
+- apiGroups: [gateway.envoyproxy.io]
+  resources: [securitypolicies]
+  verbs: [get, update]
+{{- end }}
+{{- if .kong.enabled }}
+# outputs.kong: a named KongConsumer is read and rewritten to list the credential Secrets.
+- apiGroups: [configuration.konghq.com]
+  resources: [kongconsumers]
+  verbs: [get, update]
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Kopf peering (HA): Kopf watches the peering objects and patches its keep-alive into ours. */}}
