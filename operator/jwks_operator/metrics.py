@@ -64,9 +64,16 @@ class Metrics:
             registry=r,
         )
 
-    def set_object(self, namespace: str, name: str, keys: int, conditions: Iterable[tuple[str, str]]) -> None:
-        """Export a JwtSecret's key count and its (type, status) conditions."""
-        self.objects.state[(namespace, name)] = (keys, tuple(conditions))
+    def set_object(
+        self,
+        namespace: str,
+        name: str,
+        keys: int,
+        conditions: Iterable[tuple[str, str]],
+        outputs: Iterable[tuple[str, bool]] = (),
+    ) -> None:
+        """Export a JwtSecret's key count, its (type, status) conditions and its (output, ready) outputs."""
+        self.objects.state[(namespace, name)] = (keys, tuple(conditions), tuple(outputs))
 
     def forget_object(self, namespace: str, name: str) -> None:
         """Drop the series of a deleted JwtSecret."""
@@ -83,6 +90,9 @@ class Metrics:
         start_http_server(port, registry=self.registry)
 
 
+ObjectState = tuple[int, tuple[tuple[str, str], ...], tuple[tuple[str, bool], ...]]
+
+
 class ObjectCollector(Collector):
     """Per-JwtSecret series, built at scrape time from one small tuple per object.
 
@@ -91,7 +101,7 @@ class ObjectCollector(Collector):
     """
 
     def __init__(self) -> None:
-        self.state: dict[tuple[str, str], tuple[int, tuple[tuple[str, str], ...]]] = {}
+        self.state: dict[tuple[str, str], ObjectState] = {}
 
     def collect(self) -> Iterator[Metric]:
         keys = GaugeMetricFamily(
@@ -102,11 +112,19 @@ class ObjectCollector(Collector):
             "JwtSecret conditions (1 for the current status).",
             labels=["namespace", "jwtsecret", "type", "status"],
         )
+        output = GaugeMetricFamily(
+            f"{PREFIX}_output_ready",
+            "1 when a gateway output of spec.outputs holds the current keys, else 0.",
+            labels=["namespace", "jwtsecret", "output"],
+        )
         snapshot = list(self.state.items())  # a copy: scrapes run in a thread of their own
-        for (namespace, name), (count, conditions) in snapshot:
+        for (namespace, name), (count, conditions, outputs) in snapshot:
+            for output_id, ready in outputs:
+                output.add_metric([namespace, name, output_id], 1.0 if ready else 0.0)
             keys.add_metric([namespace, name], count)
             for kind, status in conditions:
                 for value in ("True", "False", "Unknown"):
                     condition.add_metric([namespace, name, kind, value], 1.0 if value == status else 0.0)
         yield keys
         yield condition
+        yield output

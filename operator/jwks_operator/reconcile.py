@@ -205,7 +205,8 @@ class Reconciler:
         """Patch the status if anything but its timestamps changed; Warning events for new problems."""
         new = build_status(outcome, tracked.status, self.clock.now())
         conditions = [(str(c["type"]), str(c["status"])) for c in new["conditions"]]
-        self.metrics.set_object(tracked.namespace, tracked.name, int(new["keyCount"]), conditions)
+        outputs = [(o.id, o.ready) for o in outcome.outputs]
+        self.metrics.set_object(tracked.namespace, tracked.name, int(new["keyCount"]), conditions, outputs)
         patch = merge_patch(tracked.status, new)
         if patch is None or set(patch) <= TIMESTAMPS_ONLY:
             return  # a revalidation that changed nothing writes nothing

@@ -93,6 +93,11 @@ async def test_a_missing_object_fails_that_output_only_and_is_retried_with_backo
     assert (degraded["status"], degraded["reason"]) == ("True", "OutputFailed")
     assert degraded["message"].startswith("1 of 2 output(s) not written: envoyGateway/edge: ")
     assert rig.due(("obj", (NS, "a"))) == 5
+    registry = rig.engine.metrics.registry
+    labels = {"namespace": NS, "jwtsecret": "a"}
+    ready = "jwks_operator_output_ready"
+    assert registry.get_sample_value(ready, {**labels, "output": "envoyGateway/edge"}) == 0.0
+    assert registry.get_sample_value(ready, {**labels, "output": "nginx/"}) == 1.0
 
     rig.kube.objects[POLICY] = user_policy()
     rig.kube.calls.clear()
