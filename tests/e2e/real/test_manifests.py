@@ -13,7 +13,7 @@ from jwks_operator.names import GROUP, PLURAL, VERSION
 from tests.harness import ROOT
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.control_plane import RealCluster
-from tests.harness.gomod import security_policy_crd
+from tests.harness.gomod import gateway_crds
 from tests.harness.k8s import load_crds
 from tests.harness.tools import kubectl, run
 from tests.material import ec_key, public_jwk
@@ -117,9 +117,9 @@ def test_every_yaml_block_in_the_docs_applies(
     admin: Path, real: RealCluster, ns: str, tmp_path: Path
 ) -> None:
     """Every YAML block of README.md and docs/: JwtSecrets and Secrets are created; other kinds (Pods,
-    Envoy Gateway's SecurityPolicy, with its CRD from Envoy Gateway's Go module) go through
+    the gateways' objects, with their CRDs from the gateways' Go modules) go through
     `--dry-run=server`, which runs admission and the schema without storing them."""
-    real.install(security_policy_crd())
+    real.install(gateway_crds())
     blocks = yaml_blocks()
     assert len(blocks) >= 8
     named = {
@@ -142,7 +142,8 @@ def test_every_yaml_block_in_the_docs_applies(
         out = kubectl(admin, "apply", "--server-side", *flags, "-f", str(path), check=False)
         assert "serverside-applied" in out, (page, body, out)
         assert "error" not in out.lower(), (page, body, out)
-    assert {"JwtSecret", "SecurityPolicy", "Pod", "ConfigMap"} <= kinds, kinds
+    gateways = {"SecurityPolicy", "AuthorizationPolicy", "KongConsumer", "KongPlugin"}
+    assert {"JwtSecret", "Pod", "ConfigMap", *gateways} <= kinds, kinds
     for namespace in sorted(named):
         kubectl(admin, "delete", "namespace", namespace, "--wait=false")
 
