@@ -118,8 +118,11 @@ class Engine:
         self.metrics.jwtsecrets.set(len(self.objects))
         source = self.sources.subscribe(tracked)
         if source is not None and known is None and not source.attempted and tracked.resumable():
+            # The stored status says the target holds valid keys: no rush, but the next refresh time is not
+            # stored (it would need a write per period), so revalidate soon, spread so a restarted operator
+            # does not fetch every URL at the same instant.
             spread = random.uniform(0, RESUME_SPREAD)  # noqa: S311 - load spreading, not crypto
-            self.scheduler.schedule(("url", source.key), tracked.resume_in(self.clock.now(), spread))
+            self.scheduler.schedule(("url", source.key), spread)
             return
         self.scheduler.schedule(("obj", key), 0.0)
 

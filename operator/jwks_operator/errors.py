@@ -61,7 +61,6 @@ class TargetConflictError(JwksError):
     does not say so, or the reverse), or it kept changing while being written."""
 
     reason = "TargetConflict"
-    ready_with_old_keys = False
 
 
 class StaleError(JwksError):

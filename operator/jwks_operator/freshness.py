@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .durations import format_duration
+
 
 @dataclass(frozen=True)
 class RefreshPolicy:
@@ -24,6 +26,7 @@ class Freshness:
 
     lifetime: float | None
     revalidate_always: bool = False
+    header: str | None = None  # what gave it: "s-maxage", "max-age", "Expires", "no-cache", "no-store"
 
     def next_interval(self, policy: RefreshPolicy) -> float | None:
         """Seconds until the next fetch, clamped to the policy; None means never."""
@@ -34,6 +37,27 @@ class Freshness:
                 return None
             return _clamp(policy.fallback_interval, policy)
         return _clamp(self.lifetime, policy)
+
+    def basis(self, policy: RefreshPolicy) -> tuple[str, str]:
+        """(reason, message): why the keys are refreshed when they are, in words that stay the same from one
+        period to the next (no moving time: a revalidation that changes nothing writes nothing)."""
+        low, high = format_duration(policy.min_interval), format_duration(policy.max_interval)
+        if self.header in ("no-cache", "no-store"):
+            return "NoCache", f"the provider sends Cache-Control {self.header}: revalidated every {low}"
+        if self.lifetime is None:
+            if policy.fallback_interval is None:
+                return (
+                    "Never",
+                    "the provider sends no caching headers, fallbackInterval is Never: fetched once",
+                )
+            every = format_duration(_clamp(policy.fallback_interval, policy))
+            return "Fallback", f"the provider sends no caching headers: fallbackInterval, every {every}"
+        given = f"{self.header} {self.lifetime:.0f}s"
+        if self.lifetime < policy.min_interval:
+            return "MinInterval", f"the provider's {given} is below minInterval: refreshed every {low}"
+        if self.lifetime > policy.max_interval:
+            return "MaxInterval", f"the provider's {given} is above maxInterval: refreshed every {high}"
+        return "ProviderCache", f"refreshed when the provider's {self.header} says (within {low} and {high})"
 
 
 def _clamp(seconds: float, policy: RefreshPolicy) -> float:
@@ -75,19 +99,19 @@ def freshness(headers: Mapping[str, str], now: datetime) -> Freshness:
     lower = {k.lower(): v for k, v in headers.items()}
     cc = parse_cache_control(lower.get("cache-control", ""))
     if "no-store" in cc or "no-cache" in cc:
-        return Freshness(None, revalidate_always=True)
+        return Freshness(None, revalidate_always=True, header="no-store" if "no-store" in cc else "no-cache")
     age = delta_seconds(lower.get("age")) or 0.0
     for directive in ("s-maxage", "max-age"):
         if directive in cc:
             lifetime = delta_seconds(cc[directive])
             if lifetime is not None:
                 remaining = max(lifetime - age, 0.0)
-                return Freshness(remaining, revalidate_always=remaining == 0.0)
+                return Freshness(remaining, revalidate_always=remaining == 0.0, header=directive)
     if "expires" in lower:
         expires = _http_date(lower["expires"])
         if expires is None:  # an invalid Expires means "already expired"
-            return Freshness(0.0, revalidate_always=True)
+            return Freshness(0.0, revalidate_always=True, header="Expires")
         date = _http_date(lower.get("date")) or now
         remaining = max((expires - date).total_seconds() - age, 0.0)
-        return Freshness(remaining, revalidate_always=remaining == 0.0)
+        return Freshness(remaining, revalidate_always=remaining == 0.0, header="Expires")
     return Freshness(None)

@@ -12,7 +12,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from . import keys as keylib
 from . import static_keys
@@ -27,7 +27,8 @@ from .spec import JwtSecretSpec
 from .status import Outcome, build_status, merge_patch, new_problems
 from .tracked import ObjKey, Target, Tracked
 
-TIMESTAMPS_ONLY = frozenset({"lastFetchTime", "nextRefreshTime"})
+TIMESTAMPS_ONLY = frozenset({"lastFetchTime"})
+STALE_MARGIN = 0.01  # seconds past the staleAfter deadline, so the check sees it passed
 
 
 class UnexpectedError(JwksError):
@@ -116,7 +117,7 @@ class Reconciler:
         base = Outcome(
             source=spec.describe_source() if spec else "invalid",
             generation=tracked.generation,
-            key_set=tracked.published,
+            key_set=tracked.published or tracked.stored_keys(),
             fetched_at=tracked.fetched_at,
             failures=tracked.failures,
         )
@@ -128,7 +129,7 @@ class Reconciler:
         if source is not None:
             if not from_source and await self.sources.first_fetch(source):
                 self._catch_up(source)
-            base = replace(base, failures=source.failures, next_refresh=source.next_refresh)
+            base = replace(base, failures=source.failures, refresh=source.basis)
         step = "resolving the keys"
         try:
             key_set, fetched_at = await self._resolve(tracked, spec, source)
@@ -139,11 +140,16 @@ class Reconciler:
             if spec.outputs or tracked.outputs:
                 await self._outputs(tracked, spec, key_set)
         except JwksError as exc:
-            return self._failed(tracked, base, source, exc)
+            return replace(self._failed(tracked, base, source, exc), write_failed=step.startswith("publish"))
         except Exception as exc:  # not a JwksError: a bug, or an output edited beyond what we parse
             tracked.log(logging.ERROR, "unexpected error while %s", step, exc_info=True)
-            return self._failed(tracked, base, source, UnexpectedError(step, exc))
-        tracked.published, tracked.fetched_at, tracked.failures = key_set, fetched_at, 0
+            failed = self._failed(tracked, base, source, UnexpectedError(step, exc))
+            return replace(failed, write_failed=step.startswith("publish"))
+        if key_set != tracked.published or tracked.fetched_at is None:  # when these keys were obtained
+            tracked.fetched_at = fetched_at
+        tracked.published, tracked.failures = key_set, 0
+        if source is not None:
+            self._watch_staleness(tracked, source)
         return replace(
             _at(base, tracked.target),
             key_set=tracked.published,
@@ -151,6 +157,16 @@ class Reconciler:
             error=source.health(tracked.policy, self.clock.now()) if source else None,
             failures=source.failures if source else 0,
         )
+
+    def _watch_staleness(self, tracked: Tracked, source: UrlSource) -> None:
+        """While refreshes fail, reconcile at the staleAfter deadline, so Stale shows when it becomes true
+        (not at the next failed retry, which backoff may put minutes later)."""
+        if source.error is None or source.expires_at is None:
+            return
+        deadline = source.expires_at + timedelta(seconds=tracked.policy.stale_after)
+        left = (deadline - self.clock.now()).total_seconds()
+        if left >= 0:
+            self.scheduler.schedule(("obj", tracked.key), left + STALE_MARGIN)
 
     async def _outputs(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet) -> None:
         """Write the gateway outputs; while one is not written, retry with backoff."""
@@ -169,7 +185,7 @@ class Reconciler:
             self.scheduler.schedule(("obj", tracked.key), delay)
             base = replace(base, failures=tracked.failures)
         # Where the keys are: until a new target is written and the previous one removed, the previous.
-        return replace(_at(base, tracked.target), error=exc, key_set=tracked.published)
+        return replace(_at(base, tracked.target), error=exc)
 
     def _catch_up(self, source: UrlSource) -> None:
         """After a source's first fetch, its subscribers resumed after a restart are reconciled too: they
@@ -188,7 +204,7 @@ class Reconciler:
             key_set, recheck = source.keys_for(spec.algorithms, spec.retain_removed_for, now)
             if recheck is not None:  # publish again without the retained key once it expires
                 self.scheduler.schedule(("obj", tracked.key), recheck)
-            return key_set, source.fetched_at or now
+            return key_set, source.changed_at or now
         if spec.kind == "jwks":
             assert spec.jwks is not None
             key_set = keylib.build_key_set(spec.jwks["keys"], algorithms=spec.algorithms)

@@ -59,6 +59,8 @@ class UrlSource:
     etag: str | None = None
     last_modified: str | None = None
     fetched_at: datetime | None = None  # last successful fetch (200 or 304)
+    changed_at: datetime | None = None  # when the document held now was fetched (its first 200)
+    basis: tuple[str, str] | None = None  # (reason, message): why it is refreshed when it is
     expires_at: datetime | None = None  # when the provider said the keys need refreshing
     next_refresh: datetime | None = None
     last_attempt: float = float("-inf")  # monotonic
@@ -109,7 +111,7 @@ class UrlSource:
                     self.removed.setdefault(tp, (jwk, now))
         for tp in new_prints:
             self.removed.pop(tp, None)
-        self.document, self.parsed = body, {(): parsed}
+        self.document, self.parsed, self.changed_at = body, {(): parsed}, now
         self.prune(now)
 
     def prune(self, now: datetime) -> None:
@@ -170,6 +172,7 @@ class Sources:
         source = self.by_key.get(key)
         if source is None:
             source = UrlSource(key, spec.jwk_url, spec.allow_insecure_http, tracked.namespace, spec.ca_bundle)
+            source.failures = tracked.failures if tracked.status.get("lastError") else 0  # across restarts
             self.by_key[key] = source
         source.allow_http = source.allow_http or spec.allow_insecure_http
         source.subscribers[tracked.key] = tracked.policy
@@ -278,7 +281,9 @@ class Sources:
         self.metrics.fetches.labels(source.url, "ok" if result.status == 200 else "not_modified").inc()
         self.metrics.failures.labels(source.url).set(0)
         self.metrics.last_success.labels(source.url).set(now.timestamp())
-        interval = self._interval(source, freshness(result.headers, now))
+        fresh = freshness(result.headers, now)
+        interval = self._interval(source, fresh)
+        source.basis = fresh.basis(self._fastest(source, fresh))
         if interval is not None:  # freshness counts from the request (RFC 9111 4.2.3), not the reply
             interval = max(interval - (self.clock.monotonic() - started), 0.0)
         self._plan(source, interval)
@@ -289,6 +294,14 @@ class Sources:
         intervals = [fresh.next_interval(policy) for policy in source.subscribers.values()]
         due = [i for i in intervals if i is not None]
         return min(due) if due else (None if intervals else fresh.next_interval(self.policy))
+
+    def _fastest(self, source: UrlSource, fresh: Freshness) -> RefreshPolicy:
+        """The policy that sets the source's refresh: the subscriber's asking soonest (never: the default)."""
+        timed = [(fresh.next_interval(p), p) for p in source.subscribers.values()]
+        due = [(i, p) for i, p in timed if i is not None]
+        if due:
+            return min(due, key=lambda pair: pair[0])[1]
+        return next(iter(source.subscribers.values()), self.policy)
 
     def _plan(self, source: UrlSource, delay: float | None) -> None:
         if delay is None:

@@ -34,11 +34,12 @@ class Outcome:
     key_set: KeySet | None = None  # what is published now (last good keys)
     error: JwksError | None = None  # why the latest attempt failed, if it did
     fetched_at: datetime | None = None  # when the published keys were resolved
-    next_refresh: datetime | None = None
+    refresh: tuple[str, str] | None = None  # (reason, message) of the refresh schedule (URL sources)
     failures: int = 0
     warnings: tuple[tuple[str, str], ...] = ()  # (reason, message) of insecure but working settings
     target_shared: bool = False  # the target is a shared one (spec.target.shared)
     outputs: tuple[OutputStatus, ...] = ()  # the gateway outputs' last outcomes
+    write_failed: bool = False  # the error is a failed write of the target (it may not hold key_set)
 
 
 def condition(
@@ -135,7 +136,12 @@ def _health(outcome: Outcome, make: MakeCondition) -> list[dict[str, Any]]:
         if keys.rejected:
             return [ready, make(DEGRADED, True, "KeysRejected", _rejected_message(keys))]
         return [ready, make(DEGRADED, False, "AsExpected", "all keys valid")]
-    kept = f"; the previously published {len(keys.keys)} key(s) are kept" if keys is not None else ""
+    kept = ""
+    if keys is not None and outcome.target_name:
+        where = f"{outcome.target_kind} {outcome.target_name}"
+        kept = f"; the {len(keys.keys)} key(s) last published stay in {where}"
+        if outcome.write_failed:
+            kept = f"; {where} was not written, so it may not hold the {len(keys.keys)} key(s) last published"
     degraded = make(DEGRADED, True, error.reason, error.message + kept)
     if keys is not None and error.ready_with_old_keys:
         message = f"{_published_message(outcome, keys)}; last update failed: {error.message}"
@@ -167,8 +173,8 @@ def build_status(outcome: Outcome, previous: Mapping[str, Any] | None, now: date
         status["outputs"] = output_entries(outcome.outputs, old.get("outputs") or [], outcome.generation, now)
     if outcome.fetched_at is not None:
         status["lastFetchTime"] = timestamp(outcome.fetched_at)
-    if outcome.next_refresh is not None:
-        status["nextRefreshTime"] = timestamp(outcome.next_refresh)
+    if outcome.refresh is not None:
+        status["refresh"] = {"reason": outcome.refresh[0], "message": outcome.refresh[1]}
     if outcome.error is not None:
         status["lastError"] = outcome.error.message
     return status

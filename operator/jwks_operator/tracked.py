@@ -103,19 +103,19 @@ class Tracked:
         self.target = older.target or self.target
         self.outputs, self.output_stamps = older.outputs, older.output_stamps
 
+    def stored_keys(self) -> KeySet | None:
+        """After a restart, before this process resolved any: the keys the stored status says its target
+        holds (their public summary), so a failing first pass reports them rather than none."""
+        keys = self.status.get("keys")
+        if self.target is None or not isinstance(keys, list) or not keys:
+            return None
+        return KeySet(tuple(dict(k) for k in keys if isinstance(k, Mapping)))
+
     def resumable(self) -> bool:
         """After a restart: the stored status already describes this generation and is healthy."""
         conditions: list[dict[str, Any]] = self.status.get("conditions") or []
         ready = next((c for c in conditions if c.get("type") == "Ready"), {})
         return self.status.get("observedGeneration") == self.generation and ready.get("status") == "True"
-
-    def resume_in(self, now: datetime, spread: float) -> float:
-        """Seconds until the stored nextRefreshTime (now if past or unreadable), plus `spread`."""
-        try:
-            due = datetime.fromisoformat(str(self.status.get("nextRefreshTime")).replace("Z", "+00:00"))
-        except ValueError:
-            return spread
-        return max((due - now).total_seconds(), 0.0) + spread
 
     def log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         """Log with the JwtSecret's namespace/name in the text and as structured fields."""
@@ -148,6 +148,18 @@ def track(
     status = dict(body.get("status") or {})
     stored = Target.stored(status)
     outputs = {o.id: o for o in map(OutputStatus.stored, status.get("outputs") or []) if o is not None}
+    failures = status.get("consecutiveFailures")
     return Tracked(
-        key[0], key[1], uid, generation, spec, error, status, policy, request, target=stored, outputs=outputs
+        key[0],
+        key[1],
+        uid,
+        generation,
+        spec,
+        error,
+        status,
+        policy,
+        request,
+        target=stored,
+        outputs=outputs,
+        failures=failures if isinstance(failures, int) and failures > 0 else 0,  # backoff goes on
     )

@@ -53,6 +53,7 @@ class Objects(Protocol):
 
 def write(objects: Objects, mutate: Mutate, *, attempts: int = 5, absent: bool = False) -> Outcome:
     """Bring the object to what `mutate` wants; `absent` skips the first read (a create is expected)."""
+    lost = {409: 0, 404: 0}  # races lost: changed or created meanwhile, deleted meanwhile
     for _ in range(attempts):
         existing = None if absent else objects.read()
         desired = mutate(existing)
@@ -73,12 +74,17 @@ def write(objects: Objects, mutate: Mutate, *, attempts: int = 5, absent: bool =
         except ApiException as exc:
             if exc.status == 409:  # created, changed or deleted by someone else meanwhile
                 absent = False
+                lost[409] += 1
                 continue
             if exc.status == 404 and existing is not None:  # deleted meanwhile
                 absent = True
+                lost[404] += 1
                 continue
             raise
-    raise TargetConflictError(f"{objects.kind} {objects.name} kept changing while being written; will retry")
+    raise TargetConflictError(
+        f"{objects.kind} {objects.name} kept changing while being written ({lost[409]} conflict(s) with "
+        f"another writer, {lost[404]} time(s) deleted meanwhile); will retry"
+    )
 
 
 def _guard(existing: Mapping[str, Any], *fields: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def test_every_field_is_typed_and_described() -> None:
 
 def test_printer_columns() -> None:
     columns = {c["name"]: c for c in VERSION["additionalPrinterColumns"]}
-    assert list(columns) == ["Source", "Ready", "Keys", "Last Fetch", "Age", "Next Refresh", "Message"]
+    assert list(columns) == ["Source", "Ready", "Keys", "Keys Since", "Age", "Refresh", "Message"]
     assert [c.get("priority", 0) for c in columns.values()] == [0, 0, 0, 0, 0, 1, 1]
 
 
@@ -57,8 +57,9 @@ def test_everything_the_operator_writes_survives_pruning() -> None:
         OutputStatus("kong/c", "Secret", ("a-kong-1", "KongConsumer/c"), True, "Written", "1 key(s)"),
         OutputStatus("istio/api", "RequestAuthentication", (), False, "NotFound", "absent"),
     )
+    basis = ("Fallback", "no caching headers")
     outcome = Outcome(
-        "u", 3, "ConfigMap", "x", keys, FetchError("HTTP 500"), now, now, failures=2, outputs=outputs
+        "u", 3, "ConfigMap", "x", keys, FetchError("HTTP 500"), now, basis, failures=2, outputs=outputs
     )
     status = build_status(outcome, None, now)
     assert len(status["outputs"]) == 2

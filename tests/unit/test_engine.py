@@ -6,12 +6,14 @@ A FakeKube, a FakeFetcher and a FakeClock stand in for the cluster, the provider
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from jwks_operator.errors import ApiCallError, FetchError
 from jwks_operator.freshness import RefreshPolicy
 from jwks_operator.names import REFRESH_ANNOTATION
-from tests.unit.fakes import NS, Rig, at, healthy, jwk
+from tests.unit.fakes import NS, T0, Rig, at, healthy, jwk
 
 URL = "https://idp.example/jwks"
 SPEC = {"jwkUrl": URL, "audiences": ["api"]}
@@ -26,7 +28,10 @@ async def test_next_fetch_is_due_when_the_cache_headers_say_and_revalidates() ->
     assert rig.fetcher.calls == [(URL, None)]
     assert rig.kids("a-jwks") == ["k1"]
     assert rig.due(("url", URL)) == 300
-    assert rig.status("a")["nextRefreshTime"] == at(300)
+    assert rig.status("a")["refresh"] == {
+        "reason": "ProviderCache",
+        "message": "refreshed when the provider's max-age says (within 1m and 24h)",
+    }
     await rig.advance(299)
     assert len(rig.fetcher.calls) == 1
     await rig.advance(1)
@@ -37,26 +42,63 @@ async def test_next_fetch_is_due_when_the_cache_headers_say_and_revalidates() ->
 
 
 @pytest.mark.parametrize(
-    ("headers", "refresh", "due"),
+    ("headers", "refresh", "due", "basis"),
     [
-        ({"cache-control": "max-age=5"}, None, 60),  # clamped up to minInterval
-        ({"cache-control": "max-age=9999999"}, None, 86400),  # clamped down to maxInterval
-        ({"cache-control": "max-age=600", "age": "100"}, None, 500),
-        ({"cache-control": "no-cache"}, None, 60),
-        ({}, None, 3600),  # no caching headers: the fallback interval
-        ({}, {"fallbackInterval": "Never"}, None),
-        ({"cache-control": "max-age=5"}, {"minInterval": "2m"}, 120),
-        ({"cache-control": "max-age=9999"}, {"maxInterval": "15m"}, 900),
+        (
+            {"cache-control": "max-age=5"},
+            None,
+            60,
+            "MinInterval: the provider's max-age 5s is below minInterval: refreshed every 1m",
+        ),
+        (
+            {"cache-control": "max-age=9999999"},
+            None,
+            86400,
+            "MaxInterval: the provider's max-age 9999999s is above maxInterval: refreshed every 24h",
+        ),
+        (
+            {"cache-control": "max-age=600", "age": "100"},
+            None,
+            500,
+            "ProviderCache: refreshed when the provider's max-age says (within 1m and 24h)",
+        ),
+        (
+            {"cache-control": "no-cache"},
+            None,
+            60,
+            "NoCache: the provider sends Cache-Control no-cache: revalidated every 1m",
+        ),
+        ({}, None, 3600, "Fallback: the provider sends no caching headers: fallbackInterval, every 1h"),
+        (
+            {},
+            {"fallbackInterval": "Never"},
+            None,
+            "Never: the provider sends no caching headers, fallbackInterval is Never: fetched once",
+        ),
+        (
+            {"cache-control": "max-age=5"},
+            {"minInterval": "2m"},
+            120,
+            "MinInterval: the provider's max-age 5s is below minInterval: refreshed every 2m",
+        ),
+        (
+            {"cache-control": "max-age=9999"},
+            {"maxInterval": "15m"},
+            900,
+            "MaxInterval: the provider's max-age 9999s is above maxInterval: refreshed every 15m",
+        ),
     ],
 )
-async def test_due_time_is_clamped_to_the_policy(
-    headers: dict[str, str], refresh: dict[str, str] | None, due: float | None
+async def test_due_time_is_clamped_to_the_policy_and_the_status_says_why(
+    headers: dict[str, str], refresh: dict[str, str] | None, due: float | None, basis: str
 ) -> None:
     rig = Rig()
     rig.serve(URL, jwk(1), headers=headers)
     await rig.apply("a", {**SPEC, "refresh": refresh} if refresh else SPEC)
     assert rig.due(("url", URL)) == due
-    assert rig.status("a").get("nextRefreshTime") == (at(due) if due is not None else None)
+    stated = rig.status("a")["refresh"]
+    assert f"{stated['reason']}: {stated['message']}" == basis
+    assert "nextRefreshTime" not in rig.status("a"), "a moving time would need a write per period"
 
 
 async def test_operator_wide_policy_bounds_the_interval() -> None:
@@ -113,7 +155,8 @@ async def test_failures_back_off_exponentially_and_honour_retry_after() -> None:
     assert rig.condition("a") == ("True", "KeysPublished"), "the last keys stay published"
     assert rig.condition("a", "Degraded") == ("True", "FetchFailed")
     assert rig.kids("a-jwks") == ["k1"]
-    assert rig.due(("obj", (NS, "a"))) is None, "fetch errors retry on the URL's schedule only"
+    stale_at = (T0 + timedelta(seconds=300 + 86400) - rig.clock.now()).total_seconds()
+    assert rig.due(("obj", (NS, "a"))) == pytest.approx(stale_at + 0.01), "only the staleAfter check"
 
     provider.error = FetchError("HTTP 429", retry_after=900)
     await rig.advance(40)
@@ -131,19 +174,20 @@ async def test_keys_past_stale_after_make_ready_false_but_stay_published() -> No
     provider = rig.serve(URL, jwk(1))  # due for refresh at 300
     await rig.apply("a", {**SPEC, "refresh": {"staleAfter": "10m"}})
     provider.error = FetchError("connection refused")
-    await rig.advance_to(934)  # failing at 300, 305, 315, 335, 375, 455 and 615: not 10 minutes past 300
+    await rig.advance_to(899.9)  # failing at 300, 305, 315, 335, 375, 455 and 615: not 10 minutes past 300
     assert rig.status("a")["consecutiveFailures"] == 7
     assert rig.condition("a") == ("True", "KeysPublished")
-    assert rig.due(("url", URL)) == 1
-    await rig.advance(1)
-    assert rig.condition("a") == ("False", "Stale")
+    assert rig.due(("url", URL)) == pytest.approx(35.1), "the next retry is at 935"
+    await rig.advance_to(900.02)
+    assert rig.condition("a") == ("False", "Stale"), "at the staleAfter deadline, not at the next retry"
+    assert len(rig.fetcher.calls) == 8, "no fetch for it"
     assert rig.status("a")["lastError"].startswith(f"keys are stale: due for refresh at {at(300)}")
     assert rig.kids("a-jwks") == ["k1"]
     assert rig.kube.writes() == [("publish", "ConfigMap", "a-jwks")], "nothing withdrawn"
     assert ("Warning", "Stale") in {e[:2] for e in rig.kube.events}
 
 
-async def test_restart_resumes_healthy_objects_at_their_stored_refresh_time_spread() -> None:
+async def test_restart_revalidates_healthy_objects_soon_and_spread() -> None:
     rig = Rig()
     urls = [f"https://idp{n}.example/jwks" for n in range(4)]
     for n, url in enumerate(urls):
@@ -154,9 +198,9 @@ async def test_restart_resumes_healthy_objects_at_their_stored_refresh_time_spre
     assert rig.fetcher.calls == [], "a restart fetches nothing at once"
     assert rig.kube.calls == [], "and writes nothing"
     dues = [rig.due(("url", url)) for url in urls]
-    assert all(d is not None and 600 <= d <= 605 for d in dues), dues
+    assert all(d is not None and 0 <= d <= 5 for d in dues), dues
     assert len(set(dues)) == len(dues), "spread, not all at once"
-    await rig.advance(605)
+    await rig.advance(5)
     assert sorted(url for url, _ in rig.fetcher.calls) == sorted(urls)
 
 
@@ -300,3 +344,33 @@ async def test_an_unexpected_error_while_reporting_is_retried_with_backoff() -> 
     assert rig.due(("obj", (NS, "a"))) == 10
     await rig.advance(10)
     assert rig.condition("a") == ("True", "KeysPublished")
+
+
+async def test_after_a_restart_a_failing_first_fetch_reports_the_keys_the_target_holds() -> None:
+    rig = Rig()
+    provider = rig.serve(URL, jwk(1))
+    await rig.apply("a", SPEC)
+    provider.error = FetchError("HTTP 503")
+    rig.restart()
+    await rig.engine.observe(None, rig.body("a", SPEC))
+    await rig.advance(5)
+    status = rig.status("a")
+    assert (status["keyCount"], [k["kid"] for k in status["keys"]]) == (1, ["k1"]), "not keys: []"
+    assert rig.condition("a") == ("True", "KeysPublished"), "the ConfigMap still serves them"
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["message"] == "HTTP 503; the 1 key(s) last published stay in ConfigMap a-jwks"
+
+
+async def test_backoff_and_the_failure_count_go_on_across_a_restart() -> None:
+    rig = Rig()
+    provider = rig.serve(URL, jwk(1))
+    await rig.apply("a", SPEC)
+    provider.error = FetchError("HTTP 503")
+    for _ in range(3):
+        await rig.advance(rig.due(("url", URL)) or 0)
+    assert rig.status("a")["consecutiveFailures"] == 3
+    rig.restart()
+    await rig.engine.observe(None, rig.body("a", SPEC))
+    await rig.advance(rig.due(("url", URL)) or 0)
+    assert rig.status("a")["consecutiveFailures"] == 4, "counted on, not from 1"
+    assert rig.due(("url", URL)) == 40, "the 4th failure's backoff, not the 1st's 5 s"

@@ -19,7 +19,7 @@ import pytest
 from jwks_operator.freshness import RefreshPolicy
 from jwks_operator.names import REFRESH_ANNOTATION
 from tests.harness import idp
-from tests.unit.fakes import T0, Rig, jwk
+from tests.unit.fakes import Rig, jwk
 
 URL = "https://idp.example/jwks"
 SPEC = {"jwkUrl": URL, "audiences": ["api"]}
@@ -123,23 +123,24 @@ async def test_a_refresh_request_fetches_at_once_and_the_next_no_sooner_than_min
     assert rig.fetcher.at(URL) == [0, 1.5, 2.5, 3602.5], "spaced by minInterval, then on the schedule again"
 
 
-async def test_a_restart_fetches_nothing_before_the_stored_refresh_time_and_then_unconditionally() -> None:
+async def test_a_restart_revalidates_each_url_once_within_the_spread_and_writes_nothing() -> None:
     rig = Rig(policy=E2E_POLICY)
     rig.serve(URL, jwk(1), headers={"cache-control": "max-age=8"})
     await rig.apply("a", SPEC)
     await rig.advance(2)
     rig.restart()
+    rig.kube.calls.clear()
+    before = dict(rig.kube.outputs)
     await rig.engine.observe(None, rig.body("a", SPEC))  # resumed from the status written before
-    stored = datetime.fromisoformat(rig.status("a")["nextRefreshTime"].replace("Z", "+00:00"))
-    assert stored == T0 + timedelta(seconds=8)
     due = rig.due(("url", URL))
     assert due is not None
-    assert 6 <= due <= 11, "at the stored time, spread by up to 5 s"
-    await rig.advance_to(1.99 + due)
-    assert rig.fetcher.at(URL) == [0]
+    assert 0 <= due <= 5, "soon, spread by up to 5 s (the next refresh time is not stored)"
+    assert rig.due(("obj", ("ns", "a"))) is None, "a healthy JwtSecret waits for its URL"
     await rig.advance_to(2 + due)
     assert rig.fetcher.calls == [(URL, None), (URL, None)], "validators are not kept across restarts"
-    assert rig.fetcher.at(URL)[1] >= 8
+    assert rig.kube.called("patch_status") == [], "the same keys and status: no status write"
+    assert rig.kube.outputs == before, "the ConfigMap holds the same"
+    assert rig.due(("url", URL)) == pytest.approx(8)
 
 
 async def test_a_removed_key_stays_published_for_retain_removed_for_after_the_fetch_that_saw_it_go() -> None:

@@ -35,7 +35,62 @@ POLICY = RefreshPolicy(min_interval=60, max_interval=86400, fallback_interval=36
     ],
 )
 def test_freshness(headers: dict[str, str], lifetime: float | None, always: bool) -> None:
-    assert freshness(headers, NOW) == Freshness(lifetime, revalidate_always=always)
+    found = freshness(headers, NOW)
+    assert (found.lifetime, found.revalidate_always) == (lifetime, always)
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason", "message"),
+    [
+        (
+            {"Cache-Control": "max-age=19800"},
+            "ProviderCache",
+            "refreshed when the provider's max-age says (within 1m and 24h)",
+        ),
+        (
+            {"Cache-Control": "max-age=600, s-maxage=1200"},
+            "ProviderCache",
+            "refreshed when the provider's s-maxage says (within 1m and 24h)",
+        ),
+        (
+            {"Expires": "Sun, 22 Nov 2026 13:00:00 GMT", "Date": DATE},
+            "ProviderCache",
+            "refreshed when the provider's Expires says (within 1m and 24h)",
+        ),
+        (
+            {"Cache-Control": "max-age=4"},
+            "MinInterval",
+            "the provider's max-age 4s is below minInterval: refreshed every 1m",
+        ),
+        (
+            {"Cache-Control": "max-age=0"},
+            "MinInterval",
+            "the provider's max-age 0s is below minInterval: refreshed every 1m",
+        ),
+        (
+            {"Cache-Control": "max-age=999999"},
+            "MaxInterval",
+            "the provider's max-age 999999s is above maxInterval: refreshed every 24h",
+        ),
+        (
+            {"Cache-Control": "no-store, max-age=600"},
+            "NoCache",
+            "the provider sends Cache-Control no-store: revalidated every 1m",
+        ),
+        ({}, "Fallback", "the provider sends no caching headers: fallbackInterval, every 1h"),
+    ],
+)
+def test_the_basis_says_why_in_words_that_do_not_move(
+    headers: dict[str, str], reason: str, message: str
+) -> None:
+    assert freshness(headers, NOW).basis(POLICY) == (reason, message)
+    later = {**headers, "Age": "30"} if "max-age=19800" in str(headers) else headers
+    assert freshness(later, NOW).basis(POLICY) == (reason, message), "a provider's moving Age writes nothing"
+
+
+def test_never_basis() -> None:
+    never = RefreshPolicy(fallback_interval=None)
+    assert Freshness(None).basis(never)[0] == "Never"
 
 
 @pytest.mark.parametrize(

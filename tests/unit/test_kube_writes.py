@@ -189,9 +189,19 @@ def test_conflict_on_update_is_retried_then_succeeds(kube: Kube, core: FakeCore)
 def test_conflicts_beyond_the_attempts_raise_target_conflict(kube: Kube, core: FakeCore) -> None:
     seed(core, "out", DATA, refs=[ref(OWNER)])
     core.fail("replace", 409, times=5)
-    with pytest.raises(TargetConflictError, match="ConfigMap out kept changing while being written"):
+    with pytest.raises(TargetConflictError, match="ConfigMap out kept changing while being written") as e:
         kube.publish("ConfigMap", OWNER, "out", NEW_DATA)
+    assert "(5 conflict(s) with another writer, 0 time(s) deleted meanwhile)" in e.value.message
     assert core.calls.count("replace") == 5
+
+
+def test_deletions_beyond_the_attempts_are_named_not_hidden_as_conflicts(kube: Kube, core: FakeCore) -> None:
+    seed(core, "out", DATA, refs=[ref(OWNER)])
+    core.fail("replace", 404, times=5)
+    with pytest.raises(TargetConflictError) as e:
+        kube.publish("ConfigMap", OWNER, "out", NEW_DATA)
+    assert "deleted meanwhile" in e.value.message
+    assert "0 time(s) deleted" not in e.value.message
     assert core.objects[(NS, "out")]["data"] == DATA
 
 

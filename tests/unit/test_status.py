@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jwks_operator.errors import FetchError, SpecError
+from jwks_operator.errors import FetchError, SpecError, TargetConflictError
 from jwks_operator.keys import KeySet, Rejection
 from jwks_operator.status import (
     Outcome,
@@ -16,7 +16,7 @@ from jwks_operator.status import (
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 KEYS = KeySet(({"kty": "RSA", "kid": "a", "alg": "RS256", "n": "x", "e": "AQAB"},))
-GOOD = Outcome("https://idp/jwks", 1, "ConfigMap", "x-jwks", KEYS, None, T0, T0 + timedelta(hours=1))
+GOOD = Outcome("https://idp/jwks", 1, "ConfigMap", "x-jwks", KEYS, None, T0, ("ProviderCache", "max-age"))
 
 
 def cond(status: dict[str, object], kind: str) -> dict[str, object]:
@@ -35,7 +35,7 @@ def test_success_status() -> None:
         "keys": [{"kid": "a", "kty": "RSA", "alg": "RS256"}],
         "target": {"kind": "ConfigMap", "name": "x-jwks"},
         "lastFetchTime": "2026-11-22T12:00:00Z",
-        "nextRefreshTime": "2026-11-22T13:00:00Z",
+        "refresh": {"reason": "ProviderCache", "message": "max-age"},
         "conditions": [
             {
                 "type": "Ready",
@@ -98,7 +98,7 @@ def test_fetch_failure_keeps_ready_and_sets_degraded() -> None:
         "type": "Degraded",
         "status": "True",
         "reason": "FetchFailed",
-        "message": "HTTP 503; the previously published 1 key(s) are kept",
+        "message": "HTTP 503; the 1 key(s) last published stay in ConfigMap x-jwks",
         "lastTransitionTime": None,
         "observedGeneration": 1,
     }
@@ -106,7 +106,7 @@ def test_fetch_failure_keeps_ready_and_sets_degraded() -> None:
     assert status["lastError"] == "HTTP 503"
     assert status["consecutiveFailures"] == 2
     assert new_problems(first, status) == [
-        ("FetchFailed", "HTTP 503; the previously published 1 key(s) are kept")
+        ("FetchFailed", "HTTP 503; the 1 key(s) last published stay in ConfigMap x-jwks")
     ]
     assert new_problems(status, status) == []
     patch = merge_patch(status, first)
@@ -123,14 +123,23 @@ def test_failure_without_keys_is_not_ready() -> None:
 
 def test_invalid_spec_is_not_ready_even_with_old_keys() -> None:
     error = SpecError("spec.audiences[0]", "must be a non-empty string")
-    status = build_status(Outcome("invalid", 2, key_set=KEYS, error=error), None, T0)
+    status = build_status(Outcome("invalid", 2, "ConfigMap", "x", key_set=KEYS, error=error), None, T0)
     ready = cond(status, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
-    assert (
-        ready["message"]
-        == "spec.audiences[0]: must be a non-empty string; the previously published 1 key(s) are kept"
+    assert ready["message"] == (
+        "spec.audiences[0]: must be a non-empty string; the 1 key(s) last published stay in ConfigMap x"
     )
     assert status["observedGeneration"] == 2
+
+
+def test_a_failed_write_says_the_target_may_not_hold_the_keys() -> None:
+    error = TargetConflictError("ConfigMap x kept changing while being written (0 conflict(s)...)")
+    failed = Outcome("u", 1, "ConfigMap", "x", KEYS, error, T0, write_failed=True)
+    status = build_status(failed, None, T0)
+    assert (cond(status, "Ready")["status"], cond(status, "Degraded")["reason"]) == ("True", "TargetConflict")
+    assert str(cond(status, "Degraded")["message"]).endswith(
+        "; ConfigMap x was not written, so it may not hold the 1 key(s) last published"
+    )
 
 
 def test_rejected_keys_degrade() -> None:
