@@ -1,8 +1,11 @@
 """`make demo`: the operator's main job on an embedded cluster, no real cluster needed.
 
 Starts the emulated API server, a local HTTPS JWKS provider and the operator; applies every
-examples/*.yaml; prints `kubectl get jwtsecrets`-style status, a published ConfigMap, and a
-token from the provider verified against the published keys.
+examples/*.yaml; prints the JwtSecrets' status in the columns of `kubectl get jwtsecrets -o wide`,
+a published ConfigMap, and a token from the provider verified against the published keys.
+
+It runs no kubectl (nor any other command): everything is read with the Python client, and the
+output says so rather than showing a `$ kubectl ...` prompt (tests/e2e/test_quickstart.py checks).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def age(stamp: str | None) -> str:
 
 def table(items: list[dict[str, Any]]) -> str:
     """The printer columns of the CRD, wide (like `kubectl get jwts -o wide`)."""
-    rows = [["NAME", "SOURCE", "READY", "KEYS", "LAST FETCH", "AGE", "NEXT REFRESH", "MESSAGE"]]
+    rows = [["NAME", "SOURCE", "READY", "KEYS", "KEYS SINCE", "AGE", "REFRESH", "MESSAGE"]]
     for obj in items:
         status = obj.get("status") or {}
         ready: dict[str, str] = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
@@ -63,7 +66,7 @@ def table(items: list[dict[str, Any]]) -> str:
                 str(status.get("keyCount", "")),
                 age(status.get("lastFetchTime")),
                 age(obj["metadata"].get("creationTimestamp")),
-                status.get("nextRefreshTime", "<none>"),
+                (status.get("refresh") or {}).get("reason", "<none>"),
                 ready.get("message", ""),
             ]
         )
@@ -85,6 +88,7 @@ def main() -> int:
         api = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
         with JwksProvider(ca=ca, max_age=300) as provider:
             print(f"emulated API server: {cluster.url}\nlocal JWKS provider: {provider.url}\n")
+            print(f"created in namespace {NS} with the Python client, from examples/*.yaml:")
             env = {"REQUESTS_CA_BUNDLE": str(bundle)}
             log = Path(tmp) / "operator.log"
             with OperatorProcess(kubeconfig, log, args=["--allow-private-networks"], env=env) as operator:
@@ -102,9 +106,12 @@ def main() -> int:
                     if len(ready) == len(names) or time.monotonic() > deadline:
                         break
                     time.sleep(0.2)
-                print(f"\n$ kubectl get jwtsecrets -n {NS} -o wide\n{table(items)}\n")
+                print(
+                    f"\nJwtSecrets in namespace {NS}, in the columns of `kubectl get jwtsecrets -o wide`"
+                    f" (drawn by the demo from the API):\n{table(items)}\n"
+                )
                 cm = core.read_namespaced_config_map("local-provider-jwks", NS)
-                print(f"$ kubectl get configmap local-provider-jwks -n {NS} -o jsonpath='{{.data}}'")
+                print(f"ConfigMap {NS}/local-provider-jwks, its data keys (read from the API):")
                 for key, value in cm.data.items():
                     print(f"--- {key}\n{value}", end="")
                 jwks, policy = json.loads(cm.data["jwks.json"]), json.loads(cm.data["policy.json"])

@@ -26,7 +26,7 @@ from .fetch import Fetcher
 from .freshness import RefreshPolicy
 from .kube import Kube
 from .metrics import Metrics
-from .names import KIND, REFRESH_ANNOTATION
+from .names import KIND, REFRESH_ANNOTATION, RELEASE_FINALIZER
 from .publisher import Publisher
 from .reconcile import Reconciler
 from .scheduler import Clock, Item, Scheduler
@@ -98,12 +98,13 @@ class Engine:
         meta = body.get("metadata") or {}
         key: ObjKey = (str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
-            self.forget(key)
+            self.forget(key, body, gone=event_type == "DELETED")
             return
         uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
         request = (meta.get("annotations") or {}).get(REFRESH_ANNOTATION)
         known = self.objects.get(key)
         if known is not None and known.uid == uid and known.generation == generation:
+            known.seen(body)
             if request != known.refresh_request:
                 known.refresh_request = request
                 self._force(known)
@@ -143,14 +144,25 @@ class Engine:
         delay = self.sources.spacing_left(source, tracked.policy.min_interval)
         self.scheduler.schedule(("url", source.key), delay)
 
-    def forget(self, key: ObjKey) -> None:
-        """Stop tracking a deleted JwtSecret (its outputs go with it via ownerReferences)."""
+    def forget(self, key: ObjKey, body: Mapping[str, Any] | None = None, *, gone: bool = True) -> None:
+        """Stop tracking a deleted JwtSecret: what it owns alone goes with it (ownerReferences); its entries
+        in shared objects are taken out here. `body`: the deleted (or, `gone` False, deleting) object."""
         tracked = self.objects.pop(key, None)
         self.scheduler.cancel(("obj", key))
         self.scheduler.cancel(("resync", key))
+        if body is not None:
+            meta = body.get("metadata") or {}
+            held = RELEASE_FINALIZER in (meta.get("finalizers") or [])
+            if tracked is None and held and not gone:  # deleted while no operator ran: its status says where
+                uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
+                tracked = track(key, uid, generation, body, None, self.policy)
+            if tracked is not None and not gone:
+                tracked.seen(body)
+            elif tracked is not None:
+                tracked.finalizers = ()  # the object is gone: no finalizer left to remove
         target = tracked.target if tracked is not None else None
         shared = target if target is not None and target.shared else None
-        if tracked is not None and (shared is not None or tracked.outputs):
+        if tracked is not None and (shared is not None or tracked.outputs or tracked.holds_release):
             self.publisher.withdraw(tracked, shared)
         self.metrics.jwtsecrets.set(len(self.objects))
         self.metrics.forget_object(*key)

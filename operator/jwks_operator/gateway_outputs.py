@@ -43,11 +43,12 @@ class GatewayOutputs:
             status = await self._write(tracked, output, context)
             tracked.outputs[output.id] = status
             tracked.output_stamps[output.id] = stamp
-        in_use = {name for i, status in tracked.outputs.items() if i in wanted for name in status.objects}
+        in_use = {(s.kind, name) for i, s in tracked.outputs.items() if i in wanted for name in s.objects}
         for output_id in [i for i in tracked.outputs if i not in wanted]:
             gone = tracked.outputs[output_id]
+            kept = tuple(o for o in gone.objects if (gone.kind, o) not in in_use)
             try:  # an object a listed output now writes (the same Secret under a new id) stays
-                await self.release(tracked, output_id, tuple(o for o in gone.objects if o not in in_use))
+                await self.release(tracked, output_id, kept)
             except Exception as exc:
                 tracked.outputs[output_id] = _failed(gone, _as_error(exc, "removing"), removing=True)
                 continue
@@ -67,12 +68,21 @@ class GatewayOutputs:
                 self.metrics.api_writes.labels(write.ref.kind, result.removesuffix("d")).inc()
 
     async def release_all(self, tracked: Tracked) -> None:
-        """A deleted JwtSecret's keys out of every output (raises on failure: the caller retries)."""
+        """A deleted JwtSecret's keys out of every output: each is tried, one failing does not keep the
+        others' keys trusted (raises the first failure after: the caller retries those left)."""
+        failed: list[Exception] = []
         for output_id, status in list(tracked.outputs.items()):
-            await self.release(tracked, output_id, status.objects)
+            try:
+                await self.release(tracked, output_id, status.objects)
+            except Exception as exc:
+                failed.append(exc)
+                continue
             del tracked.outputs[output_id]
+        if failed:
+            raise failed[0]
 
     async def _write(self, tracked: Tracked, output: Output, context: Context) -> OutputStatus:
+        plan: Plan | None = None
         try:
             plan = output.plan(context)
             for write in plan.writes:
@@ -84,6 +94,9 @@ class GatewayOutputs:
             error = _as_error(exc, "writing", output)
             tracked.log(logging.WARNING, "output %s not written: %s", output.id, error.message)
             base = tracked.outputs.get(output.id) or OutputStatus(output.id, output.kind)
+            if plan is not None:  # some of its writes may have happened: a later release must reach them
+                held = tuple(dict.fromkeys([*base.objects, *plan.objects]))
+                base = OutputStatus(base.id, base.kind, held)
             return _failed(base, error)
         return OutputStatus(
             output.id, output.kind, plan.objects, True, "Written", _written(plan, output), plan.notes
@@ -107,6 +120,12 @@ def _as_error(exc: Exception, step: str, output: Output | None = None) -> JwksEr
         return OutputError(
             "KindNotInstalled",
             f"the API server does not serve {output.kind} (is the gateway's CRD installed?)",
+        )
+    if isinstance(exc, ApiCallError) and exc.status == 403 and output is not None:
+        return OutputError(
+            "Forbidden",
+            f"the operator may not write {output.kind} here: enable this output in the chart "
+            "(outputs.<gateway>.enabled) or grant it in the operator's RBAC",
         )
     if isinstance(exc, JwksError):
         return exc

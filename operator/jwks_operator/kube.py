@@ -183,6 +183,22 @@ class Kube:
         )
 
     @api_errors
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+        """Replace the JwtSecret's finalizers, guarded by the resourceVersion they were read at (409: the
+        object changed meanwhile; the next watch event brings the new list and the caller retries)."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+            _request_timeout=self.timeout,
+        )
+
+    @api_errors
     def event(self, owner: Owner, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         """Record a core/v1 Event on the JwtSecret (best effort: failures are swallowed by the caller)."""
         now = timestamp(datetime.now(UTC))

@@ -18,6 +18,9 @@ OWNER_LABEL = f"{GROUP}/jwtsecret"  # on each output, when the JwtSecret's name 
 
 REFRESH_ANNOTATION = f"{GROUP}/refresh-requested-at"  # `kubectl annotate` it to force a refresh
 SHARED_ANNOTATION = f"{GROUP}/shared"  # marks a shared target (several contributors)
+# On a JwtSecret with gateway outputs: its entries in objects shared with others are taken out before it
+# goes, even if it is deleted while no operator runs. (Not Kopf's own finalizer name: Kopf strips that.)
+RELEASE_FINALIZER = f"{GROUP}/release-outputs"
 
 JWKS_KEY = "jwks.json"  # the JWK Set, public members only
 ENVOY_GATEWAY_KEY = "jwks"  # the same set under the key Envoy Gateway's localJWKS valueRef reads

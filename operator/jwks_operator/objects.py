@@ -18,11 +18,23 @@ def _read(call: Any, *args: Any, **options: Any) -> Body | None:
     try:
         response = call(*args, **options)
     except ApiException as exc:
-        if exc.status == 404:
+        if exc.status == 404 and _object_missing(exc.body):
             return None
         raise
     found: Body = json.loads(response.data)
     return found
+
+
+def _object_missing(body: Any) -> bool:
+    """Whether a 404 says the object is missing, not its kind (a gateway's CRD not installed: then the
+    answer is no Status naming the object, e.g. "404 page not found")."""
+    if not body:
+        return True  # nothing more said: take it as the object
+    try:
+        status = json.loads(body)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(status, dict) and bool((status.get("details") or {}).get("name"))
 
 
 class TargetObject:

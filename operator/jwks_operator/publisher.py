@@ -12,12 +12,12 @@ import logging
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
-from .errors import JwksError
+from .errors import ApiCallError, JwksError
 from .gateway_outputs import GatewayOutputs
 from .keys import KeySet
 from .kube import Kube, Owner
 from .metrics import Metrics
-from .names import JWKS_KEY, POLICY_KEY
+from .names import JWKS_KEY, POLICY_KEY, RELEASE_FINALIZER
 from .outputs import digest, part_keys, render
 from .scheduler import Scheduler
 from .sources import Backoff
@@ -71,8 +71,8 @@ class Publisher:
         self.writers: dict[str, Writer] = {"ConfigMap": data, "Secret": data}
         self.gateways = GatewayOutputs(kube, metrics)
 
-    async def publish(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet) -> None:
-        """Write the keys to the target the spec names, then remove a previous target."""
+    async def publish(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet) -> Target:
+        """Write the keys to the target the spec names (a previous one stays until finish_move)."""
         target = Target.wanted(tracked.name, spec)
         data = render(spec, key_set)
         new_digest = f"{target.kind}/{target.name}/{target.shared}/{digest(data)}"
@@ -87,7 +87,11 @@ class Publisher:
             if result != "unchanged":
                 await self._written(tracked, target, result, len(key_set.keys))
             tracked.published_digest, tracked.published_data, tracked.repairing = new_digest, data, False
-        # Until the previous target is removed it stays `tracked.target` (retried after a failure).
+        return target
+
+    async def finish_move(self, tracked: Tracked, target: Target) -> None:
+        """After a target change, remove the previous target (or our part of it): until then it stays
+        `tracked.target` (retried after a failure)."""
         await self._remove_previous(tracked, target)
         tracked.target = target
 
@@ -130,11 +134,15 @@ class Publisher:
         """One attempt at a pending withdraw; a failure plans the next."""
         if key not in self.leaving:
             return
-        tracked, target, failures = self.leaving[key]
+        entry = self.leaving[key]
+        tracked, target, failures = entry
         try:
-            if target is not None:
-                await self._remove(tracked, target)
-            await self.gateways.release_all(tracked)
+            async with tracked.lock:  # after a pass still under way: what it wrote is released too
+                if target is not None:
+                    await self._remove(tracked, target)
+                await self.gateways.release_all(tracked)
+                if tracked.holds_release:
+                    await self.let_go(tracked)
         except Exception as exc:
             delay = self.retry.delay(failures + 1, getattr(exc, "retry_after", None))
             self.leaving[key] = (tracked, target, failures + 1)
@@ -143,7 +151,29 @@ class Publisher:
             where = target.name if target is not None else "its gateway outputs"
             tracked.log(logging.WARNING, "could not leave %s (retry in %.0fs): %s", where, delay, why)
             return
-        del self.leaving[key]
+        if self.leaving.get(key) is entry:  # not a newer request made meanwhile
+            del self.leaving[key]
+
+    async def hold(self, tracked: Tracked) -> None:
+        """Add our finalizer: the JwtSecret's deletion then waits until its entries in shared gateway
+        objects are out, even if no operator runs when it is deleted."""
+        finalizers = [*tracked.finalizers, RELEASE_FINALIZER]
+        ns, name, version = tracked.namespace, tracked.name, tracked.resource_version
+        await asyncio.to_thread(self.kube.set_finalizers, ns, name, finalizers, version)
+        tracked.finalizers = tuple(finalizers)
+        self.metrics.api_writes.labels("JwtSecret", "patch").inc()
+
+    async def let_go(self, tracked: Tracked) -> None:
+        """Remove our finalizer (the entries are out, or there are no outputs any more)."""
+        finalizers = [f for f in tracked.finalizers if f != RELEASE_FINALIZER]
+        ns, name, version = tracked.namespace, tracked.name, tracked.resource_version
+        try:
+            await asyncio.to_thread(self.kube.set_finalizers, ns, name, finalizers, version)
+        except ApiCallError as exc:
+            if exc.status != 404:  # gone: nothing left to hold
+                raise
+        tracked.finalizers = tuple(finalizers)
+        self.metrics.api_writes.labels("JwtSecret", "patch").inc()
 
     @staticmethod
     def drifted(tracked: Tracked, data: Mapping[str, str], *, deleted: bool) -> bool:

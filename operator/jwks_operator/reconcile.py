@@ -136,9 +136,16 @@ class Reconciler:
             if not self.current(tracked):
                 return base  # replaced meanwhile: reconcile() drops this outcome
             step = "publishing the keys"
-            await self.publisher.publish(tracked, spec, key_set)
+            if spec.outputs and not tracked.holds_release:
+                await self.publisher.hold(tracked)
+            target = await self.publisher.publish(tracked, spec, key_set)
+            moved = True  # the outputs point at the new target: the previous one may go
             if spec.outputs or tracked.outputs:
-                await self._outputs(tracked, spec, key_set)
+                moved = await self._outputs(tracked, spec, key_set, target.name)
+            if moved or tracked.target is None:
+                await self.publisher.finish_move(tracked, target)
+            if not spec.outputs and not tracked.outputs and tracked.holds_release:
+                await self.publisher.let_go(tracked)
         except JwksError as exc:
             return replace(self._failed(tracked, base, source, exc), write_failed=step.startswith("publish"))
         except Exception as exc:  # not a JwksError: a bug, or an output edited beyond what we parse
@@ -168,14 +175,15 @@ class Reconciler:
         if left >= 0:
             self.scheduler.schedule(("obj", tracked.key), left + STALE_MARGIN)
 
-    async def _outputs(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet) -> None:
-        """Write the gateway outputs; while one is not written, retry with backoff."""
-        assert tracked.target is not None  # publish() wrote it
-        if await self.publisher.gateways.sync(tracked, spec, key_set, tracked.target.name):
+    async def _outputs(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet, target: str) -> bool:
+        """Write the gateway outputs (`target`: the ConfigMap they may point at); while one is not written,
+        retry with backoff. True when all are written."""
+        if await self.publisher.gateways.sync(tracked, spec, key_set, target):
             tracked.output_failures = 0
-            return
+            return True
         tracked.output_failures += 1
         self.scheduler.schedule(("obj", tracked.key), self.retry.delay(tracked.output_failures))
+        return False
 
     def _failed(self, tracked: Tracked, base: Outcome, source: UrlSource | None, exc: JwksError) -> Outcome:
         """The outcome of a failed attempt (the published keys stay), with a retry planned."""

@@ -14,6 +14,7 @@ from .freshness import RefreshPolicy
 from .gateways.base import OutputStatus
 from .keys import KeySet
 from .kube import Owner, TargetKind
+from .names import RELEASE_FINALIZER
 from .spec import JwtSecretSpec, parse_spec, target_name
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Tracked:
     failures: int = 0
     report_failures: int = 0
     output_failures: int = 0
+    finalizers: tuple[str, ...] = ()  # as last seen in a watch event, with its resourceVersion
+    resource_version: str = ""
     # Gateway outputs by id: their last outcome (from the stored status until this process writes them)
     # and a hash of what each was last rendered from (unchanged inputs write nothing).
     outputs: dict[str, OutputStatus] = field(default_factory=dict)
@@ -111,11 +114,25 @@ class Tracked:
             return None
         return KeySet(tuple(dict(k) for k in keys if isinstance(k, Mapping)))
 
+    @property
+    def holds_release(self) -> bool:
+        """Whether the JwtSecret carries our finalizer (its deletion waits for our release)."""
+        return RELEASE_FINALIZER in self.finalizers
+
+    def seen(self, body: Mapping[str, Any]) -> None:
+        """Keep the finalizers and resourceVersion of the latest watch event (metadata-only ones too)."""
+        meta = body.get("metadata") or {}
+        self.finalizers = tuple(str(f) for f in meta.get("finalizers") or [])
+        self.resource_version = str(meta.get("resourceVersion") or "")
+
     def resumable(self) -> bool:
-        """After a restart: the stored status already describes this generation and is healthy."""
+        """After a restart: the stored status already describes this generation and is healthy (its
+        gateway outputs too: a failing one is retried at once, its retry timer went with the process)."""
         conditions: list[dict[str, Any]] = self.status.get("conditions") or []
         ready = next((c for c in conditions if c.get("type") == "Ready"), {})
-        return self.status.get("observedGeneration") == self.generation and ready.get("status") == "True"
+        outputs_ready = all(o.ready for o in self.outputs.values())
+        current = self.status.get("observedGeneration") == self.generation
+        return current and ready.get("status") == "True" and outputs_ready
 
     def log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         """Log with the JwtSecret's namespace/name in the text and as structured fields."""
@@ -149,7 +166,7 @@ def track(
     stored = Target.stored(status)
     outputs = {o.id: o for o in map(OutputStatus.stored, status.get("outputs") or []) if o is not None}
     failures = status.get("consecutiveFailures")
-    return Tracked(
+    tracked = Tracked(
         key[0],
         key[1],
         uid,
@@ -163,3 +180,5 @@ def track(
         outputs=outputs,
         failures=failures if isinstance(failures, int) and failures > 0 else 0,  # backoff goes on
     )
+    tracked.seen(body)
+    return tracked

@@ -40,6 +40,7 @@ FULLNAME = "jwks-operator"  # release "jwks-operator" contains the chart name
 OPERATOR_GRANTS = {
     ("jwks.dev", "jwtsecrets", "list"),
     ("jwks.dev", "jwtsecrets", "watch"),
+    ("jwks.dev", "jwtsecrets", "patch"),
     ("jwks.dev", "jwtsecrets/status", "patch"),
     *{("", "configmaps", verb) for verb in ("get", "list", "watch", "create", "update", "delete")},
     *{("", "secrets", verb) for verb in ("get", "create", "update", "delete")},

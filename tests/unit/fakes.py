@@ -149,6 +149,7 @@ class FakeKube(Kube):
         self.calls: list[tuple[Any, ...]] = []
         self.outputs: dict[OutputKey, dict[str, str]] = {}
         self.objects: dict[ObjectRef, Body] = {}  # gateway outputs' objects, as written by write_output
+        self.finalizers: dict[tuple[str, str], list[str]] = {}  # JwtSecrets' finalizers, as set
         self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[tuple[str, str, str]] = []  # (type, reason, message)
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
@@ -207,6 +208,10 @@ class FakeKube(Kube):
         if existing is None:
             return "created"
         return "unchanged" if existing == merged else "updated"
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+        self._call("set_finalizers", name, list(finalizers))
+        self.finalizers[(namespace, name)] = list(finalizers)
 
     def write_output(self, ref: ObjectRef, mutate: Mutate) -> Outcome:
         self._call("write_output", ref.kind, ref.name)
@@ -334,7 +339,10 @@ class Rig:
         """A JwtSecret body with the status written so far; the uid stays the same per name."""
         uid = self.uids.setdefault(name, f"uid-{next(self._next_uid)}")
         options.setdefault("status", dict(self.kube.statuses.get((NS, name), {})))
-        return jwtsecret(name, spec, uid=uid, **options)
+        body = jwtsecret(name, spec, uid=uid, **options)
+        if self.kube.finalizers.get((NS, name)):
+            body["metadata"]["finalizers"] = list(self.kube.finalizers[(NS, name)])
+        return body
 
     async def apply(self, name: str, spec: dict[str, Any], **options: Any) -> None:
         """Watch event for a JwtSecret, then all the work it makes due now."""

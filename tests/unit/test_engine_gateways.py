@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from jwks_operator.errors import ApiCallError
 from jwks_operator.gateways import ObjectRef
 from tests.unit.fakes import NS, Rig, jwk
 
@@ -17,6 +18,8 @@ ISSUER = "https://idp.example/"
 NGINX = {"jwkUrl": URL, "audiences": ["api"], "outputs": [{"nginx": {}}]}
 POLICY = ObjectRef("gateway.envoyproxy.io", "v1alpha1", "securitypolicies", "SecurityPolicy", NS, "edge")
 RA = ObjectRef("security.istio.io", "v1", "requestauthentications", "RequestAuthentication", NS, "api")
+
+ALLOW = {"jwks.dev/allow-jwtsecrets": "a"}  # the object's owner lets JwtSecret a manage its entries
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,7 +43,7 @@ def user_policy() -> dict[str, Any]:
     return {
         "apiVersion": "gateway.envoyproxy.io/v1alpha1",
         "kind": "SecurityPolicy",
-        "metadata": {"name": "edge", "namespace": NS, "resourceVersion": "7"},
+        "metadata": {"name": "edge", "namespace": NS, "resourceVersion": "7", "annotations": ALLOW},
         "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "api"}]},
     }
 
@@ -125,7 +128,7 @@ async def test_deletion_takes_our_rules_out_of_a_users_request_authentication() 
     rig.kube.objects[RA] = {
         "apiVersion": "security.istio.io/v1",
         "kind": "RequestAuthentication",
-        "metadata": {"name": "api", "namespace": NS, "resourceVersion": "3"},
+        "metadata": {"name": "api", "namespace": NS, "resourceVersion": "3", "annotations": ALLOW},
         "spec": {"jwtRules": [{"issuer": "https://other.example/", "jwksUri": "https://other.example/jwks"}]},
     }
     spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}]}
@@ -155,3 +158,86 @@ async def test_resync_repairs_an_output_deleted_by_hand() -> None:
     del rig.kube.objects[nginx_ref()]
     await rig.engine.resync((NS, "a"))
     assert nginx_kids(rig) == ["k1"]
+
+
+FINALIZER = "jwks.dev/release-outputs"
+
+
+def user_ra() -> dict[str, Any]:
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "RequestAuthentication",
+        "metadata": {"name": "api", "namespace": NS, "resourceVersion": "3", "annotations": ALLOW},
+        "spec": {"selector": {"matchLabels": {"app": "api"}}},
+    }
+
+
+def deleting(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "metadata": {**body["metadata"], "deletionTimestamp": "2026-01-01T12:05:00Z"}}
+
+
+async def test_outputs_hold_a_finalizer_until_their_entries_are_out() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}]}
+    await rig.apply("a", spec)
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+    calls = [c[0] for c in rig.kube.calls]
+    assert calls.index("set_finalizers") < calls.index("write_output"), "held before anything is written"
+
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert "jwtRules" not in rig.kube.objects[RA]["spec"]
+    assert rig.kube.finalizers[(NS, "a")] == [], "let go once the rules are out"
+
+
+async def test_a_jwtsecret_deleted_while_no_operator_ran_is_released_by_the_next_one() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}]}
+    await rig.apply("a", spec)
+    rig.restart()  # deleted meanwhile: the next operator lists it with deletionTimestamp and our finalizer
+    await rig.engine.observe(None, deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert "jwtRules" not in rig.kube.objects[RA]["spec"], "found from the stored status.outputs"
+    assert rig.kube.finalizers[(NS, "a")] == []
+
+
+async def test_dropping_every_output_lets_the_finalizer_go() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    await rig.apply("a", NGINX)
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+    await rig.apply("a", {**NGINX, "outputs": []}, generation=2)
+    assert rig.kube.finalizers[(NS, "a")] == []
+
+
+async def test_a_failing_release_is_retried_and_the_others_still_go() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}, {"nginx": {}}]}
+    await rig.apply("a", spec)
+    rig.kube.fail["write_output"] = [ApiCallError("Kubernetes API error: HTTP 500", status=500)]
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert nginx_ref() not in rig.kube.objects, "the NGINX Secret went although the Istio release failed"
+    assert rig.kube.objects[RA]["spec"].get("jwtRules"), "the Istio rules wait for the retry"
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+    await rig.advance(5)
+    assert "jwtRules" not in rig.kube.objects[RA]["spec"]
+    assert rig.kube.finalizers[(NS, "a")] == []
+
+
+async def test_after_a_restart_a_failing_output_is_retried_at_once() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"envoyGateway": {"securityPolicy": "edge"}}]}
+    await rig.apply("a", spec)
+    rig.restart()
+    rig.kube.objects[POLICY] = user_policy()
+    await rig.engine.observe(None, rig.body("a", spec))
+    await rig.settle()
+    assert rig.kube.objects[POLICY]["spec"].get("jwt"), "not left waiting for the URL's next refresh"

@@ -64,10 +64,12 @@ namespaces). Exactly what the operator and Kopf request; tests/e2e/test_rbac.py 
 values: no gateway outputs) with the requests of a whole e2e run.
 */}}
 {{- define "jwks-operator.rules" -}}
-# Kopf lists, then watches, the JwtSecrets; the operator never reads one by name.
+# Kopf lists, then watches, the JwtSecrets; the operator never reads one by name. Patch: only its own
+# finalizer (jwks.dev/release-outputs) on JwtSecrets with gateway outputs, merge-patched with the
+# resourceVersion it was seen at.
 - apiGroups: [jwks.dev]
   resources: [jwtsecrets]
-  verbs: [list, watch]
+  verbs: [list, watch, patch]
 # Status is written through the subresource only (merge patch).
 - apiGroups: [jwks.dev]
   resources: [jwtsecrets/status]

@@ -39,7 +39,7 @@ PARSERS: dict[str, Callable[[Mapping[str, Any], str], Output]] = {
 ID_FIELDS: dict[str, tuple[str, ...]] = {
     "istio": ("name",),
     "envoyGateway": ("securityPolicy",),
-    "spaceCloud": ("projectId",),
+    "spaceCloud": ("projectId", "clusterId"),
     "kong": ("consumer",),
     "nginx": ("name",),
 }

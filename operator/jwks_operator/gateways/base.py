@@ -4,7 +4,9 @@ An output is one gateway-native object kind (Istio RequestAuthentication, Space 
 Envoy Gateway SecurityPolicy, Kong credential Secrets, NGINX JWK Secret). Its module turns the JwtSecret's
 spec and keys into a Plan: writes, each a pure `mutate` that writes.write() applies to one object (create,
 or read-modify-write guarded by resourceVersion). Objects shared with others (a RequestAuthentication a
-user made, a Space Cloud project) carry the MANAGED_ANNOTATION: which entries each JwtSecret owns.
+user made, a Space Cloud project) carry the MANAGED_ANNOTATION: which entries each JwtSecret owns, keyed
+by its name and uid (a JwtSecret recreated under the same name is another owner). A shared object the
+operator did not create is written only if its owner lists the JwtSecret in the ALLOW_ANNOTATION.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from ..writes import Body, Mutate
 if TYPE_CHECKING:
     from ..spec import JwtSecretSpec
 
-MANAGED_ANNOTATION = f"{GROUP}/managed-entries"  # {"<jwtsecret>": ["<entry id>", ...]} on shared objects
+# On shared objects: {"<jwtsecret>/<uid>": ["<entry id>", ...]}, the entries each JwtSecret owns.
+MANAGED_ANNOTATION = f"{GROUP}/managed-entries"
+ALLOW_ANNOTATION = f"{GROUP}/allow-jwtsecrets"  # "<jwtsecret>,<jwtsecret>" or "*", set by the object's owner
 
 
 class OutputError(JwksError):
@@ -136,8 +140,13 @@ class OutputStatus:
         )
 
 
+def mark_key(owner: Owner) -> str:
+    """Our key in the MANAGED_ANNOTATION: the JwtSecret's name and uid."""
+    return f"{owner.name}/{owner.uid}"
+
+
 def managed_entries(existing: Mapping[str, Any] | None) -> dict[str, list[str]]:
-    """Which entries of a shared object each JwtSecret owns (an unreadable mark reads as none)."""
+    """Which entries of a shared object each mark key owns (an unreadable mark reads as none)."""
     meta = (existing or {}).get("metadata") or {}
     raw = (meta.get("annotations") or {}).get(MANAGED_ANNOTATION)
     try:
@@ -149,13 +158,33 @@ def managed_entries(existing: Mapping[str, Any] | None) -> dict[str, list[str]]:
     return {str(k): [str(i) for i in v] for k, v in value.items() if isinstance(v, list)}
 
 
-def with_entries(meta: Mapping[str, Any], name: str, ids: Sequence[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Marks:
+    """A shared object's marks as one JwtSecret sees them."""
+
+    mine: tuple[str, ...]  # the entries this JwtSecret (its name and uid) marked, sorted
+    theirs: Mapping[str, str]  # entry -> the JwtSecret that marked it (its name, for messages)
+
+
+def marks_of(existing: Mapping[str, Any] | None, owner: Owner) -> Marks:
+    """Our entries and the others'; a mark of our name but another uid is someone else's."""
+    marks = managed_entries(existing)
+    mine = marks.pop(mark_key(owner), [])
+    theirs: dict[str, str] = {}
+    for key, ids in marks.items():
+        name, _, uid = key.partition("/")
+        who = f"{name} (uid {uid or 'unknown'}, not this one)" if name == owner.name else name
+        theirs.update((i, who) for i in ids if i not in theirs)
+    return Marks(tuple(sorted(set(mine))), theirs)
+
+
+def with_entries(meta: Mapping[str, Any], owner: Owner, ids: Sequence[str]) -> dict[str, Any]:
     """Metadata with our mark set to `ids` (removed when empty; the annotation goes when nobody's left)."""
     marks = managed_entries({"metadata": meta})
     if ids:
-        marks[name] = sorted(set(ids))
+        marks[mark_key(owner)] = sorted(set(ids))
     else:
-        marks.pop(name, None)
+        marks.pop(mark_key(owner), None)
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != MANAGED_ANNOTATION}
     if marks:
         annotations[MANAGED_ANNOTATION] = json.dumps(marks, sort_keys=True, separators=(",", ":"))
@@ -163,6 +192,23 @@ def with_entries(meta: Mapping[str, Any], name: str, ids: Sequence[str]) -> dict
     if not annotations:
         result.pop("annotations")
     return result
+
+
+def allowed(existing: Mapping[str, Any], owner: Owner) -> bool:
+    """Whether the object's owner lets this JwtSecret write into it (ALLOW_ANNOTATION lists it, or "*")."""
+    raw = ((existing.get("metadata") or {}).get("annotations") or {}).get(ALLOW_ANNOTATION)
+    names = {n.strip() for n in raw.split(",")} if isinstance(raw, str) else set()
+    return "*" in names or owner.name in names
+
+
+def require_allowed(existing: Mapping[str, Any], ref: ObjectRef, owner: Owner, what: str) -> None:
+    """NotAllowed unless the object's owner lets this JwtSecret manage its `what` (releases never ask)."""
+    if not allowed(existing, owner):
+        raise OutputError(
+            "NotAllowed",
+            f"{ref} does not allow JwtSecret {owner.name} to manage its {what}: add the annotation "
+            f'{ALLOW_ANNOTATION}: {owner.name} (or "*")',
+        )
 
 
 def owned_metadata(ref: ObjectRef, owner: Owner, existing: Mapping[str, Any] | None = None) -> dict[str, Any]:

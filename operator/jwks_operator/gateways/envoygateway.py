@@ -3,9 +3,10 @@
 The providers read the JwtSecret's ConfigMap (key `jwks`) through `localJWKS.valueRef` (Envoy Gateway
 v1.4+), so rotated keys reach Envoy without touching the SecurityPolicy. One provider per issuer of
 spec.issuers (`<provider>`, `<provider>-2`, ...), one without an issuer when the spec has none. The
-SecurityPolicy is the user's (its targetRefs choose the routes): never created nor deleted here. The
-MANAGED_ANNOTATION records each JwtSecret's provider names; other providers and the fields a user added
-to ours (claimToHeaders, extractFrom, ...) are left alone.
+SecurityPolicy is the user's (its targetRefs choose the routes): never created nor deleted here, and
+written only if its ALLOW_ANNOTATION lists the JwtSecret. The MANAGED_ANNOTATION records each
+JwtSecret's provider names; other providers and the fields a user added to ours (claimToHeaders,
+extractFrom, ...) are left alone.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..bodies import Owner
 from ..errors import SpecError
 from ..writes import Body, Mutate
 from . import fields
-from .base import Context, ObjectRef, OutputError, Plan, Write, managed_entries, with_entries
+from .base import Context, ObjectRef, OutputError, Plan, Write, marks_of, require_allowed, with_entries
 
 # The SecurityPolicy CRD (v1.9.1): jwt.providers has 1 to 16 items, a provider's audiences at most 8, its
 # issuer at most 253 characters; Envoy Gateway requires provider names to be Kubernetes qualified names.
@@ -150,9 +151,9 @@ def _publish(ref: ObjectRef, owner: Owner, providers: list[dict[str, Any]]) -> M
                 f"{ref} not found: create it with targetRefs; jwks-operator manages its jwt provider "
                 + ", ".join(names),
             )
-        marks = managed_entries(existing)
-        mine = set(marks.pop(owner.name, []))
-        theirs = {name: jwtsecret for jwtsecret, ids in marks.items() for name in ids}
+        require_allowed(existing, ref, owner, "jwt providers")
+        marks = marks_of(existing, owner)
+        mine, theirs = set(marks.mine), marks.theirs
         for name in names:
             if name in theirs:
                 raise OutputError(
@@ -181,7 +182,7 @@ def _publish(ref: ObjectRef, owner: Owner, providers: list[dict[str, Any]]) -> M
             )
         spec = body["spec"] = body.get("spec") or {}
         spec["jwt"] = {**(spec.get("jwt") or {}), "providers": merged}
-        body["metadata"] = with_entries(body.get("metadata") or {}, owner.name, names)
+        body["metadata"] = with_entries(body.get("metadata") or {}, owner, names)
         return None if body == existing else body
 
     return mutate
@@ -191,13 +192,11 @@ def _release(ref: ObjectRef, owner: Owner) -> Mutate:
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is None:
             return None
-        marks = managed_entries(existing)
-        mine = set(marks.pop(owner.name, []))
-        theirs = {name for ids in marks.values() for name in ids}
+        marks = marks_of(existing, owner)
         body: Body = copy.deepcopy(dict(existing))
-        body["metadata"] = with_entries(body.get("metadata") or {}, owner.name, [])
+        body["metadata"] = with_entries(body.get("metadata") or {}, owner, [])
         providers = _providers(body)
-        kept = [p for p in providers if _name(p) not in mine or _name(p) in theirs]
+        kept = [p for p in providers if _name(p) not in marks.mine or _name(p) in marks.theirs]
         if len(kept) != len(providers):
             spec = body["spec"]
             if kept:

@@ -5,7 +5,9 @@ istiod never fetches it). The object may be shared: a user's own RequestAuthenti
 JwtSecrets contribute to. The MANAGED_ANNOTATION records the issuers of each JwtSecret's rules; the rest
 of the object, and the fields a user added to our rules (fromHeaders, outputPayloadToHeader, ...), are
 left alone. An object the operator creates has a non-controller ownerReference per contributing
-JwtSecret, so the garbage collector deletes it with the last one; a user's object gets none.
+JwtSecret, so the garbage collector deletes it with the last one (a release deletes it only while it
+holds no rule of a user's); a user's object gets none, and is written only if its ALLOW_ANNOTATION
+lists the JwtSecret.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..names import GROUP, KIND
 from ..outputs import labels, owner_reference
 from ..writes import DELETE, Body, Mutate, Verdict
 from . import fields
-from .base import Context, ObjectRef, OutputError, Plan, Write, managed_entries, with_entries
+from .base import Context, ObjectRef, OutputError, Plan, Write, marks_of, require_allowed, with_entries
 
 API_GROUP = "security.istio.io"
 # The fields of a rule of ours the operator sets (audiences: removed when the spec has none) or removes (the
@@ -114,9 +116,10 @@ def _publish(
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is None:
             return _created(ref, owner, rules, match_labels)
-        marks = managed_entries(existing)
-        mine = set(marks.pop(owner.name, []))
-        theirs = {issuer: name for name, ids in marks.items() for issuer in ids}
+        if not _made_by_us(existing.get("metadata") or {}):
+            require_allowed(existing, ref, owner, "jwtRules")
+        marks = marks_of(existing, owner)
+        mine, theirs = set(marks.mine), marks.theirs
         for issuer in issuers:
             if issuer in theirs:
                 raise OutputError(
@@ -141,7 +144,7 @@ def _publish(
                 merged.append({**{k: v for k, v in rule.items() if k not in DROPPED}, **wanted[issuer]})
         merged += [r for i, r in wanted.items() if all(_issuer(m) != i for m in merged)]
         body["spec"] = {**(body.get("spec") or {}), "jwtRules": merged}
-        meta = with_entries(body.get("metadata") or {}, owner.name, issuers)
+        meta = with_entries(body.get("metadata") or {}, owner, issuers)
         if _made_by_us(meta) and all(r.get("uid") != owner.uid for r in meta["ownerReferences"]):
             ours = owner_reference(owner.name, owner.uid, controller=False)
             meta["ownerReferences"] = [*meta["ownerReferences"], ours]
@@ -163,7 +166,7 @@ def _created(ref: ObjectRef, owner: Owner, rules: list[dict[str, Any]], match_la
     return {
         "apiVersion": ref.api_version,
         "kind": ref.kind,
-        "metadata": with_entries(meta, owner.name, [r["issuer"] for r in rules]),
+        "metadata": with_entries(meta, owner, [r["issuer"] for r in rules]),
         "spec": {**spec, "jwtRules": copy.deepcopy(rules)},
     }
 
@@ -172,20 +175,20 @@ def _release(owner: Owner) -> Mutate:
     def mutate(existing: Mapping[str, Any] | None) -> Body | Verdict | None:
         if existing is None:
             return None
-        marks = managed_entries(existing)
-        mine = set(marks.pop(owner.name, []))
-        theirs = {issuer for ids in marks.values() for issuer in ids}
+        marks = marks_of(existing, owner)
         body: Body = copy.deepcopy(dict(existing))
-        meta = with_entries(body.get("metadata") or {}, owner.name, [])
+        meta = with_entries(body.get("metadata") or {}, owner, [])
+        rules = _rules(body)
+        kept = [r for r in rules if _issuer(r) not in marks.mine or _issuer(r) in marks.theirs]
         refs = meta.get("ownerReferences") or []
         left = [r for r in refs if r.get("uid") != owner.uid]
-        if _made_by_us(meta) and not left:
+        if _made_by_us(meta) and not left and not kept:
             return DELETE
-        if len(left) != len(refs):
+        if len(left) != len(refs):  # the last one gone, the garbage collector leaves it to the user
             meta["ownerReferences"] = left
+            if not left:
+                del meta["ownerReferences"]
         body["metadata"] = meta
-        rules = _rules(body)
-        kept = [r for r in rules if _issuer(r) not in mine or _issuer(r) in theirs]
         if len(kept) != len(rules):
             spec = body["spec"]
             if kept:

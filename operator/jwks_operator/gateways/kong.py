@@ -11,9 +11,11 @@ ES256-512, PS256-512, EdDSA; ES512, PS* and EdDSA since Kong 3.7).
 
 The Secrets are ours alone (controller ownerReference), named after the consumer and the key (its kid and
 thumbprint): a rotation creates new ones and deletes the stale, and a new consumer (a new output id) gets
-its own while the old output's are released. With `consumer`, the KongConsumer (which must exist) lists
-our current Secrets; its MANAGED_ANNOTATION names them, and the entries of others are kept. Plan objects
-are the Secret names plus "KongConsumer/<name>", so a later plan or a release finds the consumer.
+its own while the old output's are released. With `consumer`, the KongConsumer (which must exist and
+list the JwtSecret in its ALLOW_ANNOTATION) lists our current Secrets; its MANAGED_ANNOTATION names
+them, and the entries of others are kept. The consumer is checked before any Secret is written, so a
+missing or forbidding consumer leaves no Secret that status.outputs does not record. Plan objects are the
+Secret names plus "KongConsumer/<name>", so a later plan or a release finds the consumer.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from ..writes import DELETE, Body, Mutate, Verdict
 from . import fields
 from .base import (
     Context,
+    Marks,
     ObjectRef,
     OutputError,
     Plan,
     Write,
     is_owned_by,
-    managed_entries,
+    marks_of,
     owned_metadata,
+    require_allowed,
     unchanged,
     with_entries,
 )
@@ -75,8 +79,9 @@ class KongOutput:
         writes = [
             Write(_secret_ref(owner, n), _secret(_secret_ref(owner, n), owner, d)) for n, d in creds.items()
         ]
-        if self.consumer is not None:
+        if self.consumer is not None:  # checked first: a Secret written before a failure is unrecorded
             ref = _consumer_ref(owner, self.consumer)
+            writes.insert(0, Write(ref, _checked(ref, owner, list(creds))))
             writes.append(Write(ref, _consumer(ref, owner, list(creds), stale, required=True)))
         else:
             notes += (
@@ -175,32 +180,60 @@ def _consumer(
     """The KongConsumer's credentials: ours (by our mark, or in `drop`) set to `wanted`, others' kept."""
 
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
-        if existing is None:
-            if not required:
-                return None
-            raise OutputError(
-                "NotFound",
-                f"KongConsumer {ref.name} not found in namespace {ref.namespace} (jwks-operator adds "
-                "credentials to it, never creates it; is the KongConsumer CRD installed?)",
-            )
-        current = existing.get("credentials") or []
-        if not isinstance(current, list) or not all(isinstance(c, str) for c in current):
-            raise OutputError(
-                "InvalidKongConsumer", f"KongConsumer {ref.name}: credentials is not a list of names"
-            )
-        marks = managed_entries(existing)
-        ours = {*marks.get(owner.name, []), *drop}
+        if existing is None and not required:
+            return None
+        current, marks = _consumer_credentials(ref, owner, existing, wanted if required else None)
+        assert existing is not None
+        ours = {c for c in (*marks.mine, *drop) if c not in marks.theirs}
         kept = [c for c in current if c not in ours or c in wanted]
         kept += [c for c in wanted if c not in kept]
         ids = sorted(set(wanted))
-        if kept == current and marks.get(owner.name, []) == ids:
+        if kept == current and list(marks.mine) == ids:
             return None
-        body: Body = {**existing, "metadata": with_entries(existing.get("metadata") or {}, owner.name, ids)}
+        body: Body = {**existing, "metadata": with_entries(existing.get("metadata") or {}, owner, ids)}
         if kept or "credentials" in existing:
             body["credentials"] = kept
         return body
 
     return mutate
+
+
+def _checked(ref: ObjectRef, owner: Owner, wanted: Sequence[str]) -> Mutate:
+    """Writes nothing: raises unless the KongConsumer exists, is readable, lets us in and takes `wanted`."""
+
+    def mutate(existing: Mapping[str, Any] | None) -> None:
+        _consumer_credentials(ref, owner, existing, wanted)
+
+    return mutate
+
+
+def _consumer_credentials(
+    ref: ObjectRef, owner: Owner, existing: Mapping[str, Any] | None, wanted: Sequence[str] | None
+) -> tuple[list[str], Marks]:
+    """The KongConsumer's credentials and marks; publishing `wanted` (None: releasing), it must allow this
+    JwtSecret, and another may not have marked those credentials."""
+    if existing is None:
+        raise OutputError(
+            "NotFound",
+            f"KongConsumer {ref.name} not found in namespace {ref.namespace} (jwks-operator adds "
+            "credentials to it, never creates it; is the KongConsumer CRD installed?)",
+        )
+    current = existing.get("credentials") or []
+    if not isinstance(current, list) or not all(isinstance(c, str) for c in current):
+        raise OutputError(
+            "InvalidKongConsumer", f"KongConsumer {ref.name}: credentials is not a list of names"
+        )
+    marks = marks_of(existing, owner)
+    if wanted is not None:
+        require_allowed(existing, ref, owner, "credentials")
+        for name in wanted:
+            if name in marks.theirs:
+                raise OutputError(
+                    "OutputConflict",
+                    f"KongConsumer {ref.name}: JwtSecret {marks.theirs[name]} already manages credential "
+                    f"{name}; left untouched",
+                )
+    return current, marks
 
 
 def _released(owner: Owner) -> Mutate:

@@ -10,11 +10,12 @@ RS256_PUBLIC verifies RS256 with `publicKey` and may not be primary, HS256 uses 
 (utils/jwt); secretSource "admin" swaps the list for the admin secret (modules/auth/setters.go).
 
 We write one RS256_PUBLIC entry per RSA key (HS256 per HMAC key, with allowHmac), its kid the key's (or
-its RFC 7638 thumbprint), into the ConfigMap in the JwtSecret's own namespace, which must exist.
-MANAGED_ANNOTATION lists each JwtSecret's kids; an unmarked entry identical to ours (the mark lost to an
-apply of an old copy) is taken over: it verifies exactly what ours does. The rest of `data` is kept
-(parsed, `secrets` edited, re-serialised); missing and null fields read as empty, as Space Cloud
-rewrites entries from its struct.
+its RFC 7638 thumbprint), into the ConfigMap, which must exist and list the JwtSecret in its
+ALLOW_ANNOTATION; the JwtSecret must be in namespace space-cloud. MANAGED_ANNOTATION lists each
+JwtSecret's kids; an entry of a wanted kid that our mark does not list is someone else's (a conflict),
+identical or not. The rest of `data` is kept (parsed, `secrets` edited, re-serialised); missing and null
+fields read as empty, as Space Cloud rewrites entries from its struct. The output's id carries projectId
+and clusterId: the same project on two clusters is two outputs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..errors import SpecError
 from ..keys import thumbprint
 from ..writes import Body
 from . import fields
-from .base import Context, ObjectRef, OutputError, Plan, Write, managed_entries, with_entries
+from .base import Context, Marks, ObjectRef, OutputError, Plan, Write, marks_of, require_allowed, with_entries
 from .pem import algorithm_for, hmac_text, public_pem
 
 NAMESPACE = "space-cloud"  # where Space Cloud reads its ConfigMaps
@@ -42,7 +43,8 @@ FIELDS = ("isPrimary", "alg", "kid", "jwkUrl", "aud", "iss", "secret", "publicKe
 ZERO: Mapping[str, Any] = {
     f: False if f == "isPrimary" else [] if f in ("aud", "iss") else "" for f in FIELDS
 }
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_CLUSTER_RE = re.compile(r"^[a-z0-9][-a-z0-9.]*$")  # the start of a ConfigMap name, once made compatible
+_PROJECT_RE = re.compile(r"^[-a-z0-9.]*[a-z0-9]$")  # its end
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,17 @@ class SpaceCloudOutput:
         assert project is not None
         cluster = fields.text(raw, "clusterId", path) or DEFAULT_CLUSTER
         output = cls(project, cluster, fields.flag(raw, "allowHmac", path))
-        if len(output.configmap) > 253 or not _NAME_RE.match(output.configmap):
-            raise SpecError(f"{path}.projectId", f"gives no valid ConfigMap name ({output.configmap!r})")
+        bad = None if _CLUSTER_RE.match(_compatible(cluster)) else "clusterId"
+        bad = bad or (None if _PROJECT_RE.match(_compatible(project)) else "projectId")
+        if bad is None and len(output.configmap) > 253:
+            bad = "clusterId" if len(cluster) > 2 * len(project) else "projectId"
+        if bad is not None:
+            raise SpecError(f"{path}.{bad}", f"gives no valid ConfigMap name ({output.configmap!r})")
         return output
 
     @property
     def id(self) -> str:
-        return f"spaceCloud/{self.project_id}"
+        return f"spaceCloud/{self.project_id}/{self.cluster_id}"
 
     @property
     def kind(self) -> str:
@@ -75,13 +81,17 @@ class SpaceCloudOutput:
     @property
     def configmap(self) -> str:
         """The project's ConfigMap name (store_kube.go makeIDConfigMapCompatible of its resource id)."""
-        return f"{self.cluster_id}--{self.project_id}--project--{self.project_id}".lower().replace("_", "-")
+        return _compatible(f"{self.cluster_id}--{self.project_id}--project--{self.project_id}")
 
     def plan(self, ctx: Context) -> Plan:
-        entries, notes = _entries(ctx, self.allow_hmac)
         ns = ctx.owner.namespace
         if ns != NAMESPACE:
-            notes += (f"Space Cloud reads project ConfigMaps in namespace {NAMESPACE} only, not {ns}",)
+            raise OutputError(
+                "WrongNamespace",
+                f"Space Cloud reads project ConfigMaps in namespace {NAMESPACE} only, and this JwtSecret "
+                f"is in {ns}: create it in {NAMESPACE}",
+            )
+        entries, notes = _entries(ctx, self.allow_hmac)
         ref = _ref(ns, self.configmap)
         writes = [Write(ref, ProjectWrite(ref, ctx.owner, entries, self.project_id))]
         writes += [Write(r, ProjectWrite(r, ctx.owner)) for r in _refs(ns, ctx.previous) if r != ref]
@@ -104,21 +114,23 @@ class ProjectWrite:
         if existing is None:
             if self.project is None:
                 return None  # released: nothing left to take out
-            ns = self.ref.namespace
-            hint = "" if ns == NAMESPACE else f"; Space Cloud keeps projects in {NAMESPACE}"
             raise OutputError(
                 "NotFound",
-                f"Space Cloud project {self.project} has no ConfigMap {name} in namespace {ns} "
-                f"(Space Cloud creates it with the project; jwks-operator never does{hint})",
+                f"Space Cloud project {self.project} has no ConfigMap {name} in namespace "
+                f"{self.ref.namespace} (Space Cloud creates it with the project; jwks-operator never does)",
             )
         meta = existing.get("metadata") or {}
-        if self.project is not None and (meta.get("labels") or {}).get("kind") != "project":
-            raise OutputError(
-                "OutputConflict", f"ConfigMap {name} is not a Space Cloud project (no label kind: project)"
-            )
+        if self.project is not None:
+            if (meta.get("labels") or {}).get("kind") != "project":
+                raise OutputError(
+                    "OutputConflict",
+                    f"ConfigMap {name} is not a Space Cloud project (no label kind: project)",
+                )
+            require_allowed(existing, self.ref, self.owner, "secrets")
         data = existing.get("data") or {}
         config, secrets = _config(data.get(DATA_KEY), name)
-        merged = _merge(secrets, managed_entries(existing), self.owner.name, self.entries, name)
+        marks = marks_of(existing, self.owner)
+        merged = _merge(secrets, marks, self.entries, name)
         kids = sorted({e["kid"] for e in self.entries})
         if config.get("secretSource") == "admin" and kids:
             raise OutputError(
@@ -126,14 +138,14 @@ class ProjectWrite:
                 f"Space Cloud project {self.project} has secretSource: admin, so it ignores its secrets and "
                 'verifies tokens with its admin secret only; nothing was written (set secretSource to "")',
             )
-        if merged == secrets and managed_entries(existing).get(self.owner.name, []) == kids:
+        if merged == secrets and list(marks.mine) == kids:
             return None
         if merged:
             config["secrets"] = merged
         else:
             config.pop("secrets", None)
         data = {**data, DATA_KEY: json.dumps(config, ensure_ascii=False, separators=(",", ":"))}
-        return {**existing, "data": data, "metadata": with_entries(meta, self.owner.name, kids)}
+        return {**existing, "data": data, "metadata": with_entries(meta, self.owner, kids)}
 
 
 def _entries(ctx: Context, allow_hmac: bool) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
@@ -179,30 +191,23 @@ def _entry(ctx: Context, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None,
 
 
 def _merge(
-    secrets: list[dict[str, Any]],
-    marks: Mapping[str, list[str]],
-    name: str,
-    entries: Sequence[dict[str, Any]],
-    where: str,
+    secrets: list[dict[str, Any]], marks: Marks, entries: Sequence[dict[str, Any]], where: str
 ) -> list[dict[str, Any]]:
     """`secrets` with our entries (by our mark) replaced by `entries`, in place, new ones appended; the
-    others' kept as they are. A wanted kid held by an entry that is not ours: OutputConflict."""
-    ours = set(marks.get(name, []))
-    others = {kid: who for who, kids in marks.items() if who != name for kid in kids}
+    others' kept as they are. A wanted kid held by an entry our mark does not list (another JwtSecret's,
+    Space Cloud's own, unmarked even if identical) or by the primary secret: OutputConflict."""
     wanted = {e["kid"]: e for e in entries}
     result: list[dict[str, Any]] = []
     placed: set[str] = set()
     for entry in secrets:
         kid = entry.get("kid") if isinstance(entry.get("kid"), str) else None
-        mine = kid in ours and not entry.get("isPrimary")
+        mine = kid in marks.mine and not entry.get("isPrimary")
         if kid is not None and not mine and kid in wanted:
-            if kid in others or entry.get("isPrimary") or not _same(entry, wanted[kid]):
-                holder = f"JwtSecret {others[kid]}'s" if kid in others else "an entry we did not write"
-                holder = "the primary secret" if entry.get("isPrimary") else holder
-                raise OutputError(
-                    "OutputConflict", f"kid {kid} in ConfigMap {where} is {holder}; left untouched"
-                )
-            mine = True  # identical to ours: taken over
+            holder = (
+                f"JwtSecret {marks.theirs[kid]}'s" if kid in marks.theirs else "an entry we did not write"
+            )
+            holder = "the primary secret" if entry.get("isPrimary") else holder
+            raise OutputError("OutputConflict", f"kid {kid} in ConfigMap {where} is {holder}; left untouched")
         if not mine:
             result.append(entry)
         elif kid in wanted and kid not in placed:
@@ -234,6 +239,11 @@ def _config(raw: Any, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         )
     assert isinstance(config, dict)
     return config, secrets
+
+
+def _compatible(name: str) -> str:
+    """store_kube.go makeIDConfigMapCompatible: lowercased, `_` as `-`."""
+    return name.lower().replace("_", "-")
 
 
 def _ref(namespace: str, name: str) -> ObjectRef:

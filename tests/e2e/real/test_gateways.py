@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import trustme
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from tests.deploy.render import documents, template
 from tests.e2e.test_rbac import OUTPUT_ROLE
@@ -36,6 +38,7 @@ ISTIO = ("security.istio.io", "v1", "requestauthentications")
 ENVOY = ("gateway.envoyproxy.io", "v1alpha1", "securitypolicies")
 KONG = ("configuration.konghq.com", "v1", "kongconsumers")
 PATIENCE = 60.0
+ALLOW = {"jwks.dev/allow-jwtsecrets": "shop"}  # each shared object's owner lets JwtSecret shop in
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +95,7 @@ def prerequisites(kube: ClusterClient) -> None:
         {
             "apiVersion": "gateway.envoyproxy.io/v1alpha1",
             "kind": "SecurityPolicy",
-            "metadata": {"name": "edge"},
+            "metadata": {"name": "edge", "annotations": ALLOW},
             "spec": {
                 "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "shop"}]
             },
@@ -105,7 +108,10 @@ def prerequisites(kube: ClusterClient) -> None:
         {
             "apiVersion": "configuration.konghq.com/v1",
             "kind": "KongConsumer",
-            "metadata": {"name": "shop-client", "annotations": {"kubernetes.io/ingress.class": "kong"}},
+            "metadata": {
+                "name": "shop-client",
+                "annotations": {"kubernetes.io/ingress.class": "kong", **ALLOW},
+            },
             "username": "shop-client",
         },
     )
@@ -123,6 +129,7 @@ def prerequisites(kube: ClusterClient) -> None:
         {
             "metadata": {
                 "name": PROJECT_CM,
+                "annotations": ALLOW,
                 "labels": {"kind": "project", "projectId": "shop", "clusterId": "default"},
             },
             "data": {"id": "default--shop--project--shop", "data": json.dumps(config)},
@@ -233,3 +240,41 @@ def test_all_five_outputs_are_written_accepted_rotated_and_withdrawn(
             timeout=PATIENCE,
             what="the RequestAuthentication we made deleted",
         )
+
+
+def test_a_jwtsecret_deleted_while_the_operator_is_down_is_released_when_it_is_back(
+    gateways: Path, kube: ClusterClient, ca: trustme.CA, operator: OperatorProcess
+) -> None:
+    policy = {
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+        "kind": "SecurityPolicy",
+        "metadata": {"name": "late", "annotations": {"jwks.dev/allow-jwtsecrets": "late"}},
+        "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "late"}]},
+    }
+    kube.custom.create_namespaced_custom_object(*ENVOY[:2], SPACE, ENVOY[2], policy)
+    with JwksProvider(ca=ca, max_age=30) as idp:
+        spec = {"jwkUrl": idp.url, "issuers": [ISSUER], "audiences": [AUDIENCE]}
+        kube.create(SPACE, "late", {**spec, "outputs": [{"envoyGateway": {"securityPolicy": "late"}}]})
+        wait_for(lambda: custom(kube, ENVOY, "late")["spec"].get("jwt"), timeout=PATIENCE, what="provider")
+        assert kube.get(SPACE, "late")["metadata"]["finalizers"] == ["jwks.dev/release-outputs"]
+        operator.stop()
+        try:
+            kube.delete(SPACE, "late")
+            time.sleep(1)
+            held = kube.get(SPACE, "late")
+            assert held["metadata"]["deletionTimestamp"], "the finalizer holds it while no operator runs"
+            assert custom(kube, ENVOY, "late")["spec"].get("jwt"), "still trusted: nobody took it out yet"
+        finally:
+            operator.start()
+        wait_for(lambda: "jwt" not in custom(kube, ENVOY, "late")["spec"], timeout=PATIENCE, what="released")
+        wait_for(lambda: not gone_or_none(kube, "late"), timeout=PATIENCE, what="the JwtSecret gone")
+
+
+def gone_or_none(kube: ClusterClient, name: str) -> dict[str, Any] | None:
+    """The JwtSecret, or None once it is gone."""
+    try:
+        return kube.get(SPACE, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise

@@ -12,7 +12,7 @@ import pytest
 from jwks_operator.bodies import Owner
 from jwks_operator.errors import SpecError
 from jwks_operator.gateways import parse_outputs
-from jwks_operator.gateways.base import MANAGED_ANNOTATION, Context, OutputError, Write
+from jwks_operator.gateways.base import ALLOW_ANNOTATION, MANAGED_ANNOTATION, Context, OutputError, Write
 from jwks_operator.gateways.envoygateway import MAX_PROVIDERS, EnvoyGatewayOutput
 from jwks_operator.keys import KeySet, build_key_set
 from jwks_operator.spec import parse_spec
@@ -20,6 +20,8 @@ from tests.material import ec_key, public_jwk, rsa_key
 
 ORDERS = Owner("apps", "orders", "uid-orders")
 BILLING = Owner("apps", "billing", "uid-billing")
+OLD_ORDERS = Owner("apps", "orders", "uid-old")  # a JwtSecret orders deleted since, and recreated as ORDERS
+MINE, THEIRS = "orders/uid-orders", "billing/uid-billing"  # their mark keys
 ISSUER = "https://idp.example.com/"
 KEYS = build_key_set([public_jwk(ec_key(), kid="e1"), public_jwk(rsa_key(), kid="r1")])
 OUTPUT = EnvoyGatewayOutput("orders-jwt")
@@ -53,12 +55,13 @@ def apply(w: Write, existing: dict[str, Any] | None) -> Any:
     return result
 
 
-def policy(*providers: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    """A user's SecurityPolicy (jwt only when providers are given)."""
+def policy(*providers: dict[str, Any], allow: str | None = "*", **spec: Any) -> dict[str, Any]:
+    """A user's SecurityPolicy (jwt only when providers are given), letting `allow` in."""
+    meta = {"name": "orders-jwt", "namespace": "apps", "resourceVersion": "3"}
     body: dict[str, Any] = {
         "apiVersion": "gateway.envoyproxy.io/v1alpha1",
         "kind": "SecurityPolicy",
-        "metadata": {"name": "orders-jwt", "namespace": "apps", "resourceVersion": "3"},
+        "metadata": {**meta, **({"annotations": {ALLOW_ANNOTATION: allow}} if allow is not None else {})},
         "spec": {
             "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "orders"}]
         },
@@ -129,7 +132,7 @@ def test_adds_our_provider_reading_our_configmap() -> None:
     assert body["spec"] == {**existing["spec"], "jwt": {"providers": [ours()]}}
     assert body["metadata"] == {
         **existing["metadata"],
-        "annotations": {MANAGED_ANNOTATION: '{"orders":["orders"]}'},
+        "annotations": {ALLOW_ANNOTATION: "*", MANAGED_ANNOTATION: '{"orders/uid-orders":["orders"]}'},
     }
     assert "ownerReferences" not in body["metadata"]
     assert "labels" not in body["metadata"]
@@ -151,10 +154,10 @@ def test_one_provider_per_issuer_named_after_the_provider() -> None:
         ours("auth0-2", issuers[1], []),
         ours("auth0-3", issuers[2], []),
     ]
-    assert mark(body) == {"orders": ["auth0", "auth0-2", "auth0-3"]}
+    assert mark(body) == {MINE: ["auth0", "auth0-2", "auth0-3"]}
     fewer = apply(write(context(issuers=issuers[:1], audiences=None), output), body)
     assert fewer["spec"]["jwt"]["providers"] == [ours("auth0", issuers[0], [])]
-    assert mark(fewer) == {"orders": ["auth0"]}
+    assert mark(fewer) == {MINE: ["auth0"]}
 
 
 def test_no_issuer_one_provider_without_issuer_and_a_note() -> None:
@@ -201,22 +204,20 @@ def test_two_jwtsecrets_share_a_policy() -> None:
     names = [p["name"] for p in both["spec"]["jwt"]["providers"]]
     assert names == ["corp", "orders", "billing"]
     assert both["spec"]["jwt"]["providers"][2]["localJWKS"]["valueRef"]["name"] == "billing-jwks"
-    assert mark(both) == {"billing": ["billing"], "orders": ["orders"]}
+    assert mark(both) == {THEIRS: ["billing"], MINE: ["orders"]}
     (release,) = OUTPUT.release(ORDERS, ["orders-jwt"])
     left = apply(release, both)
     assert [p["name"] for p in left["spec"]["jwt"]["providers"]] == ["corp", "billing"]
-    assert mark(left) == {"billing": ["billing"]}
+    assert mark(left) == {THEIRS: ["billing"]}
 
 
 def test_release_keeps_a_provider_another_jwtsecret_marks_too() -> None:
     theirs = apply(write(context(owner=BILLING), EnvoyGatewayOutput("orders-jwt", "orders")), policy())
-    theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps(
-        {"billing": ["orders"], "orders": ["orders"]}
-    )
+    theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps({THEIRS: ["orders"], MINE: ["orders"]})
     released = OUTPUT.release(ORDERS, ["orders-jwt"])[0].mutate(theirs)
     assert isinstance(released, dict)
     assert released["spec"]["jwt"] == theirs["spec"]["jwt"]
-    assert mark(released) == {"billing": ["orders"]}
+    assert mark(released) == {THEIRS: ["orders"]}
 
 
 def test_provider_limits() -> None:
@@ -277,3 +278,30 @@ def test_release_refuses_to_leave_jwt_authorization_without_provider() -> None:
         OUTPUT.release(ORDERS, ["orders-jwt"])[0], apply(write(context()), policy(authorization=cidr))
     )
     assert "jwt" not in released["spec"]
+
+
+def test_the_policys_owner_must_allow_the_jwtsecret() -> None:
+    for allow in (None, "billing", "*x"):
+        with pytest.raises(OutputError) as refused:
+            write(context()).mutate(policy(allow=allow))
+        assert refused.value.reason == "NotAllowed"
+        assert str(refused.value) == (
+            "SecurityPolicy orders-jwt does not allow JwtSecret orders to manage its jwt providers: "
+            'add the annotation jwks.dev/allow-jwtsecrets: orders (or "*")'
+        )
+    assert isinstance(write(context()).mutate(policy(allow="billing,orders")), dict)
+    ours = apply(write(context()), policy(USER_PROVIDER))
+    del ours["metadata"]["annotations"][ALLOW_ANNOTATION]  # the owner takes it back: release still works
+    assert apply(OUTPUT.release(ORDERS, ["orders-jwt"])[0], ours) == policy(USER_PROVIDER, allow=None)
+
+
+def test_a_jwtsecret_recreated_under_the_same_name_is_another_owner() -> None:
+    old = apply(write(context(owner=OLD_ORDERS)), policy())
+    with pytest.raises(OutputError, match=r"JwtSecret orders \(uid uid-old, not this one\)") as conflict:
+        write(context()).mutate(old)
+    assert conflict.value.reason == "OutputConflict"
+    joint = apply(write(context(), EnvoyGatewayOutput("orders-jwt", "orders-v2")), old)
+    assert mark(joint) == {"orders/uid-old": ["orders"], MINE: ["orders-v2"]}
+    left = apply(OUTPUT.release(OLD_ORDERS, ["orders-jwt"])[0], joint)
+    assert [p["name"] for p in left["spec"]["jwt"]["providers"]] == ["orders-v2"]
+    assert mark(left) == {MINE: ["orders-v2"]}

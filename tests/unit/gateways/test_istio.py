@@ -12,7 +12,7 @@ import pytest
 from jwks_operator.bodies import Owner
 from jwks_operator.errors import SpecError
 from jwks_operator.gateways import parse_outputs
-from jwks_operator.gateways.base import MANAGED_ANNOTATION, Context, OutputError, Write
+from jwks_operator.gateways.base import ALLOW_ANNOTATION, MANAGED_ANNOTATION, Context, OutputError, Write
 from jwks_operator.gateways.istio import IstioOutput
 from jwks_operator.keys import KeySet, build_key_set
 from jwks_operator.outputs import labels, owner_reference
@@ -22,6 +22,8 @@ from tests.material import ec_key, public_jwk, rsa_key
 
 ORDERS = Owner("apps", "orders", "uid-orders")
 BILLING = Owner("apps", "billing", "uid-billing")
+OLD_ORDERS = Owner("apps", "orders", "uid-old")  # a JwtSecret orders deleted since, and recreated as ORDERS
+MINE, THEIRS = "orders/uid-orders", "billing/uid-billing"  # their mark keys
 ISSUER = "https://idp.example.com/"
 KEYS = build_key_set([public_jwk(ec_key(), kid="e1"), public_jwk(rsa_key(), kid="r1")])
 ROTATED = build_key_set([public_jwk(ec_key(n=1), kid="e2")])
@@ -59,7 +61,8 @@ def mark(existing: dict[str, Any]) -> dict[str, list[str]]:
     return result
 
 
-def user_object(*rules: dict[str, Any]) -> dict[str, Any]:
+def user_object(*rules: dict[str, Any], allow: str | None = "orders, billing") -> dict[str, Any]:
+    """A user's RequestAuthentication, letting the JwtSecrets `allow` names manage rules in it."""
     return {
         "apiVersion": "security.istio.io/v1",
         "kind": "RequestAuthentication",
@@ -68,6 +71,7 @@ def user_object(*rules: dict[str, Any]) -> dict[str, Any]:
             "namespace": "apps",
             "resourceVersion": "7",
             "labels": {"team": "a"},
+            **({"annotations": {ALLOW_ANNOTATION: allow}} if allow is not None else {}),
         },
         "spec": {
             "targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}],
@@ -114,7 +118,7 @@ def test_creates_with_rules_selector_labels_and_a_non_controller_owner() -> None
     assert (meta["name"], meta["namespace"]) == ("api-auth", "apps")
     assert meta["labels"] == labels("orders")
     assert meta["ownerReferences"] == [owner_reference("orders", "uid-orders", controller=False)]
-    assert mark(body) == {"orders": [ISSUER]}
+    assert mark(body) == {MINE: [ISSUER]}
     assert body["spec"] == {
         "selector": {"matchLabels": {"app": "orders"}},
         "jwtRules": [{"issuer": ISSUER, "audiences": ["orders"], "jwks": compact(KEYS)}],
@@ -131,7 +135,7 @@ def test_one_rule_per_issuer_no_audiences_no_selector() -> None:
     body = apply(write(context(issuers=issuers, audiences=None), IstioOutput("api-auth")), None)
     assert "selector" not in body["spec"]
     assert body["spec"]["jwtRules"] == [{"issuer": i, "jwks": compact(KEYS)} for i in issuers]
-    assert mark(body) == {"orders": issuers}
+    assert mark(body) == {MINE: issuers}
 
 
 def test_refuses_without_issuer_and_for_hmac_keys() -> None:
@@ -169,7 +173,8 @@ def test_a_users_object_keeps_its_rules_and_fields_and_gets_no_owner() -> None:
     ]
     assert "ownerReferences" not in body["metadata"]
     assert body["metadata"]["labels"] == {"team": "a"}
-    assert mark(body) == {"orders": [ISSUER]}
+    assert body["metadata"]["annotations"][ALLOW_ANNOTATION] == "orders, billing"
+    assert mark(body) == {MINE: [ISSUER]}
     assert apply(write(context()), body) is None
 
 
@@ -187,18 +192,14 @@ def test_another_jwtsecrets_issuer_is_a_conflict() -> None:
         write(context()).mutate(theirs)
     assert conflict.value.reason == "OutputConflict"
     # both marks naming one issuer (edited by hand): still a conflict, never a silent pick
-    theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps(
-        {"billing": [ISSUER], "orders": [ISSUER]}
-    )
+    theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps({THEIRS: [ISSUER], MINE: [ISSUER]})
     with pytest.raises(OutputError, match="JwtSecret billing"):
         write(context()).mutate(theirs)
 
 
 def test_a_rule_both_mark_stays_when_we_drop_its_issuer() -> None:
     theirs = apply(write(context(owner=BILLING)), None)
-    theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps(
-        {"billing": [ISSUER], "orders": [ISSUER]}
-    )
+    theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps({THEIRS: [ISSUER], MINE: [ISSUER]})
     body = write(context(issuers=["https://orders.example.com"])).mutate(theirs)
     assert isinstance(body, dict)
     assert [r["issuer"] for r in body["spec"]["jwtRules"]] == [ISSUER, "https://orders.example.com"]
@@ -226,7 +227,7 @@ def test_spec_changes_remove_what_is_no_longer_ours() -> None:
     both = apply(write(context(issuers=issuers)), existing)
     one = apply(write(context(issuers=issuers[:1], audiences=None)), both)
     assert one["spec"]["jwtRules"] == [USER_RULE, {"issuer": issuers[0], "jwks": compact(KEYS)}]
-    assert mark(one) == {"orders": issuers[:1]}
+    assert mark(one) == {MINE: issuers[:1]}
 
 
 def test_a_deleted_rule_of_ours_comes_back() -> None:
@@ -244,7 +245,7 @@ def test_a_second_jwtsecret_joins_an_object_we_made_and_owns_it_too() -> None:
         owner_reference("orders", "uid-orders", controller=False),
         owner_reference("billing", "uid-billing", controller=False),
     ]
-    assert mark(joint) == {"billing": ["https://billing.example.com"], "orders": [ISSUER]}
+    assert mark(joint) == {THEIRS: ["https://billing.example.com"], MINE: [ISSUER]}
     assert joint["metadata"]["labels"] == labels("orders")  # labels stay the creator's
 
     left = apply(OUTPUT.release(ORDERS, ["api-auth"])[0], joint)
@@ -252,7 +253,7 @@ def test_a_second_jwtsecret_joins_an_object_we_made_and_owns_it_too() -> None:
     assert left["metadata"]["ownerReferences"] == [
         owner_reference("billing", "uid-billing", controller=False)
     ]
-    assert mark(left) == {"billing": ["https://billing.example.com"]}
+    assert mark(left) == {THEIRS: ["https://billing.example.com"]}
     assert OUTPUT.release(BILLING, ["api-auth"])[0].mutate(left) is DELETE
 
 
@@ -283,16 +284,54 @@ def test_release_leaves_others_alone() -> None:
     assert release.mutate(user_object(USER_RULE)) is None
     theirs = apply(write(context(owner=BILLING)), None)
     assert release.mutate(theirs) is None
-    theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps(
-        {"billing": [ISSUER], "orders": [ISSUER]}
-    )
+    theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps({THEIRS: [ISSUER], MINE: [ISSUER]})
     kept = release.mutate(theirs)
     assert isinstance(kept, dict)
     assert kept["spec"]["jwtRules"] == theirs["spec"]["jwtRules"]  # billing's rule stays
-    assert mark(kept) == {"billing": [ISSUER]}
+    assert mark(kept) == {THEIRS: [ISSUER]}
 
 
 def test_release_of_several_objects() -> None:
     writes = OUTPUT.release(ORDERS, ["old-auth", "api-auth"])
     assert [w.ref.name for w in writes] == ["old-auth", "api-auth"]
     assert {w.ref.namespace for w in writes} == {"apps"}
+
+
+def test_a_jwtsecret_recreated_under_the_same_name_is_another_owner() -> None:
+    old = apply(write(context(owner=OLD_ORDERS)), None)
+    with pytest.raises(OutputError, match=r"JwtSecret orders \(uid uid-old, not this one\)") as conflict:
+        write(context()).mutate(old)
+    assert conflict.value.reason == "OutputConflict"
+    joint = apply(write(context(issuers=["https://new.example.com"])), old)
+    assert mark(joint) == {"orders/uid-old": [ISSUER], MINE: ["https://new.example.com"]}
+    left = apply(OUTPUT.release(OLD_ORDERS, ["api-auth"])[0], joint)
+    assert [r["issuer"] for r in left["spec"]["jwtRules"]] == ["https://new.example.com"]
+    assert mark(left) == {MINE: ["https://new.example.com"]}
+    assert left["metadata"]["ownerReferences"] == [owner_reference("orders", "uid-orders", controller=False)]
+
+
+def test_a_users_object_must_allow_the_jwtsecret() -> None:
+    for allow in (None, "billing", "orders-2, other"):
+        with pytest.raises(OutputError) as refused:
+            write(context()).mutate(user_object(USER_RULE, allow=allow))
+        assert refused.value.reason == "NotAllowed"
+        assert str(refused.value) == (
+            "RequestAuthentication api-auth does not allow JwtSecret orders to manage its jwtRules: "
+            'add the annotation jwks.dev/allow-jwtsecrets: orders (or "*")'
+        )
+    for allow in ("*", "billing,orders", " orders "):
+        assert isinstance(write(context()).mutate(user_object(USER_RULE, allow=allow)), dict)
+    ours = apply(write(context()), user_object(USER_RULE))
+    del ours["metadata"]["annotations"][ALLOW_ANNOTATION]  # the owner takes it back: release still works
+    released = apply(OUTPUT.release(ORDERS, ["api-auth"])[0], ours)
+    assert released["spec"]["jwtRules"] == [USER_RULE]
+    assert "annotations" not in released["metadata"]
+
+
+def test_release_keeps_an_object_we_made_once_a_user_added_rules() -> None:
+    created = apply(write(context()), None)
+    created["spec"]["jwtRules"].append(USER_RULE)
+    left = apply(OUTPUT.release(ORDERS, ["api-auth"])[0], created)
+    assert left["spec"] == {"selector": {"matchLabels": {"app": "orders"}}, "jwtRules": [USER_RULE]}
+    assert "ownerReferences" not in left["metadata"]
+    assert "annotations" not in left["metadata"]

@@ -12,7 +12,14 @@ import pytest
 from jwks_operator.bodies import Owner
 from jwks_operator.errors import SpecError
 from jwks_operator.gateways import parse_outputs, restore
-from jwks_operator.gateways.base import MANAGED_ANNOTATION, Context, OutputError, Write, managed_entries
+from jwks_operator.gateways.base import (
+    ALLOW_ANNOTATION,
+    MANAGED_ANNOTATION,
+    Context,
+    OutputError,
+    Write,
+    managed_entries,
+)
 from jwks_operator.gateways.kong import KongOutput, secret_name
 from jwks_operator.keys import build_key_set
 from jwks_operator.outputs import labels, owner_reference
@@ -22,6 +29,8 @@ from jwks_operator.writes import DELETE
 from tests.material import ec_key, ed_key, public_jwk, public_pem, rsa_key
 
 ORDERS = Owner("apps", "orders", "uid-orders")
+OLD_ORDERS = Owner("apps", "orders", "uid-old")  # a JwtSecret orders deleted since, and recreated as ORDERS
+MINE = "orders/uid-orders"  # our mark key
 R1 = public_jwk(rsa_key(n=0), kid="r1")
 R2 = public_jwk(rsa_key(n=1), kid="r2")
 EC = public_jwk(ec_key(), kid="e1")
@@ -61,7 +70,7 @@ def consumer(*credentials: str, **extra: Any) -> dict[str, Any]:
             "name": "api-user",
             "namespace": "apps",
             "resourceVersion": "3",
-            "annotations": {"a": "b"},
+            "annotations": {"a": "b", ALLOW_ANNOTATION: "orders"},
         },
         "username": "api",
         "credentials": list(credentials),
@@ -167,13 +176,15 @@ def test_hmac_secret_goes_in_the_secret_as_text() -> None:
 def test_stale_secrets_are_deleted_if_ours_after_the_consumer_is_updated() -> None:
     stale = name(R2)
     plan = API.plan(context(R1, previous=(name(R1), stale, "KongConsumer/api-user")))
-    assert by_kind(plan.writes) == [("Secret", name(R1)), ("KongConsumer", "api-user"), ("Secret", stale)]
+    assert by_kind(plan.writes) == [
+        ("KongConsumer", "api-user"), ("Secret", name(R1)), ("KongConsumer", "api-user"), ("Secret", stale),
+    ]  # fmt: skip
     assert plan.objects == (name(R1), "KongConsumer/api-user")
     delete = plan.writes[-1].mutate
-    assert delete(apply(API.plan(context(R2)).writes[0], None)) is DELETE
+    assert delete(apply(API.plan(context(R2)).writes[1], None)) is DELETE
     assert delete({"metadata": {"name": stale}}) is None
     assert delete(None) is None
-    updated = apply(plan.writes[1], consumer("basic-x", name(R1), stale))
+    updated = apply(plan.writes[2], consumer("basic-x", name(R1), stale))
     assert updated["credentials"] == ["basic-x", name(R1)], "stale ours out even without our mark"
 
 
@@ -184,8 +195,9 @@ def test_the_consumer_lists_ours_and_keeps_the_others() -> None:
     )  # fmt: skip
     body = apply(w, consumer("basic-x", "key-y"))
     assert body["credentials"] == ["basic-x", "key-y", name(R1), name(EC)]
-    assert managed_entries(body) == {"orders": sorted([name(R1), name(EC)])}
+    assert managed_entries(body) == {MINE: sorted([name(R1), name(EC)])}
     assert (body["username"], body["metadata"]["annotations"]["a"]) == ("api", "b")
+    assert body["metadata"]["annotations"][ALLOW_ANNOTATION] == "orders"
     fresh = consumer()
     del fresh["credentials"]
     assert apply(w, fresh)["credentials"] == [name(R1), name(EC)]
@@ -202,16 +214,21 @@ def test_a_previous_consumer_is_emptied_of_ours() -> None:
     old = name(R1, "old-user")
     plan = API.plan(context(R1, previous=(old, "KongConsumer/old-user")))
     assert by_kind(plan.writes) == [
-        ("Secret", name(R1)), ("KongConsumer", "api-user"), ("KongConsumer", "old-user"), ("Secret", old),
-    ]  # fmt: skip
+        ("KongConsumer", "api-user"),
+        ("Secret", name(R1)),
+        ("KongConsumer", "api-user"),
+        ("KongConsumer", "old-user"),
+        ("Secret", old),
+    ]
     was = consumer("basic-x", old)
-    was["metadata"]["annotations"][MANAGED_ANNOTATION] = f'{{"orders": ["{old}"], "billing": ["b"]}}'
-    emptied = apply(plan.writes[2], was)
+    was["metadata"]["annotations"][MANAGED_ANNOTATION] = f'{{"{MINE}": ["{old}"], "billing/u": ["b"]}}'
+    del was["metadata"]["annotations"][ALLOW_ANNOTATION]  # not needed to take ours out
+    emptied = apply(plan.writes[3], was)
     assert emptied["credentials"] == ["basic-x"]
-    assert managed_entries(emptied) == {"billing": ["b"]}
-    assert plan.writes[2].mutate(None) is None, "a consumer since deleted is fine"
+    assert managed_entries(emptied) == {"billing/u": ["b"]}
+    assert plan.writes[3].mutate(None) is None, "a consumer since deleted is fine"
     del was["credentials"]
-    assert "credentials" not in apply(plan.writes[2], was), "no empty list added"
+    assert "credentials" not in apply(plan.writes[3], was), "no empty list added"
 
 
 def test_release_takes_ours_out_of_the_consumer_then_deletes_our_secrets() -> None:
@@ -225,6 +242,60 @@ def test_release_takes_ours_out_of_the_consumer_then_deletes_our_secrets() -> No
     assert released["credentials"] == ["basic-x"]
     assert MANAGED_ANNOTATION not in released["metadata"]["annotations"]
     assert writes[0].mutate(None) is None
-    assert writes[1].mutate(apply(API.plan(context(R1, EC)).writes[0], None)) is DELETE
+    assert writes[1].mutate(apply(API.plan(context(R1, EC)).writes[1], None)) is DELETE
     assert writes[1].mutate({"metadata": {"name": name(R1)}}) is None
     assert by_kind(KongOutput().release(ORDERS, [name(R1, None)])) == [("Secret", name(R1, None))]
+
+
+def test_the_consumer_is_checked_before_any_secret_is_written() -> None:
+    """A consumer missing, or not letting us in, fails the output before a Secret exists that
+    status.outputs would not record (a failed write keeps the previous objects)."""
+    plan = API.plan(context(R1, EC))
+    assert by_kind(plan.writes)[:2] == [("KongConsumer", "api-user"), ("Secret", name(R1))]
+    check = plan.writes[0].mutate
+    forbidding = consumer()
+    del forbidding["metadata"]["annotations"][ALLOW_ANNOTATION]
+    for existing, reason in (
+        (None, "NotFound"),
+        (forbidding, "NotAllowed"),
+        (consumer(credentials=1), "Invalid"),
+    ):
+        with pytest.raises(OutputError) as failed:
+            check(existing)
+        assert failed.value.reason.startswith(reason)
+    assert check(consumer("basic-x")) is None, "the check writes nothing"
+
+
+def test_the_consumers_owner_must_allow_the_jwtsecret() -> None:
+    update = API.plan(context(R1)).writes[-1]
+    for allow in (None, "billing", "orders-2"):
+        existing = consumer()
+        existing["metadata"]["annotations"].pop(ALLOW_ANNOTATION)
+        if allow is not None:
+            existing["metadata"]["annotations"][ALLOW_ANNOTATION] = allow
+        with pytest.raises(OutputError) as refused:
+            update.mutate(existing)
+        assert refused.value.reason == "NotAllowed"
+        assert str(refused.value) == (
+            "KongConsumer api-user does not allow JwtSecret orders to manage its credentials: "
+            'add the annotation jwks.dev/allow-jwtsecrets: orders (or "*")'
+        )
+    listed = apply(update, consumer("basic-x"))
+    del listed["metadata"]["annotations"][ALLOW_ANNOTATION]
+    released = apply(API.release(ORDERS, API.plan(context(R1)).objects)[0], listed)
+    assert released["credentials"] == ["basic-x"]
+
+
+def test_a_jwtsecret_recreated_under_the_same_name_is_another_owner() -> None:
+    old_write = API.plan(Context(OLD_ORDERS, parse_spec(SPEC), build_key_set([R2]), "orders-jwks")).writes[-1]
+    old = apply(old_write, consumer("basic-x"))
+    with pytest.raises(OutputError, match=r"JwtSecret orders \(uid uid-old, not this one\)") as conflict:
+        API.plan(context(R2)).writes[0].mutate(old)
+    assert conflict.value.reason == "OutputConflict"
+    joint = apply(API.plan(context(R1)).writes[-1], old)
+    assert joint["credentials"] == ["basic-x", name(R2), name(R1)]
+    assert managed_entries(joint) == {"orders/uid-old": [name(R2)], MINE: [name(R1)]}
+    release = API.release(OLD_ORDERS, (name(R2), name(R1), "KongConsumer/api-user"))[0]
+    left = apply(release, joint)
+    assert left["credentials"] == ["basic-x", name(R1)], "the old one's release leaves the new one's"
+    assert managed_entries(left) == {MINE: [name(R1)]}

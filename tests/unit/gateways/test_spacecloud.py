@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwks_operator.bodies import Owner
 from jwks_operator.errors import SpecError
 from jwks_operator.gateways import parse_outputs, restore
-from jwks_operator.gateways.base import MANAGED_ANNOTATION, Context, OutputError, Write
+from jwks_operator.gateways.base import ALLOW_ANNOTATION, MANAGED_ANNOTATION, Context, OutputError, Write
 from jwks_operator.gateways.spacecloud import SpaceCloudOutput
 from jwks_operator.keys import build_key_set, thumbprint
 from jwks_operator.spec import parse_spec
@@ -21,6 +21,10 @@ from jwks_operator.static_keys import key_from_hmac
 from tests.material import ec_key, ed_key, public_jwk, public_pem, rsa_key
 
 ORDERS = Owner("space-cloud", "orders", "uid-orders")
+OLD_ORDERS = Owner(
+    "space-cloud", "orders", "uid-old"
+)  # a JwtSecret orders deleted since, recreated as ORDERS
+MINE = "orders/uid-orders"  # our mark key
 SHOP = SpaceCloudOutput("shop")
 NAME = "default--shop--project--shop"
 R1, R2, R3 = (public_jwk(rsa_key(n=i), kid=f"r{i + 1}") for i in range(3))
@@ -50,17 +54,24 @@ def context(*keys: dict[str, Any], spec: dict[str, Any] = SPEC, owner: Owner = O
 
 
 def project(
-    *secrets: dict[str, Any], marks: dict[str, list[str]] | None = None, **config: Any
+    *secrets: dict[str, Any],
+    marks: dict[str, list[str]] | None = None,
+    allow: str | None = "*",
+    **config: Any,
 ) -> dict[str, Any]:
-    """A project ConfigMap as Space Cloud's kube store writes it (store_kube.go SetResource)."""
+    """A project ConfigMap as Space Cloud's kube store writes it (store_kube.go SetResource), its owner
+    letting the JwtSecrets `allow` names in."""
     meta: dict[str, Any] = {
         "name": NAME,
         "namespace": "space-cloud",
         "resourceVersion": "7",
         "labels": {"kind": "project", "projectId": "shop", "clusterId": "default"},
+        "annotations": {} if allow is None else {ALLOW_ANNOTATION: allow},
     }
     if marks is not None:
-        meta["annotations"] = {MANAGED_ANNOTATION: json.dumps(marks), "team": "a"}
+        meta["annotations"].update({MANAGED_ANNOTATION: json.dumps(marks), "team": "a"})
+    if not meta["annotations"]:
+        del meta["annotations"]
     body = {**PROJECT, "secrets": list(secrets), **config}
     return {
         "apiVersion": "v1",
@@ -112,14 +123,22 @@ def entry(key: dict[str, Any], **over: Any) -> dict[str, Any]:
 
 def test_parse_and_registry() -> None:
     assert parse_outputs([{"spaceCloud": {"projectId": "shop"}}]) == (SHOP,)
-    assert (SHOP.id, SHOP.kind, SHOP.configmap) == ("spaceCloud/shop", "ConfigMap", NAME)
+    assert (SHOP.id, SHOP.kind, SHOP.configmap) == ("spaceCloud/shop/default", "ConfigMap", NAME)
     assert restore(SHOP.id) == SHOP
     parsed = SpaceCloudOutput.parse({"projectId": "My_Shop", "clusterId": "prod_1", "allowHmac": True}, "p")
     assert parsed == SpaceCloudOutput("My_Shop", "prod_1", allow_hmac=True)
     assert parsed.configmap == "prod-1--my-shop--project--my-shop"
+    assert restore(parsed.id) == SpaceCloudOutput("My_Shop", "prod_1"), "allowHmac is not part of the id"
+    two = [{"spaceCloud": {"projectId": "shop"}}, {"spaceCloud": {"projectId": "shop", "clusterId": "eu"}}]
+    assert [o.id for o in parse_outputs(two)] == ["spaceCloud/shop/default", "spaceCloud/shop/eu"]
     bad_specs: list[tuple[dict[str, Any], str]] = [
         ({}, "p.projectId"),
         ({"projectId": "a b"}, "p.projectId"),
+        ({"projectId": "shop-"}, "p.projectId"),
+        ({"projectId": "shop", "clusterId": "a b"}, "p.clusterId"),
+        ({"projectId": "shop", "clusterId": "-eu"}, "p.clusterId"),
+        ({"projectId": "shop", "clusterId": "c" * 240}, "p.clusterId"),
+        ({"projectId": "p" * 120}, "p.projectId"),
         ({"projectId": "s", "allowHmac": 1}, "p.allowHmac"),
     ]
     for raw, field in bad_specs:
@@ -139,9 +158,16 @@ def test_plan_writes_the_project_configmap_of_our_namespace() -> None:
     assert (ref.group, ref.version, ref.plural, ref.kind, ref.namespace, ref.name) == (
         "", "v1", "configmaps", "ConfigMap", "space-cloud", NAME,
     )  # fmt: skip
-    other_ns = SHOP.plan(context(owner=Owner("apps", "orders", "u")))
-    assert other_ns.notes == ("Space Cloud reads project ConfigMaps in namespace space-cloud only, not apps",)
-    assert other_ns.writes[0].ref.namespace == "apps"
+
+
+def test_a_jwtsecret_outside_namespace_space_cloud_is_an_error() -> None:
+    with pytest.raises(OutputError) as wrong:
+        SHOP.plan(context(owner=Owner("apps", "orders", "u")))
+    assert wrong.value.reason == "WrongNamespace"
+    assert str(wrong.value) == (
+        "Space Cloud reads project ConfigMaps in namespace space-cloud only, and this JwtSecret is in apps: "
+        "create it in space-cloud"
+    )
 
 
 def test_entries_are_added_and_everything_else_kept_exactly() -> None:
@@ -153,7 +179,7 @@ def test_entries_are_added_and_everything_else_kept_exactly() -> None:
     assert body["data"]["id"] == NAME
     assert body["metadata"]["labels"] == existing["metadata"]["labels"]
     assert body["metadata"]["annotations"]["team"] == "a"
-    assert marks(body) == {"billing": ["b1"], "orders": ["r1", "r2"]}
+    assert marks(body) == {"billing": ["b1"], MINE: ["r1", "r2"]}
     assert "ownerReferences" not in body["metadata"], "Space Cloud's ConfigMap is never ours"
     pem = config(body)["secrets"][2]["publicKey"]
     loaded = serialization.load_pem_public_key(pem.encode())
@@ -178,7 +204,7 @@ def test_rotation_replaces_ours_in_place_and_keeps_the_others() -> None:
     )
     body = apply(the_write(context(R2, R3)), previous)
     assert config(body)["secrets"] == [ADMIN, entry(R2), AUTH0, entry(R3)]
-    assert marks(body) == {"orders": ["r2", "r3"]}
+    assert marks(body) == {MINE: ["r2", "r3"]}
     changed = apply(the_write(context(R1, spec={**SPEC, "audiences": ["api", "web"]})), previous)
     assert config(changed)["secrets"] == [entry(R1, aud=["api", "web"]), ADMIN, AUTH0]
 
@@ -191,9 +217,12 @@ def test_rotation_replaces_ours_in_place_and_keeps_the_others() -> None:
             {},
             "kid r1 in ConfigMap default--shop--project--shop is an entry we did not write",
         ),
-        (entry(R1), {"billing": ["r1"]}, "is JwtSecret billing's"),
+        (entry(R1), {"billing/u": ["r1"]}, "is JwtSecret billing's"),
+        (entry(R1), {"orders/uid-old": ["r1"]}, r"is JwtSecret orders \(uid uid-old, not this one\)'s"),
+        (entry(R1), {}, "is an entry we did not write"),
+        ({**entry(R1), "extra": 1}, {"orders/uid-old": ["r2"]}, "is an entry we did not write"),
         ({**ADMIN, "kid": "r1"}, {}, "is the primary secret"),
-        ({**entry(R1), "isPrimary": True}, {"orders": ["r1"]}, "is the primary secret"),
+        ({**entry(R1), "isPrimary": True}, {MINE: ["r1"]}, "is the primary secret"),
     ],
 )
 def test_a_kid_held_by_an_entry_not_ours_is_a_conflict(
@@ -204,10 +233,36 @@ def test_a_kid_held_by_an_entry_not_ours_is_a_conflict(
     assert conflict.value.reason == "OutputConflict"
 
 
-def test_an_identical_unmarked_entry_is_taken_over() -> None:
-    body = apply(the_write(context()), project(ADMIN, {**entry(R1), "extra": 1}))
+def test_our_marked_entry_is_kept_as_is_when_it_says_what_ours_says() -> None:
+    body = apply(the_write(context()), project(ADMIN, {**entry(R1), "extra": 1}, marks={MINE: ["r1"]}))
     assert config(body)["secrets"] == [ADMIN, {**entry(R1), "extra": 1}, entry(R2)]
-    assert marks(body) == {"orders": ["r1", "r2"]}
+    assert marks(body) == {MINE: ["r1", "r2"]}
+
+
+def test_a_jwtsecret_recreated_under_the_same_name_is_another_owner() -> None:
+    old = apply(the_write(context(R1, owner=OLD_ORDERS)), project(ADMIN))
+    joint = apply(the_write(context(R2)), old)
+    assert marks(joint) == {"orders/uid-old": ["r1"], MINE: ["r2"]}
+    (release,) = SHOP.release(OLD_ORDERS, [NAME])
+    left = apply(release, joint)
+    assert config(left)["secrets"] == [ADMIN, entry(R2)], "the old one's release leaves the new one's"
+    assert marks(left) == {MINE: ["r2"]}
+
+
+def test_the_projects_owner_must_allow_the_jwtsecret() -> None:
+    for allow in (None, "billing"):
+        with pytest.raises(OutputError) as refused:
+            the_write(context()).mutate(project(ADMIN, allow=allow))
+        assert refused.value.reason == "NotAllowed"
+        assert str(refused.value) == (
+            f"ConfigMap {NAME} does not allow JwtSecret orders to manage its secrets: "
+            'add the annotation jwks.dev/allow-jwtsecrets: orders (or "*")'
+        )
+    ours = apply(the_write(context()), project(ADMIN, allow="billing, orders"))
+    del ours["metadata"]["annotations"][ALLOW_ANNOTATION]  # the owner takes it back: release still works
+    released = apply(SHOP.release(ORDERS, [NAME])[0], ours)
+    assert config(released)["secrets"] == [ADMIN]
+    assert released["metadata"] == project(allow=None)["metadata"]
 
 
 def test_the_project_configmap_must_exist_and_be_a_project() -> None:
@@ -216,8 +271,6 @@ def test_the_project_configmap_must_exist_and_be_a_project() -> None:
     ) as gone:
         the_write(context()).mutate(None)
     assert gone.value.reason == "NotFound"
-    with pytest.raises(OutputError, match="Space Cloud keeps projects in space-cloud"):
-        the_write(context(owner=Owner("apps", "orders", "u"))).mutate(None)
     plain = project()
     del plain["metadata"]["labels"]["kind"]
     with pytest.raises(OutputError, match="is not a Space Cloud project") as conflict:
@@ -251,7 +304,7 @@ def test_a_key_without_kid_gets_its_thumbprint() -> None:
     bare = public_jwk(rsa_key())
     body = apply(the_write(context(bare)), project())
     assert config(body)["secrets"] == [entry(bare, publicKey=public_pem(rsa_key()))]
-    assert marks(body) == {"orders": [thumbprint(bare)]}
+    assert marks(body) == {MINE: [thumbprint(bare)]}
 
 
 def test_hmac_needs_allow_hmac_and_then_writes_hs256() -> None:
@@ -280,19 +333,19 @@ def test_secret_source_admin_is_refused_and_nothing_is_written() -> None:
 
 
 def test_release_removes_only_ours() -> None:
-    ours = apply(the_write(context()), project(ADMIN, AUTH0, marks={"billing": ["auth0"]}))
-    output = restore("spaceCloud/shop")
+    ours = apply(the_write(context()), project(ADMIN, AUTH0, marks={"billing/u": ["auth0"]}))
+    output = restore("spaceCloud/shop/default")
     assert output is not None
     (release,) = output.release(ORDERS, [NAME])
     assert (release.ref.namespace, release.ref.name) == ("space-cloud", NAME)
     body = apply(release, ours)
     assert config(body) == {**PROJECT, "secrets": [ADMIN, AUTH0]}
-    assert marks(body) == {"billing": ["auth0"]}
+    assert marks(body) == {"billing/u": ["auth0"]}
     assert release.mutate(None) is None
     assert release.mutate(project(ADMIN)) is None
     alone = apply(release, apply(the_write(context()), project()))
     assert config(alone) == PROJECT
-    assert "annotations" not in alone["metadata"]
+    assert alone["metadata"]["annotations"] == {ALLOW_ANNOTATION: "*"}, "our mark gone, the rest kept"
 
 
 def test_a_previous_project_configmap_is_released() -> None:
