@@ -175,6 +175,10 @@ def build_status(outcome: Outcome, previous: Mapping[str, Any] | None, now: date
         status["lastFetchTime"] = timestamp(outcome.fetched_at)
     if outcome.refresh is not None:
         status["refresh"] = {"reason": outcome.refresh[0], "message": outcome.refresh[1]}
+    if outcome.key_set is not None and outcome.source == old.get("source"):
+        for known in ("lastFetchTime", "refresh"):  # after a restart, until this process learns them
+            if known not in status and known in old:
+                status[known] = old[known]
     if outcome.error is not None:
         status["lastError"] = outcome.error.message
     return status

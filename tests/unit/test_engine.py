@@ -356,6 +356,8 @@ async def test_after_a_restart_a_failing_first_fetch_reports_the_keys_the_target
     await rig.advance(5)
     status = rig.status("a")
     assert (status["keyCount"], [k["kid"] for k in status["keys"]]) == (1, ["k1"]), "not keys: []"
+    assert status["lastFetchTime"] == at(0), "when they were obtained, as stored"
+    assert status["refresh"]["reason"] == "ProviderCache"
     assert rig.condition("a") == ("True", "KeysPublished"), "the ConfigMap still serves them"
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["message"] == "HTTP 503; the 1 key(s) last published stay in ConfigMap a-jwks"
