@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import TargetConflictError
-from .names import KIND, MANAGED_BY, MANAGED_BY_LABEL, SHARED_ANNOTATION
-from .outputs import aggregate, labels, owner_reference
+from .names import (
+    KIND,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    OWNER_LABEL,
+    SHARED_ANNOTATION,
+    SHARED_OWNER_ANNOTATION,
+    TARGET_ALLOW_PART,
+)
+from .outputs import aggregate, labels, new_collisions, owner_reference
 from .writes import DELETE, Body, Mutate, Verdict
 
 TargetKind = Literal["ConfigMap", "Secret"]
@@ -33,7 +41,7 @@ def decode(kind: TargetKind, data: Mapping[str, str]) -> dict[str, str]:
     """The text of an object's data (a Secret's values are base64)."""
     if kind == "ConfigMap":
         return dict(data)
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}  # junk is not a part
 
 
 def encode(kind: TargetKind, data: Mapping[str, str]) -> dict[str, str]:
@@ -60,34 +68,89 @@ def owned(kind: TargetKind, owner: Owner, name: str, data: Mapping[str, str]) ->
 
 def shared(kind: TargetKind, owner: Owner, name: str, part: Mapping[str, str] | None) -> Mutate:
     """Our part of a shared target merged in (`part` None: taken out) on top of the other contributors'
-    parts as read; parts of JwtSecrets no longer among its owners are dropped; the last one out deletes."""
+    parts as read; the last one out deletes.
+
+    Joining is the target owner's call. The JwtSecret that created the target (SHARED_OWNER_ANNOTATION)
+    keeps its spec.target.allow (the part's TARGET_ALLOW_PART) in the target's allow annotation; only it
+    and the JwtSecrets listed there (or all, for "*") may write a part, others get TargetConflictError.
+    Parts of JwtSecrets no longer listed, or no longer owners, are dropped. A part
+    whose kid names other key material than another contributor's is refused, never merged.
+    """
+    from .gateways.base import ALLOW_ANNOTATION, allowed  # the gateway modules import this one
+
     ours = owner_reference(owner.name, owner.uid, controller=False)
+    allow = (part or {}).get(TARGET_ALLOW_PART)
 
     def mutate(existing: Mapping[str, Any] | None) -> Body | Verdict | None:
         if existing is None:
             if part is None:
                 return None
             body = _body(kind, owner, name, encode(kind, aggregate({}, owner.name, part)), refs=[ours])
-            body["metadata"]["annotations"] = {SHARED_ANNOTATION: "true"}
+            body["metadata"]["annotations"] = {SHARED_ANNOTATION: "true", SHARED_OWNER_ANNOTATION: owner.name}
+            if allow:
+                body["metadata"]["annotations"][ALLOW_ANNOTATION] = allow
             return body
         meta = existing.get("metadata") or {}
+        annotations = dict(meta.get("annotations") or {})
         managed = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
-        if not managed or (meta.get("annotations") or {}).get(SHARED_ANNOTATION) != "true":
+        if not managed or annotations.get(SHARED_ANNOTATION) != "true":
             raise TargetConflictError(
                 f"{kind} {name} already exists and is not a shared jwks-operator target; "
                 "it was left untouched"
             )
+        # The creator; a target written before the annotation existed names it in its owner label.
+        creator = annotations.get(SHARED_OWNER_ANNOTATION) or (meta.get("labels") or {}).get(OWNER_LABEL)
+        if part is not None and creator == owner.name:
+            annotations[SHARED_OWNER_ANNOTATION] = owner.name
+            if allow:
+                annotations[ALLOW_ANNOTATION] = allow
+            else:
+                annotations.pop(ALLOW_ANNOTATION, None)
+        view = {"metadata": {"annotations": annotations}}
+
+        def member(who: str) -> bool:
+            return who == creator or allowed(view, Owner(owner.namespace, who, ""))
+
+        if part is not None and not member(owner.name):
+            raise TargetConflictError(_not_allowed(kind, name, owner.name, creator, ALLOW_ANNOTATION))
         current = list(meta.get("ownerReferences") or [])
         refs = [r for r in current if r.get("uid") != owner.uid] + ([ours] if part is not None else [])
         if not refs:
             return DELETE
-        live = {str(r.get("name")) for r in refs if r.get("kind") == KIND}
-        data = encode(kind, aggregate(decode(kind, existing.get("data") or {}), owner.name, part, live))
-        if data == dict(existing.get("data") or {}) and refs == current:
+        # An owner no longer allowed keeps its ownerReference (its next write, refused, reports it) but
+        # not its part.
+        live = {str(r.get("name")) for r in refs if r.get("kind") == KIND and member(str(r.get("name")))}
+        old = decode(kind, existing.get("data") or {})
+        clash = new_collisions(old, owner.name, part, live) if part is not None else {}
+        if clash:
+            kids = "; ".join(f"{kid!r} (JwtSecret {', '.join(who)})" for kid, who in sorted(clash.items()))
+            raise TargetConflictError(
+                f"{kind} {name} is shared, and kid {kids} names other key material there: the keys of "
+                f"JwtSecret {owner.name} were not merged (a kid must name one key: rename one of them)"
+            )
+        data = encode(kind, aggregate(old, owner.name, part, live))
+        unchanged = annotations == (meta.get("annotations") or {}) and refs == current
+        if data == dict(existing.get("data") or {}) and unchanged:
             return None
-        return {**existing, "data": data, "metadata": {**meta, "ownerReferences": refs}}
+        return {
+            **existing,
+            "data": data,
+            "metadata": {**meta, "ownerReferences": refs, "annotations": annotations},
+        }
 
     return mutate
+
+
+def _not_allowed(kind: str, name: str, who: str, creator: str | None, annotation: str) -> str:
+    if creator is None:
+        setting = f"its annotation {annotation} must list it"
+    else:
+        setting = f"{creator}'s spec.target.allow must list it; it is kept in the annotation {annotation}"
+    whose = f" of JwtSecret {creator}," if creator else ""
+    return (
+        f"{kind} {name} is a shared target{whose} which does not allow JwtSecret {who} to contribute "
+        f"({setting}); it was left untouched"
+    )
 
 
 def released(owner: Owner) -> Mutate:
@@ -136,5 +199,8 @@ def _check_owned(kind: str, existing: Mapping[str, Any], owner: Owner, name: str
         holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
         why = f"is owned by {holder}" if holder else "is not managed by jwks-operator"
         if (meta.get("annotations") or {}).get(SHARED_ANNOTATION) == "true":
-            why = "is a shared target (set spec.target.shared: true to contribute to it)"
+            why = (
+                "is a shared target (to contribute, set spec.target.shared: true and be listed in the "
+                "spec.target.allow of the JwtSecret that created it)"
+            )
         raise TargetConflictError(f"{kind} {name} already exists and {why}; it was left untouched")

@@ -41,9 +41,10 @@ from .handlers import build_registry, build_settings
 from .kube import Kube
 from .leadership import Leadership
 from .metrics import Metrics
-from .verify import DirectoryVerifier, PublishedDataError, Verifier
+from .verify import DirectoryVerifier, MissingPolicyError, PublishedDataError, Verifier
 
 DIR_HINT = "give the folder where the published ConfigMap or Secret is mounted"
+NO_POLICY_HINT = "or pass --no-policy to check signatures and times only"
 # The run flags in seconds: (flag, default, what 0 means or "" when 0 is refused, help).
 RUN_SECONDS: tuple[tuple[str, float, str, str], ...] = (
     (
@@ -51,8 +52,8 @@ RUN_SECONDS: tuple[tuple[str, float, str, str], ...] = (
         60.0,
         "",
         "shortest refresh interval (s): a provider's max-age or Expires below it is held to it (max-age=4 "
-        "with the default: refreshed every 60 s), and no-cache answers are refetched at it; a JwtSecret's "
-        "spec.refresh.minInterval replaces it",
+        "with the default: refreshed every 60 s), and no-cache answers are refetched at it; a floor for "
+        "every JwtSecret: spec.refresh.minInterval may only raise it",
     ),
     (
         "--max-interval",
@@ -155,7 +156,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the JWT, also as 'Bearer <jwt>' or 'Authorization: Bearer <jwt>'; - reads stdin",
     )
     where = verify.add_mutually_exclusive_group(required=True)
-    where.add_argument("--dir", help="a mounted ConfigMap/Secret directory with jwks.json and policy.json")
+    where.add_argument(
+        "--dir",
+        help="a mounted ConfigMap/Secret directory with jwks.json and policy.json (mount the whole object)",
+    )
     where.add_argument("--configmap", metavar="NS/NAME", type=namespaced_name, help="a published ConfigMap")
     where.add_argument(
         "--jwtsecret", metavar="NS/NAME", type=namespaced_name, help="a JwtSecret (its output)"
@@ -166,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="clock skew allowed for exp/nbf/iat (s)",
     )
+    verify.add_argument(
+        "--no-policy",
+        action="store_true",
+        help="accept keys published without policy.json (a bare jwks.json), checking only signatures and "
+        "exp/nbf/iat: any audience and issuer, any algorithm the keys fit (never none); a policy.json that "
+        "is there still applies (default: a missing policy.json is an error, exit status 2)",
+    )
     return parser
 
 
@@ -173,7 +184,7 @@ def verify_command(args: argparse.Namespace) -> int:
     """Print the claims (exit 0) or the reason (exit 1); a CliError when it cannot decide."""
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: the CliError says it
     token = sys.stdin.read() if args.token == "-" else args.token  # noqa: S105 - "-" means stdin
-    verifier = _directory(args.dir, args.leeway) if args.dir else _published(args)
+    verifier = _directory(args.dir, args.leeway, not args.no_policy) if args.dir else _published(args)
     result = verifier.verify(token)
     if result:
         print(json.dumps(dict(result.claims), indent=2, sort_keys=True))
@@ -182,13 +193,16 @@ def verify_command(args: argparse.Namespace) -> int:
     return 1
 
 
-def _directory(path: str, leeway: float) -> DirectoryVerifier:
+def _directory(path: str, leeway: float, require_policy: bool) -> DirectoryVerifier:
     subject = f"--dir {path}"
     if not os.path.isdir(path):
         raise CliError(subject, "not a directory" if os.path.exists(path) else "no such directory", DIR_HINT)
-    verifier = DirectoryVerifier(path, leeway=leeway)
+    verifier = DirectoryVerifier(path, leeway=leeway, require_policy=require_policy)
     try:
         verifier.reload_if_changed()
+    except MissingPolicyError as exc:
+        mount = f"mount the whole ConfigMap or Secret (not only its jwks.json), {NO_POLICY_HINT}"
+        raise CliError(subject, exc.problem, mount) from None
     except PublishedDataError as exc:
         raise CliError(subject, str(exc), DIR_HINT) from None
     except OSError as exc:
@@ -212,7 +226,10 @@ def _published(args: argparse.Namespace) -> Verifier:
     except (ApiException, urllib3.exceptions.HTTPError) as exc:
         raise api_error(subject, exc, api.configuration.host, kind, namespace) from None
     try:
-        return Verifier.from_data(data, leeway=args.leeway)
+        return Verifier.from_data(data, leeway=args.leeway, require_policy=not args.no_policy)
+    except MissingPolicyError as exc:
+        look = f"see the JwtSecret's status (the operator publishes {exc.entry}), {NO_POLICY_HINT}"
+        raise CliError(subject, f"unusable published data: {exc.problem}", look) from None
     except PublishedDataError as exc:
         raise CliError(subject, f"unusable published data: {exc}", "see the JwtSecret's status") from None
 

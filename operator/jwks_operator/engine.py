@@ -86,8 +86,11 @@ class Engine:
         )
 
     async def run(self) -> None:
-        """Fire due work until cancelled."""
-        await self.scheduler.run()
+        """Fire due work until cancelled; then stop the fetch threads."""
+        try:
+            await self.scheduler.run()
+        finally:
+            self.sources.close()
 
     # -- intake -------------------------------------------------------------------------------
 

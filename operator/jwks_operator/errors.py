@@ -46,6 +46,14 @@ class SecretRefError(JwksError):
     reason = "SecretNotFound"
 
 
+class SecretNotAvailableError(SecretRefError):
+    """spec.static.secretRef names a Secret this JwtSecret may not use: absent, without the key, too short
+    for HMAC, or not opted in (jwks.dev/allow-jwtsecrets). One message for all, so that the status says
+    nothing about a Secret that did not opt in."""
+
+    reason = "SecretNotAvailable"
+
+
 class FetchError(JwksError):
     """Fetching the JWK URL failed; `retry_after` is the server's hint in seconds, if any."""
 

@@ -1,4 +1,11 @@
-"""Key validation (pure): the algorithm table, JWKs checked one by one, JWK Set documents to key sets."""
+"""Key validation (pure): the algorithm table, JWKs checked one by one, JWK Set documents to key sets.
+
+Bounds (one tenant's JWK Set must not exhaust the operator that serves every namespace): a document is
+parsed as strict JSON (no NaN or Infinity), within fetch's 1 MiB cap; more than MAX_DOCUMENT_ENTRIES
+entries refuse it, and only the first MAX_KEYS are examined; a key publishes only the members checked
+in keys_members (sizes bounded there) and keys_checks; a set rendered to more than MAX_RENDERED_BYTES is
+refused (jwks.json is stored twice in one ConfigMap, whose limit is 1 MiB), so the last good keys stay.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .errors import KeySetError
+from .keys_checks import MAX_RSA_BITS, MIN_RSA_BITS, check_certificates, check_public_key
+from .keys_members import (
+    MAX_KID_CHARS,
+    InvalidKey,
+    b64url_decode,
+    check_key_members,
+    check_metadata,
+    printable,
+    quoted,
+)
 
-MIN_RSA_BITS = 2048
+__all__ = ["MAX_RSA_BITS", "MIN_RSA_BITS", "InvalidKey", "printable"]  # re-exported
+
 MAX_KEYS = 100
+MAX_DOCUMENT_ENTRIES = MAX_KEYS * 10  # a JWK Set with more entries is refused unread
+MAX_RENDERED_BYTES = 256 * 1024  # jwks.json, as rendered; stored twice (jwks.json and jwks) per ConfigMap
+MAX_REASON_CHARS = 300
 
 PUBLIC_MEMBERS: Mapping[str, tuple[str, ...]] = {
     "RSA": ("n", "e"),
@@ -29,6 +49,7 @@ PUBLIC_MEMBERS: Mapping[str, tuple[str, ...]] = {
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
 # What must never reach a ConfigMap: the private members and the secret of an HMAC (`oct`) key.
 SECRET_MEMBERS = (*PRIVATE_MEMBERS, *PUBLIC_MEMBERS["oct"])
+# The metadata members published, each once checked by keys_members.check_metadata (x5u never is).
 METADATA_MEMBERS = ("kid", "alg", "use", "key_ops", "x5c", "x5t", "x5t#S256")
 
 
@@ -89,17 +110,19 @@ def key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
-class InvalidKey(ValueError):
-    """One key is unusable; the message is the reason (never contains key material)."""
-
-
 @dataclass(frozen=True)
 class Rejection:
-    """A dropped key: its position in the source, its kid if any, and why."""
+    """A dropped key: its position in the source, its kid if any, and why (both made printable and cut
+    short here, whoever builds it: they reach status, events and text logs)."""
 
     index: int
     kid: str | None
     reason: str
+
+    def __post_init__(self) -> None:
+        if self.kid is not None:
+            object.__setattr__(self, "kid", printable(self.kid, MAX_KID_CHARS))
+        object.__setattr__(self, "reason", printable(self.reason, MAX_REASON_CHARS))
 
     def as_status(self) -> dict[str, Any]:
         """The status.rejectedKeys entry."""
@@ -122,13 +145,26 @@ class KeySet:
 
     @functools.cached_property
     def rendered(self) -> str:
-        """The document as published (stable formatting), rendered once per KeySet: the JwtSecrets of one
-        URL (with the same spec.algorithms) share its KeySet, so thousands of them share one string."""
-        return json.dumps(self.document(), indent=2, sort_keys=True) + "\n"
+        """The document as published: strict, compact JSON with sorted members, rendered once per KeySet
+        (the JwtSecrets of one URL with the same spec.algorithms share its KeySet, so thousands of them
+        share one string). KeySetError when it is not strict JSON or over MAX_RENDERED_BYTES."""
+        try:
+            text = json.dumps(self.document(), separators=(",", ":"), sort_keys=True, allow_nan=False) + "\n"
+        except ValueError as exc:
+            raise KeySetError(f"the keys cannot be published as strict JSON: {short_error(exc)}") from None
+        if len(text) > MAX_RENDERED_BYTES:  # ASCII: json.dumps escapes the rest
+            raise KeySetError(
+                f"the {len(self.keys)} key(s) would publish a jwks.json of {len(text)} bytes, over the "
+                f"{MAX_RENDERED_BYTES}-byte cap (the set is stored twice in a ConfigMap of at most 1 MiB)"
+            )
+        return text
 
     def summary(self) -> list[dict[str, str]]:
         """Public identification of each key for status.keys (no key material)."""
-        return [{m: str(k[m]) for m in ("kid", "kty", "alg", "use") if m in k} for k in self.keys]
+        return [
+            {m: printable(str(k[m]), MAX_KID_CHARS) for m in ("kid", "kty", "alg", "use") if m in k}
+            for k in self.keys
+        ]
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -141,13 +177,13 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
 def validate_jwk(
     jwk: Any, *, allow_symmetric: bool = False, algorithms: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Check one JWK and return its public form (for `oct`, with its secret `k`); raise InvalidKey with the
-    reason."""
+    """Check one JWK and return its public form (for `oct`, with its secret `k`): kty, its key members and
+    the checked metadata members, nothing else; raise InvalidKey with the reason."""
     if not isinstance(jwk, Mapping):
         raise InvalidKey("a JWK must be a JSON object")
     kty = jwk.get("kty")
     if not isinstance(kty, str) or kty not in PUBLIC_MEMBERS:
-        raise InvalidKey(f"unsupported kty {kty!r}; expected RSA, EC or OKP")
+        raise InvalidKey(f"unsupported kty {quoted(kty)}; expected RSA, EC or OKP")
     if kty == "oct" and not allow_symmetric:
         raise InvalidKey("symmetric (oct) keys are only accepted from a Secret reference")
     private = [m for m in PRIVATE_MEMBERS if m in jwk]
@@ -155,35 +191,22 @@ def validate_jwk(
         raise InvalidKey(
             f"contains private key members ({', '.join(private)}); the key is exposed and is not published"
         )
-    for member in ("kid", "alg", "use"):
-        if member in jwk and not isinstance(jwk[member], str):
-            raise InvalidKey(f"{member} must be a string")
-    use = jwk.get("use")
-    if use is not None and use != "sig":
-        raise InvalidKey(f"use {use!r} is not a signature key")
-    key_ops = jwk.get("key_ops")
-    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
-        raise InvalidKey("key_ops does not allow verify")
-    for member in PUBLIC_MEMBERS[kty]:
-        if not isinstance(jwk.get(member), str) or not jwk[member]:
-            raise InvalidKey(f"missing or invalid member {member!r} for kty {kty}")
-    _check_curve(kty, jwk)
-    alg = jwk.get("alg")
-    _check_alg(kty, jwk, alg)
-    if algorithms and not key_algorithms(jwk) & set(algorithms):
+    metadata, certificates = check_metadata(jwk)
+    check_key_members(jwk, kty, PUBLIC_MEMBERS[kty])
+    public = {"kty": kty, **{m: jwk[m] for m in PUBLIC_MEMBERS[kty]}}
+    _check_curve(kty, public)
+    alg = metadata.get("alg")
+    _check_alg(kty, public, alg)
+    if algorithms and not key_algorithms({**public, **metadata}) & set(algorithms):
         raise InvalidKey(f"alg {alg or 'for kty ' + kty} is not in spec.algorithms")
-    _check_material(kty, jwk)
-    public = {m: jwk[m] for m in (*METADATA_MEMBERS, "kty", *PUBLIC_MEMBERS[kty]) if m in jwk}
-    x5c = public.get("x5c")
-    if x5c is not None and not (isinstance(x5c, list) and all(isinstance(c, str) for c in x5c)):
-        del public["x5c"]
-    return public
+    _check_material(kty, public, alg, certificates, metadata)
+    return {**metadata, **public}
 
 
 def _check_curve(kty: str, jwk: Mapping[str, Any]) -> None:
     curves = CURVES_BY_KTY.get(kty)
     if curves is not None and jwk.get("crv") not in curves:
-        raise InvalidKey(f"unsupported {kty} curve {jwk.get('crv')!r}; expected {one_of(curves)}")
+        raise InvalidKey(f"unsupported {kty} curve {quoted(jwk.get('crv'))}; expected {one_of(curves)}")
 
 
 def _check_alg(kty: str, jwk: Mapping[str, Any], alg: str | None) -> None:
@@ -191,33 +214,35 @@ def _check_alg(kty: str, jwk: Mapping[str, Any], alg: str | None) -> None:
         return
     spec = ALGORITHM_TABLE.get(alg)
     if spec is None or spec.kty != kty:
-        raise InvalidKey(f"alg {alg!r} does not match kty {kty}")
+        raise InvalidKey(f"alg {quoted(alg)} does not match kty {kty}")
     if spec.curves and jwk.get("crv") not in spec.curves:
-        raise InvalidKey(f"alg {alg} requires crv {one_of(spec.curves)}, got {jwk.get('crv')!r}")
+        raise InvalidKey(f"alg {alg} requires crv {one_of(spec.curves)}, got {quoted(jwk.get('crv'))}")
 
 
-def _check_material(kty: str, jwk: Mapping[str, Any]) -> None:
-    """Load the key with cryptography to prove it is well-formed and strong enough (an HMAC secret: long
-    enough for its alg, HS256 when it names none)."""
+def _check_material(
+    kty: str,
+    jwk: Mapping[str, Any],
+    alg: str | None,
+    certificates: Sequence[bytes],
+    metadata: Mapping[str, Any],
+) -> None:
+    """Load the key with cryptography to prove it is well-formed and strong enough (keys_checks), and that
+    x5c certifies it; an HMAC secret: long enough for its alg, HS256 when it names none."""
     if kty == "oct":
-        secret = _b64url_decode(str(jwk["k"]), "k")
-        alg = str(jwk.get("alg") or "HS256")
-        if len(secret) < MIN_HMAC_BYTES[alg]:
-            raise InvalidKey(f"HMAC secret is shorter than {MIN_HMAC_BYTES[alg]} bytes required for {alg}")
+        if certificates:
+            raise InvalidKey("x5c does not apply to a symmetric (oct) key")
+        needed = MIN_HMAC_BYTES[alg or "HS256"]
+        if len(b64url_decode(str(jwk["k"]), "k")) < needed:
+            raise InvalidKey(f"HMAC secret is shorter than {needed} bytes required for {alg or 'HS256'}")
         return
+    if kty == "RSA" and len(jwk["n"]) > MAX_RSA_BITS // 6 + 2:  # before the big integer is parsed
+        raise InvalidKey(f"RSA key is over {MAX_RSA_BITS} bits; at most {MAX_RSA_BITS} are accepted")
     try:
-        key = jwt.PyJWK(dict(jwk)).key
+        key = jwt.PyJWK(dict(jwk), algorithm="EdDSA" if kty == "OKP" else alg).key  # Ed448 needs it named
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
         raise InvalidKey(f"invalid {kty} key material: {short_error(exc)}") from None
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
-        raise InvalidKey(f"RSA key is {key.key_size} bits; at least {MIN_RSA_BITS} are required")
-
-
-def _b64url_decode(value: str, member: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (ValueError, TypeError):
-        raise InvalidKey(f"member {member!r} is not base64url") from None
+    check_public_key(key)
+    check_certificates(certificates, key, metadata)
 
 
 def short_error(exc: Exception) -> str:
@@ -233,8 +258,9 @@ def one_of(names: Sequence[str]) -> str:
 def build_key_set(
     candidates: Iterable[Any], *, allow_symmetric: bool = False, algorithms: Sequence[str] = ()
 ) -> KeySet:
-    """Validate candidate JWKs; drop invalid ones, those past MAX_KEYS, repeats of an earlier key, and every
-    key of a kid that names different key material."""
+    """Validate candidate JWKs; drop invalid ones, those past MAX_KEYS (not examined), repeats of an earlier
+    key, and every key of a kid that names different key material. KeySetError when the keys kept would
+    render over MAX_RENDERED_BYTES."""
     accepted: list[tuple[int, dict[str, Any]]] = []
     rejected: list[Rejection] = []
     for index, candidate in enumerate(candidates):
@@ -263,7 +289,9 @@ def build_key_set(
                 by_kid[kid] = thumbprint(key)
             keys.append(key)
     rejected.sort(key=lambda r: r.index)
-    return KeySet(tuple(keys), tuple(rejected))
+    key_set = KeySet(tuple(keys), tuple(rejected))
+    _ = key_set.rendered  # refused here, before anything is published (and rendered once, cached)
+    return key_set
 
 
 def _clashing_kids(accepted: Sequence[tuple[int, Mapping[str, Any]]]) -> set[str]:
@@ -283,13 +311,25 @@ def require_keys(key_set: KeySet, where: str) -> KeySet:
 
 
 def parse_jwks_document(body: bytes, *, algorithms: Sequence[str] = ()) -> KeySet:
-    """Parse a JWK Set served at a URL (asymmetric keys only)."""
+    """Parse a JWK Set served at a URL (asymmetric keys only): strict JSON, at most MAX_DOCUMENT_ENTRIES
+    entries (the body's size is capped by fetch)."""
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_constant=_not_json)
     except RecursionError:
         raise KeySetError("JWK Set is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise KeySetError(f"JWK Set is not valid JSON: {short_error(exc)}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise KeySetError('JWK Set must be a JSON object with a "keys" array')
+    if len(doc["keys"]) > MAX_DOCUMENT_ENTRIES:
+        raise KeySetError(
+            f'JWK Set has {len(doc["keys"])} entries in "keys"; more than {MAX_DOCUMENT_ENTRIES} refuse it '
+            f"(at most {MAX_KEYS} keys are published)"
+        )
     return require_keys(build_key_set(doc["keys"], algorithms=algorithms), "the JWK Set")
+
+
+def _not_json(constant: str) -> Any:
+    """json.loads accepts NaN, Infinity and -Infinity, which JSON (RFC 8259) does not: Go's and Node's
+    parsers refuse a whole document holding one, so a gateway would load no key at all."""
+    raise ValueError(f"{constant} is not JSON (RFC 8259)")

@@ -19,12 +19,14 @@ from kubernetes.client.exceptions import ApiException
 
 from . import __version__, bodies
 from .bodies import Owner, TargetKind
-from .errors import ApiCallError, FetchError, SecretRefError
-from .gateways.base import ObjectRef
+from .errors import ApiCallError, FetchError, SecretNotAvailableError
+from .gateways.base import ALLOW_ANNOTATION, ObjectRef, allowed
+from .keys import MIN_HMAC_BYTES
 from .names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .objects import CustomObject, TargetObject
 from .spec import CaBundleRef
 from .status import timestamp
+from .trust import check_ca_bundle
 from .writes import Mutate, Outcome, write
 
 __all__ = [
@@ -105,27 +107,51 @@ class Kube:
         self.timeout = timeout  # per request: a stalled API server must not hang a reconcile forever
 
     @api_errors
-    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
-        """The raw bytes of one key of a Secret; SecretRefError names what is missing."""
+    def read_secret_key(self, namespace: str, name: str, key: str, jwtsecret: str | None = None) -> bytes:
+        """The raw bytes of one key of a Secret whose owner lets JwtSecret `jwtsecret` use it: the Secret's
+        annotation jwks.dev/allow-jwtsecrets lists it, or "*" (for an unnamed caller, only "*" does).
+
+        SecretNotAvailableError otherwise, and when the Secret is absent, lacks the key or holds fewer bytes
+        than any HMAC algorithm needs: one message for all, that tells nothing about a Secret that did not
+        opt in (whether it exists, its keys, its length)."""
         secret = self._object("Secret", namespace, name).read()
-        if secret is None:
-            raise SecretRefError(f"spec.static.secretRef: Secret {name} not found")
-        data = secret.get("data") or {}
-        if key not in data:
-            raise SecretRefError(f"spec.static.secretRef.key: Secret {name} has no key {key!r}")
-        return base64.b64decode(data[key])
+        who = Owner(namespace, jwtsecret or "*", "")  # no JwtSecret is named "*": unnamed, only "*" allows
+        value = (secret.get("data") or {}).get(key) if secret is not None and allowed(secret, who) else None
+        try:
+            raw = base64.b64decode(value) if isinstance(value, str) else b""
+        except ValueError:
+            raw = b""
+        if len(raw) < min(MIN_HMAC_BYTES.values()):
+            raise SecretNotAvailableError(
+                f"spec.static.secretRef: Secret {name} is not available to this JwtSecret (it must exist, "
+                f"hold the key, and allow it with the annotation {ALLOW_ANNOTATION})"
+            )
+        return raw
 
     @api_errors
     def read_ca_bundle(self, namespace: str, ref: CaBundleRef) -> str:
-        """The text a caBundleRef names (unchecked: see trust.check_ca_bundle); FetchError (keeping the
-        last keys) when the object or its key is missing."""
+        """The text a caBundleRef names; FetchError (keeping the last keys) when it cannot be used.
+
+        A ConfigMap's text is returned unchecked (see trust.check_ca_bundle), and its errors say what is
+        missing. A Secret needs no opt-in: a CA bundle is public, and its text only decides whom this
+        JwtSecret's own fetch trusts, never published or shown. But it is checked here, so that every
+        failure (absent, no such key, not UTF-8, no PEM certificate) reads the same and tells nothing
+        about the Secret."""
         found = self._object(ref.kind, namespace, ref.name).read()
+        value = (found.get("data") or {}).get(ref.key) if found is not None else None
+        if ref.kind == "Secret":
+            try:
+                return check_ca_bundle(base64.b64decode(value or "").decode(), ref)
+            except (ValueError, FetchError):  # not base64, not UTF-8 (UnicodeDecodeError), no certificate
+                raise FetchError(
+                    f"spec.caBundleRef: Secret {ref.name} holds no PEM CA bundle under key {ref.key!r} (it "
+                    "must exist and hold UTF-8 PEM certificates there)"
+                ) from None
         if found is None:
             raise FetchError(f"spec.caBundleRef: {ref.kind} {ref.name} not found")
-        value = (found.get("data") or {}).get(ref.key)
         if value is None:
             raise FetchError(f"spec.caBundleRef.key: {ref.kind} {ref.name} has no key {ref.key!r}")
-        return base64.b64decode(value).decode(errors="replace") if ref.kind == "Secret" else str(value)
+        return str(value)
 
     @api_errors
     def publish(

@@ -26,3 +26,7 @@ JWKS_KEY = "jwks.json"  # the JWK Set, public members only
 ENVOY_GATEWAY_KEY = "jwks"  # the same set under the key Envoy Gateway's localJWKS valueRef reads
 POLICY_KEY = "policy.json"  # issuers, audiences, algorithms, source
 INDEX_KEY = "index.json"  # shared targets: contributors and kid collisions
+# Shared targets: the JwtSecret that created one (its spec.target.allow decides who may join), and, in the
+# data outputs.render gives for a shared spec, that allow-list (never published: a data key has no "/").
+SHARED_OWNER_ANNOTATION = f"{GROUP}/shared-owner"
+TARGET_ALLOW_PART = f"{GROUP}/target-allow"

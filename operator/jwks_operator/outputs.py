@@ -18,6 +18,7 @@ from .names import (
     MANAGED_BY_LABEL,
     OWNER_LABEL,
     POLICY_KEY,
+    TARGET_ALLOW_PART,
 )
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ def effective_algorithms(spec: JwtSecretSpec, key_set: KeySet) -> list[str]:
 
 
 def render(spec: JwtSecretSpec, key_set: KeySet) -> dict[str, str]:
-    """The data of the published ConfigMap/Secret; deterministic so unchanged keys write nothing."""
+    """The data of the published ConfigMap/Secret; deterministic so unchanged keys write nothing. For a
+    shared target with spec.target.allow, also TARGET_ALLOW_PART: not published (bodies.shared makes it
+    the target's allow annotation when this JwtSecret owns the target), but a change of it is a write."""
     policy = {
         "issuers": list(spec.issuers),
         "audiences": list(spec.audiences),
@@ -40,11 +43,14 @@ def render(spec: JwtSecretSpec, key_set: KeySet) -> dict[str, str]:
         "source": spec.policy_source(),
     }
     jwks = key_set.rendered
-    return {
+    data = {
         JWKS_KEY: jwks,
         ENVOY_GATEWAY_KEY: jwks,
         POLICY_KEY: json.dumps(policy, indent=2, sort_keys=True) + "\n",
     }
+    if spec.target_shared and spec.target_allow:
+        data[TARGET_ALLOW_PART] = ",".join(spec.target_allow)
+    return data
 
 
 def digest(data: Mapping[str, str]) -> str:
@@ -86,52 +92,93 @@ def aggregate(
     """Merge one JwtSecret's part into a shared target's data (None removes it).
 
     Parts of contributors not in `live` (when given) are dropped. The merged jwks.json holds every
-    contributor's keys; identical keys appear once; a kid used by several contributors for different
-    material keeps the key of the first contributor by name, and index.json reports the collision.
+    contributor's keys, identical keys once. A kid that names different key material in two parts is left
+    out of it altogether (never one of them picked silently), and index.json lists it with the contributors
+    involved. A part that is not a JWK Set (edited by hand) brings no key, and index.json marks it invalid.
     """
+    parts = _select(existing, name, part, live)
+    keys = {contributor: _part_keys(p.get(JWKS_KEY)) for contributor, p in parts.items()}
+    colliding = _collisions(keys)
+    merged: list[dict[str, Any]] = []
+    printed: set[str] = set()
+    index: list[dict[str, Any]] = []
+    for contributor in sorted(parts):
+        found = keys[contributor]
+        entry: dict[str, Any] = dict(zip(("jwks", "policy"), part_keys(contributor), strict=True))
+        entry.update(jwtsecret=contributor, kids=[k.get("kid") for k in found or ()])
+        index.append(entry if found is not None else {**entry, "invalid": True})
+        for key in found or ():
+            print_ = thumbprint(key)
+            if print_ not in printed and key.get("kid") not in colliding:
+                printed.add(print_)
+                merged.append(key)
+    collisions = [{"kid": kid, "jwtsecrets": names} for kid, names in sorted(colliding.items())]
+    data = {f"{n}.{suffix}": v for n, p in parts.items() for suffix, v in p.items()}
+    data[JWKS_KEY] = data[ENVOY_GATEWAY_KEY] = json.dumps({"keys": merged}, indent=2, sort_keys=True) + "\n"
+    data[INDEX_KEY] = json.dumps({"contributors": index, "collisions": collisions}, indent=2, sort_keys=True)
+    data[INDEX_KEY] += "\n"
+    return data
+
+
+def new_collisions(
+    existing: Mapping[str, str], name: str, part: Mapping[str, str], live: Collection[str] | None = None
+) -> dict[str, list[str]]:
+    """The kids that `part`, merged in, would newly make collide: kid -> the other contributors whose
+    parts name other key material under it (a collision that was there before is not new)."""
+    before = {n: p for n, p in _parts(existing).items() if live is None or n in live or n == name}
+    after = _select(existing, name, part, live)
+    old = _collisions({n: _part_keys(p.get(JWKS_KEY)) for n, p in before.items()})
+    new = _collisions({n: _part_keys(p.get(JWKS_KEY)) for n, p in after.items()})
+    return {
+        kid: [n for n in names if n != name]
+        for kid, names in new.items()
+        if name in names and name not in old.get(kid, ())
+    }
+
+
+def _parts(data: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Each contributor's part of a shared target's data: name -> {jwks.json, policy.json}."""
     parts: dict[str, dict[str, str]] = {}
-    for key, value in existing.items():
+    for key, value in data.items():
         for suffix in (JWKS_KEY, POLICY_KEY):
             if key.endswith("." + suffix):
                 parts.setdefault(key[: -len(suffix) - 1], {})[suffix] = value
-    if part is None:
-        parts.pop(name, None)
-    else:
+    return parts
+
+
+def _select(
+    existing: Mapping[str, str], name: str, part: Mapping[str, str] | None, live: Collection[str] | None
+) -> dict[str, dict[str, str]]:
+    """The parts after `name`'s is replaced by `part` (None: removed), without those of the non-`live`."""
+    parts = {n: p for n, p in _parts(existing).items() if live is None or n in live}
+    parts.pop(name, None)
+    if part is not None:
         parts[name] = {JWKS_KEY: part[JWKS_KEY], POLICY_KEY: part[POLICY_KEY]}
-    if live is not None:
-        parts = {n: p for n, p in parts.items() if n in live or (n == name and part is not None)}
-    merged: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}  # kid -> the contributor whose key keeps it
-    printed: set[str] = set()
-    collisions: dict[str, dict[str, Any]] = {}
-    index: list[dict[str, Any]] = []
-    for contributor in sorted(parts):
-        keys = json.loads(parts[contributor].get(JWKS_KEY, '{"keys": []}')).get("keys", [])
-        index.append(
-            {
-                "jwtsecret": contributor,
-                "jwks": part_keys(contributor)[0],
-                "policy": part_keys(contributor)[1],
-                "kids": [k.get("kid") for k in keys],
-            }
-        )
+    return parts
+
+
+def _part_keys(text: str | None) -> list[dict[str, Any]] | None:
+    """The keys of one contributor's jwks.json, or None when it is not a JWK Set of keys we can merge."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        keys = json.loads(text or "", parse_constant=refuse).get("keys")
         for key in keys:
-            print_ = thumbprint(key)
-            kid = key.get("kid")
-            if print_ in printed:
-                continue
-            if kid is not None and kid in seen:
-                entry = collisions.setdefault(kid, {"kid": kid, "kept": seen[kid], "dropped": []})
-                entry["dropped"].append(contributor)
-                continue
-            if kid is not None:
-                seen[kid] = contributor
-            printed.add(print_)
-            merged.append(key)
-    data = {f"{n}.{suffix}": v for n, p in parts.items() for suffix, v in p.items()}
-    data[JWKS_KEY] = data[ENVOY_GATEWAY_KEY] = json.dumps({"keys": merged}, indent=2, sort_keys=True) + "\n"
-    data[INDEX_KEY] = (
-        json.dumps({"contributors": index, "collisions": list(collisions.values())}, indent=2, sort_keys=True)
-        + "\n"
-    )
-    return data
+            if not isinstance(key, dict) or not isinstance(key.get("kid", ""), str):
+                return None
+            thumbprint(key)  # raises for what is not a public key of a known type
+    except (AttributeError, KeyError, TypeError, ValueError):  # not JSON, not an object, no list of keys
+        return None
+    return keys if isinstance(keys, list) else None
+
+
+def _collisions(keys: Mapping[str, list[dict[str, Any]] | None]) -> dict[str, list[str]]:
+    """kid -> the contributors (sorted) when the kid names different key material across the parts."""
+    prints: dict[str, dict[str, set[str]]] = {}  # kid -> thumbprint -> contributors
+    for contributor, found in keys.items():
+        for key in found or ():
+            if "kid" in key:
+                prints.setdefault(key["kid"], {}).setdefault(thumbprint(key), set()).add(contributor)
+    return {kid: sorted(set().union(*by.values())) for kid, by in prints.items() if len(by) > 1}

@@ -222,7 +222,8 @@ class Reconciler:
             return static_keys.keys_from_pem(spec.pem, kid=spec.kid, algorithms=spec.algorithms), now
         ref = spec.secret_ref
         assert ref is not None
-        secret = await asyncio.to_thread(self.kube.read_secret_key, tracked.namespace, ref.name, ref.key)
+        read = self.kube.read_secret_key
+        secret = await asyncio.to_thread(read, tracked.namespace, ref.name, ref.key, tracked.name)
         return static_keys.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:

@@ -2,16 +2,25 @@
 
 Each source keeps its last good document (a bad one never replaces it), its cache validators, its
 failure count with backoff, and its next refresh planned from the response's caching headers.
+
+One tenant must not hurt the others (#14): what a source keeps is bounded (dropped keys only while a
+subscriber retains them, at most MAX_KEYS; parses for at most MAX_PARSED algorithm lists), fetches run in
+threads of their own (a provider that trickles its answer never holds up API calls, which use
+asyncio.to_thread's pool), the operator-wide minimum interval binds every subscriber's policy, and a URL
+nobody reads leaves no metric series.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from . import keys as keylib
 from .errors import FetchError, JwksError, StaleError
@@ -25,10 +34,14 @@ from .spec import CaBundleRef
 from .status import timestamp
 from .tracked import ObjKey, Tracked
 from .trust import check_ca_bundle
+from .urls import redacted, scrubbed
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 RETAIN_MARGIN = 0.05  # re-publish this long after a retained key expires, so it is surely gone
+MAX_PARSED = 8  # algorithm allow-lists whose parse of a document is kept per URL (others: parsed again)
 
 
 @dataclass(frozen=True)
@@ -68,20 +81,33 @@ class UrlSource:
     failures: int = 0
     attempted: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    current: KeySet | None = None  # the document's keys (no algorithm allow-list)
+    # The document parsed per algorithm allow-list: the MAX_PARSED used last (distinct lists are unbounded).
     parsed: dict[tuple[str, ...], KeySet | JwksError] = field(default_factory=dict)
-    removed: dict[str, tuple[dict[str, Any], datetime]] = field(default_factory=dict)  # by thumbprint
+    # Keys the provider dropped, by thumbprint, oldest first: only while a subscriber retains them, MAX_KEYS.
+    removed: dict[str, tuple[dict[str, Any], datetime]] = field(default_factory=dict)
     retaining: dict[ObjKey, float] = field(default_factory=dict)  # each subscriber's retainRemovedFor
+
+    @property
+    def label(self) -> str:
+        """The URL as it may be shown (metrics, logs): without credentials (urls.redacted)."""
+        return redacted(self.url)
 
     def key_set(self, algorithms: tuple[str, ...]) -> KeySet:
         """The last good document parsed for an algorithm allow-list (cached per document)."""
         if self.document is None:
             raise self.error or FetchError("not fetched yet")
-        if algorithms not in self.parsed:
+        if not algorithms and self.current is not None:
+            return self.current
+        result = self.parsed.pop(algorithms, None)  # put back last: the least recently used goes first
+        if result is None:
             try:
-                self.parsed[algorithms] = keylib.parse_jwks_document(self.document, algorithms=algorithms)
+                result = keylib.parse_jwks_document(self.document, algorithms=algorithms)
             except JwksError as exc:
-                self.parsed[algorithms] = exc
-        result = self.parsed[algorithms]
+                result = exc
+        self.parsed[algorithms] = result
+        while len(self.parsed) > MAX_PARSED:
+            del self.parsed[next(iter(self.parsed))]
         if isinstance(result, JwksError):
             raise result
         return result
@@ -94,6 +120,7 @@ class UrlSource:
         current = self.key_set(algorithms)
         self.prune(now)
         retained = [(jwk, since) for jwk, since in self.removed.values() if _age(since, now) < retain_for]
+        retained = retained[max(len(retained) - (keylib.MAX_KEYS - len(current.keys)), 0) :]  # newest fit
         if not retained:
             return current, None
         combined = keylib.build_key_set([*current.keys, *(jwk for jwk, _ in retained)], algorithms=algorithms)
@@ -101,23 +128,24 @@ class UrlSource:
         return KeySet(combined.keys, current.rejected), expiry + RETAIN_MARGIN
 
     def accept(self, body: bytes, parsed: KeySet, now: datetime) -> None:
-        """Take a new valid document; remember which keys it dropped (for retainRemovedFor)."""
-        old = self.parsed.get(())
+        """Take a new valid document; remember which keys it dropped while a subscriber retains them."""
         new_prints = {keylib.thumbprint(k) for k in parsed.keys}
-        if isinstance(old, KeySet):
-            for jwk in old.keys:
-                tp = keylib.thumbprint(jwk)
-                if tp not in new_prints:
-                    self.removed.setdefault(tp, (jwk, now))
         for tp in new_prints:
             self.removed.pop(tp, None)
-        self.document, self.parsed, self.changed_at = body, {(): parsed}, now
+        if self.current is not None and max(self.retaining.values(), default=0.0) > 0:
+            for jwk in self.current.keys:
+                tp = keylib.thumbprint(jwk)
+                if tp not in new_prints and tp not in self.removed:
+                    self.removed[tp] = (jwk, now)  # after the others: `removed` stays oldest first
+        self.document, self.current, self.parsed, self.changed_at = body, parsed, {}, now
         self.prune(now)
 
     def prune(self, now: datetime) -> None:
-        """Forget removed keys that no subscriber retains any more."""
+        """Forget removed keys that no subscriber retains any more, and all but the newest MAX_KEYS (a set
+        publishes at most MAX_KEYS keys: a provider dropping fresh keys at each fetch grows nothing)."""
         longest = max(self.retaining.values(), default=0.0)
-        self.removed = {tp: (jwk, t) for tp, (jwk, t) in self.removed.items() if _age(t, now) < longest}
+        kept = [(tp, (jwk, t)) for tp, (jwk, t) in self.removed.items() if _age(t, now) < longest]
+        self.removed = dict(kept[-keylib.MAX_KEYS :])
 
     def health(self, policy: RefreshPolicy, now: datetime) -> JwksError | None:
         """Why the published keys may be wrong: the last fetch error, made a StaleError once the keys
@@ -160,6 +188,13 @@ class Sources:
         self.metrics = metrics
         self.by_key: dict[str, UrlSource] = {}
         self._slots = asyncio.Semaphore(concurrency)
+        # Fetches wait on providers in threads of their own: API calls (asyncio.to_thread's default pool)
+        # never queue behind a provider that trickles its answer. As many as fetches may run at once.
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="jwks-fetch")
+
+    def close(self) -> None:
+        """The engine stops: no new fetch starts; returns at once (a fetch under way ends at its deadline)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def get(self, key: str | None) -> UrlSource | None:
         return self.by_key.get(key) if key else None
@@ -177,6 +212,7 @@ class Sources:
         source.allow_http = source.allow_http or spec.allow_insecure_http
         source.subscribers[tracked.key] = tracked.policy
         source.retaining[tracked.key] = spec.retain_removed_for
+        source.prune(self.clock.now())
         return source
 
     def unsubscribe(self, key: ObjKey, source_key: str) -> None:
@@ -186,21 +222,38 @@ class Sources:
             return
         source.subscribers.pop(key, None)
         source.retaining.pop(key, None)
+        source.prune(self.clock.now())
         if not source.subscribers:
             del self.by_key[source_key]
             self.scheduler.cancel(("url", source_key))
-            if not any(s.url == source.url for s in self.by_key.values()):
-                self.metrics.forget_url(source.url)
+            if not any(s.label == source.label for s in self.by_key.values()):
+                self.metrics.forget_url(source.label)
 
     def clear(self) -> None:
         """Forget every source (standing by)."""
-        for url in {source.url for source in self.by_key.values()}:
-            self.metrics.forget_url(url)
+        for label in {source.label for source in self.by_key.values()}:
+            self.metrics.forget_url(label)
         self.by_key.clear()
 
     def spacing_left(self, source: UrlSource, spacing: float) -> float:
-        """Seconds until `spacing` has passed since the source's last fetch attempt."""
+        """Seconds until `spacing`, at least the operator-wide minimum interval, has passed since the
+        source's last fetch attempt."""
+        spacing = max(spacing, self.policy.min_interval)
         return max(source.last_attempt + spacing - self.clock.monotonic(), 0.0)
+
+    def floored(self, policy: RefreshPolicy) -> RefreshPolicy:
+        """A subscriber's policy held to the operator-wide minimum interval (--min-interval): a spec may
+        refresh less often than the operator allows, never more often (its URL may be shared)."""
+        floor = self.policy.min_interval
+        if policy.min_interval >= floor and policy.max_interval >= floor:
+            return policy
+        return replace(
+            policy, min_interval=max(policy.min_interval, floor), max_interval=max(policy.max_interval, floor)
+        )
+
+    def _dropped(self, source: UrlSource) -> bool:
+        """Whether nobody reads `source` any more (its last subscriber left while it was fetched)."""
+        return self.by_key.get(source.key) is not source
 
     async def first_fetch(self, source: UrlSource) -> bool:
         """Fetch a source that was never fetched; subscribers arriving meanwhile wait for that fetch.
@@ -226,14 +279,16 @@ class Sources:
             async with self._slots:
                 result, started = await self._get(source)
             parsed = None
-            if result.status == 200 and result.body != source.document:
+            if result.status == 200 and result.body != source.document and not self._dropped(source):
                 assert result.body is not None
-                parsed = keylib.parse_jwks_document(result.body)  # a bad document never replaces a good one
+                # A bad document never replaces a good one; parsed in a fetch thread (a provider's large
+                # document keeps no other work waiting).
+                parsed = await self._in_pool(keylib.parse_jwks_document, result.body)
         except JwksError as exc:
             self._failed(source, exc)
             return
         except Exception as exc:  # unmapped (a library's own error, a bug): the URL must stay scheduled
-            log.exception("fetching %s failed unexpectedly", source.url)
+            log.exception("fetching %s failed unexpectedly", source.label)
             self._failed(source, FetchError(f"unexpected {type(exc).__name__} while fetching (see the log)"))
             return
         self._succeeded(source, result, parsed, started)
@@ -246,41 +301,54 @@ class Sources:
             pem = await asyncio.to_thread(self.kube.read_ca_bundle, source.namespace, source.ca)
             ca_bundle = check_ca_bundle(pem, source.ca)
         started = self.clock.monotonic()
-        result = await asyncio.to_thread(
-            self.fetcher.fetch,
-            source.url,
-            etag=source.etag if conditional else None,
-            last_modified=source.last_modified if conditional else None,
-            allow_http=source.allow_http,
-            ca_bundle=ca_bundle,
+        result = await self._in_pool(
+            functools.partial(
+                self.fetcher.fetch,
+                source.url,
+                etag=source.etag if conditional else None,
+                last_modified=source.last_modified if conditional else None,
+                allow_http=source.allow_http,
+                ca_bundle=ca_bundle,
+            )
         )
-        self.metrics.fetch_seconds.labels(source.url).observe(self.clock.monotonic() - started)
+        if not self._dropped(source):  # else its series are gone and stay gone
+            self.metrics.fetch_seconds.labels(source.label).observe(self.clock.monotonic() - started)
         return result, started
 
+    async def _in_pool(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` in a fetch thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call, *args)
+
     def _failed(self, source: UrlSource, exc: JwksError) -> None:
+        if self._dropped(source):
+            return
         source.failures += 1
-        source.error = exc if isinstance(exc, FetchError) else FetchError(exc.message)
-        self.metrics.fetches.labels(source.url, "error").inc()
-        self.metrics.failures.labels(source.url).set(source.failures)
+        message = scrubbed(exc.message, source.url)  # HTTP libraries quote the URL, credentials and all
+        retry_after = getattr(exc, "retry_after", None)
+        source.error = FetchError(message, retry_after=retry_after)
+        self.metrics.fetches.labels(source.label, "error").inc()
+        self.metrics.failures.labels(source.label).set(source.failures)
         delay = self.retry.delay(source.failures, getattr(exc, "retry_after", None))
-        log.warning("fetching %s failed (%d in a row): %s", source.url, source.failures, exc.message)
+        log.warning("fetching %s failed (%d in a row): %s", source.label, source.failures, message)
         self._plan(source, delay)
 
     def _succeeded(
         self, source: UrlSource, result: FetchResult, parsed: KeySet | None, started: float
     ) -> None:
+        if self._dropped(source):
+            return
         now = self.clock.now()
         if parsed is not None:
             assert result.body is not None
             source.accept(result.body, parsed, now)
-            log.info("fetched %s: %d key(s)", source.url, len(parsed.keys))
+            log.info("fetched %s: %d key(s)", source.label, len(parsed.keys))
         if result.status == 200:
             source.etag = result.headers.get("etag")
             source.last_modified = result.headers.get("last-modified")
         source.fetched_at, source.error, source.failures = now, None, 0
-        self.metrics.fetches.labels(source.url, "ok" if result.status == 200 else "not_modified").inc()
-        self.metrics.failures.labels(source.url).set(0)
-        self.metrics.last_success.labels(source.url).set(now.timestamp())
+        self.metrics.fetches.labels(source.label, "ok" if result.status == 200 else "not_modified").inc()
+        self.metrics.failures.labels(source.label).set(0)
+        self.metrics.last_success.labels(source.label).set(now.timestamp())
         fresh = freshness(result.headers, now)
         interval = self._interval(source, fresh)
         source.basis = fresh.basis(self._fastest(source, fresh))
@@ -290,25 +358,28 @@ class Sources:
         source.expires_at = source.next_refresh
 
     def _interval(self, source: UrlSource, fresh: Freshness) -> float | None:
-        """The next refresh: the soonest any subscriber's policy allows (None: never)."""
-        intervals = [fresh.next_interval(policy) for policy in source.subscribers.values()]
+        """The next refresh: the soonest any subscriber's policy allows, within the operator's floor (None:
+        never)."""
+        intervals = [fresh.next_interval(self.floored(policy)) for policy in source.subscribers.values()]
         due = [i for i in intervals if i is not None]
         return min(due) if due else (None if intervals else fresh.next_interval(self.policy))
 
     def _fastest(self, source: UrlSource, fresh: Freshness) -> RefreshPolicy:
-        """The policy that sets the source's refresh: the subscriber's asking soonest (never: the default)."""
-        timed = [(fresh.next_interval(p), p) for p in source.subscribers.values()]
+        """The policy that sets the source's refresh: the subscriber's asking soonest (never: the default),
+        within the operator's floor."""
+        policies = [self.floored(p) for p in source.subscribers.values()]
+        timed = [(fresh.next_interval(p), p) for p in policies]
         due = [(i, p) for i, p in timed if i is not None]
         if due:
             return min(due, key=lambda pair: pair[0])[1]
-        return next(iter(source.subscribers.values()), self.policy)
+        return next(iter(policies), self.policy)
 
     def _plan(self, source: UrlSource, delay: float | None) -> None:
         if delay is None:
             source.next_refresh = None
             self.scheduler.cancel(("url", source.key))
-            self.metrics.next_refresh.labels(source.url).set(float("inf"))
+            self.metrics.next_refresh.labels(source.label).set(float("inf"))
             return
         source.next_refresh = self.clock.now() + timedelta(seconds=delay)
-        self.metrics.next_refresh.labels(source.url).set(source.next_refresh.timestamp())
+        self.metrics.next_refresh.labels(source.label).set(source.next_refresh.timestamp())
         self.scheduler.schedule(("url", source.key), delay, replace_later=True)

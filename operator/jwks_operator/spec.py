@@ -11,13 +11,14 @@ from .durations import parse_duration
 from .errors import SpecError
 from .freshness import RefreshPolicy
 from .keys import ALGORITHMS, HMAC_ALGS, PRIVATE_MEMBERS
-from .providers import SHARED_JWKS
+from .providers import shared_provider
+from .urls import MAX_URL_LENGTH as MAX_URL_LENGTH  # re-exported: tests/unit/test_tables.py
+from .urls import URL_RE, check_url, redacted
 
 if TYPE_CHECKING:
     from .gateways import Output
 
-MAX_URL_LENGTH = 2048
-_URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+_URL_RE = URL_RE  # the CRD pattern, checked by urls.check_url (tests/unit/test_tables.py reads both)
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _BLANK_RE = re.compile(r"^[\t\n\f\r ]*$")  # what fails the CRD's matches(r'\S') (RE2: \s is [\t\n\f\r ])
 # The private JWK members the CRD's CEL rule rejects in spec.static.jwks.keys (the key would be exposed in
@@ -86,6 +87,7 @@ class JwtSecretSpec:
     algorithms: tuple[str, ...] = ()
     target_name: str | None = None
     target_shared: bool = False
+    target_allow: tuple[str, ...] = ()  # who may join the shared target this JwtSecret creates ("*": any)
     refresh: RefreshSpec = field(default_factory=RefreshSpec)
     retain_removed_for: float = 0.0
     allow_missing_audience: bool = False
@@ -94,11 +96,7 @@ class JwtSecretSpec:
 
     def shared_provider(self) -> str | None:
         """The provider's name when jwkUrl is a JWK Set shared by all of its customers."""
-        if self.jwk_url is None:
-            return None
-        scheme, _, rest = self.jwk_url.partition("://")
-        host, slash, path = rest.partition("/")
-        return SHARED_JWKS.get(f"{scheme.lower()}://{host.lower()}{slash}{path.rstrip('/')}")
+        return None if self.jwk_url is None else shared_provider(self.jwk_url)
 
     def warnings(self) -> list[tuple[str, str]]:
         """(reason, message) for settings that work but weaken verification."""
@@ -117,10 +115,10 @@ class JwtSecretSpec:
         return self.kind == "secretRef"
 
     def describe_source(self) -> str:
-        """A short human-readable description of the source (printer column)."""
+        """A short human-readable description of the source (printer column), credentials redacted."""
         if self.kind == "jwkUrl":
             assert self.jwk_url is not None
-            return self.jwk_url
+            return redacted(self.jwk_url)
         if self.kind == "secretRef":
             assert self.secret_ref is not None
             return f"static:secret/{self.secret_ref.name}"
@@ -130,7 +128,7 @@ class JwtSecretSpec:
         """The `source` entry of policy.json."""
         if self.kind == "jwkUrl":
             assert self.jwk_url is not None
-            return {"type": "jwkUrl", "url": self.jwk_url}
+            return {"type": "jwkUrl", "url": redacted(self.jwk_url)}
         if self.kind == "secretRef":
             assert self.secret_ref is not None
             return {"type": "secretRef", "secret": self.secret_ref.name}
@@ -159,15 +157,14 @@ def parse_spec(raw: Mapping[str, Any] | None) -> JwtSecretSpec:
         "audiences": _str_list(raw, "audiences"),
         "issuers": _str_list(raw, "issuers"),
         "algorithms": _algorithms(raw),
-        "target_name": _target(raw),
-        "target_shared": _bool(_opt_obj(raw, "target") or {}, "shared", "spec.target.shared"),
+        **_target(raw),
         "refresh": _refresh(raw),
         "retain_removed_for": _retain(raw),
         "allow_missing_audience": _bool(raw, "allowMissingAudience"),
         "outputs": _outputs(raw),
     }
     if url is not None:
-        _check_url(url, insecure)
+        check_url(url, insecure)
         common["ca_bundle"] = _ca_bundle(raw)
         if any(alg in HMAC_ALGS for alg in common["algorithms"]):
             raise SpecError(
@@ -269,19 +266,19 @@ def _opt_str(raw: Mapping[str, Any], key: str, path: str) -> str | None:
     return value
 
 
-def _str_list(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = raw.get(key)
+def _str_list(raw: Mapping[str, Any], key: str, path: str | None = None) -> tuple[str, ...]:
+    value, path = raw.get(key), path or f"spec.{key}"
     if value is None:
         return ()
     if not isinstance(value, Sequence) or isinstance(value, str):
-        raise SpecError(f"spec.{key}", "must be a list of strings")
+        raise SpecError(path, "must be a list of strings")
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
-            raise SpecError(f"spec.{key}[{i}]", "must be a non-empty string")
+            raise SpecError(f"{path}[{i}]", "must be a non-empty string")
         if item in value[:i]:
-            raise SpecError(f"spec.{key}[{i}]", f"duplicate value {item!r}")
+            raise SpecError(f"{path}[{i}]", f"duplicate value {item!r}")
     if any(_BLANK_RE.match(item) for item in value):  # the CRD's CEL rule, for servers without CEL
-        raise SpecError(f"spec.{key}", "values must not be blank")
+        raise SpecError(path, "values must not be blank")
     return tuple(value)
 
 
@@ -296,14 +293,23 @@ def _algorithms(raw: Mapping[str, Any]) -> tuple[str, ...]:
     return algs
 
 
-def _target(raw: Mapping[str, Any]) -> str | None:
-    target = _opt_obj(raw, "target")
-    if target is None:
-        return None
+def _target(raw: Mapping[str, Any]) -> dict[str, Any]:
+    target = _opt_obj(raw, "target") or {}
     name = _opt_str(target, "name", "spec.target.name")
-    if name is not None and (len(name) > 253 or not _DNS_SUBDOMAIN_RE.match(name)):
+    if name is not None and not _dns_name(name):
         raise SpecError("spec.target.name", "must be a lowercase RFC 1123 subdomain name")
-    return name
+    shared = _bool(target, "shared", "spec.target.shared")
+    allow = _str_list(target, "allow", "spec.target.allow")
+    if allow and not shared:
+        raise SpecError("spec.target.allow", "only applies with spec.target.shared: true")
+    for i, who in enumerate(allow):
+        if who != "*" and not _dns_name(who):
+            raise SpecError(f"spec.target.allow[{i}]", 'must be a JwtSecret name or "*"')
+    return {"target_name": name, "target_shared": shared, "target_allow": allow}
+
+
+def _dns_name(name: str) -> bool:
+    return len(name) <= 253 and bool(_DNS_SUBDOMAIN_RE.match(name))
 
 
 def _duration(raw: Mapping[str, Any], key: str, path: str, *, positive: bool = True) -> float | None:
@@ -346,12 +352,3 @@ def _retain(raw: Mapping[str, Any]) -> float:
         return 0.0
     seconds = _duration(rotation, "retainRemovedFor", "spec.rotation.retainRemovedFor", positive=False)
     return seconds or 0.0
-
-
-def _check_url(url: str, insecure: bool) -> None:
-    if len(url) > MAX_URL_LENGTH or not _URL_RE.match(url):
-        raise SpecError("spec.jwkUrl", "must be an absolute http(s) URL")
-    if not url.startswith("https://") and not insecure:
-        raise SpecError(
-            "spec.jwkUrl", "must use https:// (set spec.allowInsecureHttp: true to allow http://)"
-        )

@@ -16,6 +16,7 @@ from .errors import KeySetError
 from .keys import (
     CURVES_BY_KTY,
     EC_ALG_CURVE,
+    MAX_KEYS,
     MIN_HMAC_BYTES,
     InvalidKey,
     KeySet,
@@ -26,19 +27,23 @@ from .keys import (
     short_error,
     thumbprint,
 )
+from .keys_members import MAX_KID_CHARS, quoted
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
 def keys_from_pem(pem: str, *, kid: str | None = None, algorithms: Sequence[str] = ()) -> KeySet:
     """Convert PEM public keys/certificates to JWKs (kid: the given one for a single block, else the RFC 7638
-    thumbprint)."""
+    thumbprint); blocks past MAX_KEYS are not converted."""
     blocks = _PEM_BLOCK.findall(pem)
     if not blocks:
         raise KeySetError("spec.static.pem: no PEM block found")
     rejected: list[Rejection] = []
     converted: list[tuple[int, dict[str, Any]]] = []
     for index, (label, body) in enumerate(blocks):
+        if index >= MAX_KEYS:
+            rejected.append(Rejection(index, None, f"more than {MAX_KEYS} keys in one set"))
+            continue
         try:
             converted.append((index, _pem_block_to_jwk(label, body, len(blocks), kid)))
         except InvalidKey as exc:
@@ -62,7 +67,7 @@ def _pem_block_to_jwk(label: str, body: str, count: int, kid: str | None) -> dic
         elif label in ("PUBLIC KEY", "RSA PUBLIC KEY"):
             public_key = serialization.load_pem_public_key(text)
         else:
-            raise InvalidKey(f"unsupported PEM block {label!r}")
+            raise InvalidKey(f"unsupported PEM block {quoted(label)}")
     except ValueError as exc:
         if isinstance(exc, InvalidKey):
             raise
@@ -98,6 +103,8 @@ def key_from_hmac(secret: bytes, *, kid: str | None = None, algorithms: Sequence
     if algorithms and not hs:
         raise KeySetError("spec.algorithms allows no HS* algorithm for an HMAC secret")
     needed = max((MIN_HMAC_BYTES[a] for a in hs), default=MIN_HMAC_BYTES["HS256"])
+    if kid is not None and (len(kid) > MAX_KID_CHARS or not kid.isprintable()):
+        raise KeySetError(f"the HMAC key's kid must be at most {MAX_KID_CHARS} printable characters")
     if len(secret) < needed:
         raise KeySetError(
             f"the HMAC secret is {len(secret)} bytes; at least {needed} are required"

@@ -80,6 +80,19 @@ def _rejected_message(key_set: KeySet) -> str:
     return f"{len(key_set.rejected)} key(s) rejected: {label}: {first.reason}{more}"
 
 
+MAX_REJECTED_LISTED = 10
+
+
+def rejected_entries(key_set: KeySet) -> list[dict[str, Any]]:
+    """status.rejectedKeys: the first MAX_REJECTED_LISTED rejections, then one entry (no index, no kid)
+    that counts the rest, so a document of junk keys cannot make a status patch too large to write."""
+    entries = [r.as_status() for r in key_set.rejected[:MAX_REJECTED_LISTED]]
+    rest = len(key_set.rejected) - MAX_REJECTED_LISTED
+    if rest > 0:
+        entries.append({"reason": f"{rest} more rejected key(s) not listed"})
+    return entries
+
+
 def _outputs_message(outputs: Sequence[OutputStatus], failed: Sequence[OutputStatus]) -> str:
     first = failed[0]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
@@ -162,7 +175,7 @@ def build_status(outcome: Outcome, previous: Mapping[str, Any] | None, now: date
         status["keyCount"] = len(outcome.key_set.keys)
         status["keys"] = outcome.key_set.summary()
         if outcome.key_set.rejected:
-            status["rejectedKeys"] = [r.as_status() for r in outcome.key_set.rejected]
+            status["rejectedKeys"] = rejected_entries(outcome.key_set)
     else:
         status["keyCount"] = 0
     if outcome.target_kind and outcome.target_name:

@@ -2,14 +2,22 @@
 
 The rules gateways apply: a token is valid if any one configured key (of the token's `kid`, if it
 names one, and fitting its algorithm) verifies its signature; `exp`, `nbf` and `iat`, when present,
-are numbers and, within a leeway, `exp` is not past and `nbf` and `iat` are not in the future; when
-audiences are set, the token's `aud` (a string or a list) matches one of them; issuers likewise; the
-algorithm is in the published allow-list, never `none`, and never HS* for keys that came from a URL.
+are finite numbers and, within a leeway, `exp` is not past and `nbf` and `iat` are not in the future;
+`aud`, when present, is a string or a list of strings and, when audiences are set, matches one of
+them; `iss` likewise (a string or a list of strings) for the issuers; the algorithm is in the
+published allow-list, never `none`, and never HS* for keys that came from a URL. A token whose header
+has a `crit` member (RFC 7515 section 4.1.11: no extension is understood here) or a `kid` that is not
+a string is refused.
+
+The published data is read strictly: `policy.json` must hold `issuers`, `audiences` and `algorithms`
+(lists of non-empty strings, empty meaning no restriction) and `source` (an object with a `type`); a
+key set without its policy.json is refused unless `require_policy=False` says that is intended.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from jwt.utils import base64url_decode
 
 from .keys import HMAC_ALGS, KTY_BY_ALG, key_algorithms
 from .names import JWKS_KEY, POLICY_KEY
@@ -26,6 +35,48 @@ from .names import JWKS_KEY, POLICY_KEY
 class PublishedDataError(ValueError):
     """Published data (or a mounted directory of it) that holds no usable key set: the message names
     the entry, e.g. `jwks.json is not valid JSON (line 1 column 2)`."""
+
+
+class MissingPolicyError(PublishedDataError):
+    """A key set without its policy.json, while one is required: nothing would check aud or iss."""
+
+    def __init__(self, entry: str, jwks_entry: str) -> None:
+        self.entry = entry
+        self.problem = f"no {entry} in the published data, so no audience or issuer would be checked"
+        super().__init__(
+            f"{self.problem}; mount or publish it with {jwks_entry}, "
+            "or pass require_policy=False to check signatures and times only"
+        )
+
+
+POLICY_LISTS = ("issuers", "audiences", "algorithms")
+
+
+def _json_type(value: Any) -> str:
+    """How a JSON value is named in reasons: `a string`, `null`, `an empty string`..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string" if value else "an empty string"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "a value"
+
+
+def _names(doc: Mapping[str, Any], member: str, entry: str) -> tuple[str, ...]:
+    if member not in doc or doc[member] is None:
+        raise PublishedDataError(f"{entry} is not a policy: {member} is missing or null (give [] for any)")
+    values = doc[member]
+    if not isinstance(values, list):
+        problem = f"must be a list of non-empty strings, not {_json_type(values)}"
+        raise PublishedDataError(f"{entry} is not a policy: {member} {problem}")
+    for index, value in enumerate(values):
+        if not isinstance(value, str) or not value:
+            problem = f"must be a non-empty string, not {_json_type(value)}"
+            raise PublishedDataError(f"{entry} is not a policy: {member}[{index}] {problem}")
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -38,13 +89,27 @@ class Policy:
     from_url: bool = False
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> Policy:
-        source = doc.get("source") or {}
+    def from_json(cls, doc: Mapping[str, Any], entry: str = POLICY_KEY) -> Policy:
+        """Strictly: each member present and of its type, else PublishedDataError naming it (a loose
+        reading would check less than the publisher meant, e.g. "api" as the audiences a, p and i)."""
+        if not isinstance(doc, Mapping):
+            raise PublishedDataError(f"{entry} is not a JSON object")
+        lists = {member: _names(doc, member, entry) for member in POLICY_LISTS}
+        source = doc.get("source")
+        if source is None:
+            raise PublishedDataError(f"{entry} is not a policy: source is missing")
+        if not isinstance(source, Mapping):
+            problem = f"source must be an object with a type, not {_json_type(source)}"
+            raise PublishedDataError(f"{entry} is not a policy: {problem}")
+        kind = source.get("type")
+        if not isinstance(kind, str) or not kind:
+            problem = f"source.type must be a non-empty string, not {_json_type(kind)}"
+            raise PublishedDataError(f"{entry} is not a policy: {problem}")
         return cls(
-            audiences=tuple(doc.get("audiences") or ()),
-            issuers=tuple(doc.get("issuers") or ()),
-            algorithms=tuple(doc.get("algorithms") or ()),
-            from_url=source.get("type") == "jwkUrl",
+            audiences=lists["audiences"],
+            issuers=lists["issuers"],
+            algorithms=lists["algorithms"],
+            from_url=kind == "jwkUrl",
         )
 
 
@@ -56,34 +121,48 @@ class KeySource:
     policy: Policy
 
     @classmethod
-    def from_data(cls, data: Mapping[str, str]) -> KeySource:
+    def from_data(cls, data: Mapping[str, str], *, require_policy: bool = True) -> KeySource:
         """From ConfigMap/Secret data (`jwks.json` and `policy.json`); PublishedDataError names the
-        entry that is missing or malformed."""
+        entry that is missing or malformed. Without policy.json (only when `require_policy` is False)
+        no audience, issuer or algorithm allow-list applies."""
         if JWKS_KEY not in data:
             raise PublishedDataError(f"no {JWKS_KEY} in the published data")
-        return _key_source(data[JWKS_KEY], data.get(POLICY_KEY), JWKS_KEY, POLICY_KEY)
+        return _key_source(data[JWKS_KEY], data.get(POLICY_KEY), JWKS_KEY, POLICY_KEY, require_policy)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _json_object(text: str, entry: str) -> Mapping[str, Any]:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_not_json)  # strict JSON: no NaN or Infinity
     except json.JSONDecodeError as exc:
         raise PublishedDataError(
             f"{entry} is not valid JSON (line {exc.lineno} column {exc.colno})"
         ) from None
+    except (ValueError, RecursionError) as exc:
+        raise PublishedDataError(f"{entry} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise PublishedDataError(f"{entry} is not a JSON object")
     return doc
 
 
-def _key_source(jwks: str, policy: str | None, jwks_entry: str, policy_entry: str) -> KeySource:
+def _key_source(
+    jwks: str, policy: str | None, jwks_entry: str, policy_entry: str, require_policy: bool
+) -> KeySource:
     keys = _json_object(jwks, jwks_entry).get("keys") or []
     if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
         raise PublishedDataError(f"{jwks_entry} is not a JWK Set: keys must be a list of objects")
-    doc = _json_object(policy, policy_entry) if policy is not None else {}
-    if not isinstance(doc.get("source") or {}, dict):
-        raise PublishedDataError(f"{policy_entry} is not a policy: source must be an object")
-    return KeySource(tuple(keys), Policy.from_json(doc))
+    for index, key in enumerate(keys):
+        if "kid" in key and not isinstance(key["kid"], str):
+            problem = f"keys[{index}].kid must be a string, not {_json_type(key['kid'])}"
+            raise PublishedDataError(f"{jwks_entry} is not a JWK Set: {problem}")
+    if policy is None:
+        if require_policy:
+            raise MissingPolicyError(policy_entry, jwks_entry)
+        return KeySource(tuple(keys), Policy())
+    return KeySource(tuple(keys), Policy.from_json(_json_object(policy, policy_entry), policy_entry))
 
 
 @dataclass(frozen=True)
@@ -108,17 +187,46 @@ def strip_bearer(token: str) -> str:
     return token
 
 
-def _matches(claim: Any, accepted: Sequence[str]) -> bool:
-    values = [claim] if isinstance(claim, str) else claim if isinstance(claim, list) else []
-    return any(isinstance(v, str) and v in accepted for v in values)
+def _matches(claim: str | list[str], accepted: Sequence[str]) -> bool:
+    return any(value in accepted for value in ([claim] if isinstance(claim, str) else claim))
+
+
+def _header_problem(header: Mapping[str, Any]) -> str:
+    """Why a header is refused before any key is tried ("" if it is not)."""
+    if "kid" in header and not isinstance(header["kid"], str):
+        return f"kid header must be a string, not {_json_type(header['kid'])}"
+    if "crit" in header:  # RFC 7515 section 4.1.11: extensions we do not understand (we understand none)
+        crit = header["crit"]
+        if not isinstance(crit, list) or not crit or not all(isinstance(name, str) for name in crit):
+            return "crit header must be a list of extension names"
+        return f"crit header: extension {crit[0]!r} is not understood (RFC 7515 section 4.1.11)"
+    return ""
+
+
+def _decoded_header(token: str) -> Mapping[str, Any]:
+    try:
+        header = json.loads(base64url_decode(token.split(".", 1)[0]))
+    except (ValueError, RecursionError):
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def _read_header(token: str) -> Mapping[str, Any] | str:
+    """The token's header, or the reason the token is refused before any key is tried."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError as exc:
+        return f"malformed token: {exc}"
+    except jwt.InvalidTokenError as exc:  # decoded, but PyJWT (2.10+) refuses its kid or crit itself
+        return _header_problem(_decoded_header(token)) or f"malformed token: {exc}"
+    return _header_problem(header) or header
 
 
 def verify_with(source: KeySource, token: str, *, leeway: float, now: float | None) -> Result:
     """Verify against one key source; the reason names the first rule that failed."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as exc:
-        return Result(False, f"malformed token: {exc}")
+    header = _read_header(token)
+    if isinstance(header, str):
+        return Result(False, header)
     alg = header.get("alg")
     policy = source.policy
     if not isinstance(alg, str) or alg == "none" or alg not in KTY_BY_ALG:
@@ -138,10 +246,14 @@ def verify_with(source: KeySource, token: str, *, leeway: float, now: float | No
     for jwk in candidates:
         try:
             key = jwt.PyJWK(dict(jwk), algorithm=alg).key
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:  # e.g. an `n` that is not base64url
+            last = f"key {jwk.get('kid')!r} is unusable: {exc}"
+            continue
+        try:
             claims: dict[str, Any] = jwt.decode(token, key, algorithms=[alg], options=_SIGNATURE_ONLY)
         except jwt.InvalidSignatureError:
             continue
-        except (jwt.InvalidTokenError, jwt.PyJWKError) as exc:
+        except jwt.InvalidTokenError as exc:
             last = f"invalid token: {exc}"
             continue
         return _check_claims(claims, policy, leeway, time.time() if now is None else now)
@@ -157,34 +269,56 @@ _SIGNATURE_ONLY: Any = {
 }
 
 
+def _time_problem(value: Any) -> str:
+    """Why a NumericDate claim is unusable ("" if it is not): NaN compares false with any time, so a
+    NaN `exp` would never expire; Infinity, or an integer beyond a double, is no date either."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number, not {_json_type(value)}"
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a double
+        finite = False
+    if not finite:
+        return "must be a finite number" + (f", not {json.dumps(value)}" if isinstance(value, float) else "")
+    return ""
+
+
 def _check_claims(claims: Mapping[str, Any], policy: Policy, leeway: float, now: float) -> Result:
     for name in ("exp", "nbf", "iat"):
-        if name in claims and (not isinstance(claims[name], int | float) or isinstance(claims[name], bool)):
-            return Result(False, f"{name} claim must be a number")
+        if name in claims and (problem := _time_problem(claims[name])):
+            return Result(False, f"{name} claim {problem}")
+    for name in ("aud", "iss"):  # each may be a string or an array (this product's rule for iss too)
+        value = claims.get(name)
+        odd = [v for v in value if not isinstance(v, str)] if isinstance(value, list) else []
+        if odd or (name in claims and not isinstance(value, str | list)):
+            shape = f"a list with {_json_type(odd[0])}" if odd else _json_type(value)
+            return Result(False, f"{name} claim must be a string or a list of strings, not {shape}")
     if "exp" in claims and claims["exp"] <= now - leeway:
         return Result(False, "token expired (exp is in the past)")
     if "nbf" in claims and claims["nbf"] > now + leeway:
         return Result(False, "token not yet valid (nbf is in the future)")
     if "iat" in claims and claims["iat"] > now + leeway:
         return Result(False, "token issued in the future (iat)")
-    if policy.audiences and not _matches(claims.get("aud"), policy.audiences):
+    if policy.audiences and not _matches(claims.get("aud", []), policy.audiences):
         return Result(False, f"audience {claims.get('aud')!r} is not one of {list(policy.audiences)}")
-    if policy.issuers and not _matches(claims.get("iss"), policy.issuers):
+    if policy.issuers and not _matches(claims.get("iss", []), policy.issuers):
         return Result(False, f"issuer {claims.get('iss')!r} is not one of {list(policy.issuers)}")
     return Result(True, claims=claims)
 
 
-def sources_from_data(data: Mapping[str, str]) -> list[KeySource]:
-    """Key sources in published data: each `<name>.jwks.json` part, else the single jwks.json."""
+def sources_from_data(data: Mapping[str, str], *, require_policy: bool = True) -> list[KeySource]:
+    """Key sources in published data: each `<name>.jwks.json` part (with its `<name>.policy.json`),
+    else the single jwks.json (with policy.json); a missing policy is an error if `require_policy`."""
     parts = sorted(k.removesuffix("." + JWKS_KEY) for k in data if k.endswith("." + JWKS_KEY))
     if not parts:
-        return [KeySource.from_data(data)]
+        return [KeySource.from_data(data, require_policy=require_policy)]
     return [
         _key_source(
             data[f"{p}.{JWKS_KEY}"],
-            data.get(f"{p}.{POLICY_KEY}", "{}"),
+            data.get(f"{p}.{POLICY_KEY}"),
             f"{p}.{JWKS_KEY}",
             f"{p}.{POLICY_KEY}",
+            require_policy,
         )
         for p in parts
     ]
@@ -198,10 +332,13 @@ class Verifier:
         self.leeway = leeway
 
     @classmethod
-    def from_data(cls, data: Mapping[str, str], *, leeway: float = 30.0) -> Verifier:
+    def from_data(
+        cls, data: Mapping[str, str], *, leeway: float = 30.0, require_policy: bool = True
+    ) -> Verifier:
         """From the data of a published ConfigMap or (decoded) Secret; a shared target gives one
-        source per contributing JwtSecret, each with its own policy."""
-        return cls(sources_from_data(data), leeway=leeway)
+        source per contributing JwtSecret, each with its own policy. Data without policy.json is a
+        MissingPolicyError unless `require_policy` is False (then only signatures and times count)."""
+        return cls(sources_from_data(data, require_policy=require_policy), leeway=leeway)
 
     def verify(self, token: str, *, now: float | None = None) -> Result:
         """The first accepting source's claims, else the most specific rejection."""
@@ -219,11 +356,18 @@ class Verifier:
 
 
 class DirectoryVerifier:
-    """A Verifier over a mounted ConfigMap/Secret directory, reloaded when its files change."""
+    """A Verifier over a mounted ConfigMap/Secret directory, reloaded when its files change.
 
-    def __init__(self, path: str | os.PathLike[str], *, leeway: float = 30.0) -> None:
+    The directory must hold policy.json next to jwks.json (mount the whole ConfigMap or Secret, not
+    only jwks.json); `require_policy=False` accepts a bare jwks.json, checking signatures and times
+    only."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, leeway: float = 30.0, require_policy: bool = True
+    ) -> None:
         self.path = Path(path)
         self.leeway = leeway
+        self.require_policy = require_policy
         self._stamp: tuple[tuple[str, int, int], ...] | None = None
         self._verifier = Verifier((), leeway=leeway)
 
@@ -236,7 +380,7 @@ class DirectoryVerifier:
         if stamp == self._stamp:
             return False
         data = {p.name: _text(p) for p in self._files()}
-        self._verifier = Verifier.from_data(data, leeway=self.leeway)
+        self._verifier = Verifier.from_data(data, leeway=self.leeway, require_policy=self.require_policy)
         self._stamp = stamp
         return True
 

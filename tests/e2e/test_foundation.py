@@ -13,6 +13,7 @@ import pytest
 import trustme
 from kubernetes.client.exceptions import ApiException
 
+from jwks_operator.gateways.base import ALLOW_ANNOTATION
 from jwks_operator.names import GROUP, PLURAL, VERSION
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
@@ -28,6 +29,7 @@ from tests.material import (
 )
 
 PRIVATE_MEMBERS = SECRET_JWK_MEMBERS
+ALLOW_ANY = {"annotations": {ALLOW_ANNOTATION: "*"}}  # an HMAC Secret's owner opts in (#14)
 
 
 @pytest.fixture
@@ -107,7 +109,7 @@ def test_static_pem_certificate_and_key(kube: ClusterClient, ns: str) -> None:
 def test_hmac_secret_goes_to_a_secret_never_a_configmap(kube: ClusterClient, ns: str) -> None:
     raw = b"an-hmac-secret-that-is-32-bytes!"
     kube.core.create_namespaced_secret(
-        ns, {"metadata": {"name": "signing"}, "data": {"k": base64.b64encode(raw).decode()}}
+        ns, {"metadata": {"name": "signing", **ALLOW_ANY}, "data": {"k": base64.b64encode(raw).decode()}}
     )
     kube.create(
         ns, "hs", {"static": {"secretRef": {"name": "signing", "key": "k", "kid": "h1"}}, "audiences": ["a"]}
@@ -130,10 +132,13 @@ def test_hmac_secret_goes_to_a_secret_never_a_configmap(kube: ClusterClient, ns:
 
 def test_missing_secret_is_reported_then_recovers(kube: ClusterClient, ns: str) -> None:
     kube.create(ns, "hs", {"static": {"secretRef": {"name": "later", "key": "k"}}})
-    obj = kube.wait_condition(ns, "hs", "False", "SecretNotFound")
-    assert obj["status"]["lastError"] == "spec.static.secretRef: Secret later not found"
+    obj = kube.wait_condition(ns, "hs", "False", "SecretNotAvailable")
+    assert obj["status"]["lastError"] == (
+        "spec.static.secretRef: Secret later is not available to this JwtSecret (it must exist, hold the "
+        "key, and allow it with the annotation jwks.dev/allow-jwtsecrets)"
+    )
     kube.core.create_namespaced_secret(
-        ns, {"metadata": {"name": "later"}, "data": {"k": base64.b64encode(b"x" * 32).decode()}}
+        ns, {"metadata": {"name": "later", **ALLOW_ANY}, "data": {"k": base64.b64encode(b"x" * 32).decode()}}
     )
     kube.wait_condition(ns, "hs", timeout=30)
 
@@ -317,7 +322,7 @@ def test_provider_rotation_is_followed(kube: ClusterClient, ns: str, provider: J
 def test_operator_log_has_no_secret_material(kube: ClusterClient, ns: str, operator: OperatorProcess) -> None:
     raw = b"log-leak-canary-0123456789abcdef-XYZ"
     kube.core.create_namespaced_secret(
-        ns, {"metadata": {"name": "s"}, "data": {"k": base64.b64encode(raw).decode()}}
+        ns, {"metadata": {"name": "s", **ALLOW_ANY}, "data": {"k": base64.b64encode(raw).decode()}}
     )
     kube.create(ns, "hs", {"static": {"secretRef": {"name": "s", "key": "k"}}})
     kube.wait_condition(ns, "hs")

@@ -15,6 +15,7 @@ import pytest
 import trustme
 from kubernetes.client.exceptions import ApiException
 
+from jwks_operator.gateways.base import ALLOW_ANNOTATION
 from tests.faults.spec_table import BAD_SPECS
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
@@ -168,6 +169,102 @@ def test_shared_jwks_without_audience_is_refused(kube: ClusterClient, ns: str) -
     assert any(e.reason == "AudienceRequired" for e in kube.events(ns, "fb"))
 
 
+SHARED_SPELLINGS = [
+    "https://www.googleapis.com/oauth2/v3/certs#x",
+    "https://www.googleapis.com/oauth2/v3/certs?",
+    "https://www.googleapis.com:443/oauth2/v3/certs",
+    "https://www.googleapis.com./oauth2/v3/certs",
+    "https://appleid.apple.com/auth/keys",
+    "https://token.actions.githubusercontent.com/.well-known/jwks",
+    "https://login.microsoftonline.com/common/discovery/keys",
+    "https://login.microsoftonline.com/contoso.onmicrosoft.com/discovery/v2.0/keys",
+]
+
+
+@pytest.mark.parametrize("url", SHARED_SPELLINGS)
+def test_every_spelling_of_a_shared_jwks_needs_an_audience(kube: ClusterClient, ns: str, url: str) -> None:
+    """Before: only the exact string matched (a fragment, an empty query, :443 or a trailing dot escaped the
+    check), and Apple, GitHub Actions and a tenant's own Entra keys URL were not known as shared."""
+    kube.create(ns, "shared", {"jwkUrl": url})
+    obj = kube.wait_condition(ns, "shared", "False", "AudienceRequired")
+    assert obj["status"]["keyCount"] == 0
+
+
+def test_credentials_in_the_url_stay_in_the_request(
+    kube: ClusterClient, ns: str, ca: trustme.CA, operator: OperatorProcess
+) -> None:
+    """Before: `user:pass@` and query tokens were shown in status.source and published in policy.json."""
+    with JwksProvider(ca=ca, max_age=60) as provider:
+        url = provider.url.replace("https://", "https://alice:pw-canary@") + "?token=tok-canary&tenant=acme"
+        kube.create(ns, "creds", {"jwkUrl": url, "audiences": ["api"]})
+        obj = kube.wait_condition(ns, "creds")
+        assert "token=tok-canary" in provider.log[-1].path  # the request still carries them
+        shown = provider.url + "?token=REDACTED&tenant=REDACTED"
+    assert obj["status"]["source"] == shown
+    assert json.loads(kube.configmap(ns, "creds-jwks").data["policy.json"])["source"]["url"] == shown
+    published = json.dumps(obj["status"]) + json.dumps(kube.configmap(ns, "creds-jwks").data)
+    assert "canary" not in published + json.dumps([e.message for e in kube.events(ns, "creds")])
+
+
+def unavailable(name: str) -> str:
+    return (
+        f"spec.static.secretRef: Secret {name} is not available to this JwtSecret (it must exist, hold the "
+        "key, and allow it with the annotation jwks.dev/allow-jwtsecrets)"
+    )
+
+
+def test_a_secret_that_did_not_opt_in_is_never_copied_nor_described(
+    kube: ClusterClient, ns: str, operator: OperatorProcess
+) -> None:
+    """Before: any Secret of the namespace (a database password) was copied to a Secret named by the
+    JwtSecret's author, and the status told whether a Secret existed, its keys and its length."""
+    raw = b"database-password-canary-0123456789"
+    data = {"password": base64.b64encode(raw).decode()}
+    kube.core.create_namespaced_secret(ns, {"metadata": {"name": "db"}, "data": data})
+    other = {"name": "team-b", "annotations": {ALLOW_ANNOTATION: "team-b-api"}}  # opted in for another
+    kube.core.create_namespaced_secret(ns, {"metadata": other, "data": data})
+    refs = {"db": ("db", "password"), "wrong-key": ("db", "nope"), "gone": ("gone", "password")}
+    refs["other"] = ("team-b", "password")
+    for name, (secret, key) in refs.items():
+        target = {"name": f"leak-{name}"}
+        kube.create(ns, name, {"static": {"secretRef": {"name": secret, "key": key}}, "target": target})
+    for name, (secret, _) in refs.items():
+        obj = kube.wait_condition(ns, name, "False", "SecretNotAvailable")
+        assert obj["status"]["lastError"] == unavailable(secret)  # one message: nothing told apart
+    assert [s.metadata.name for s in kube.core.list_namespaced_secret(ns).items] == ["db", "team-b"]
+    kube.core.patch_namespaced_secret("db", ns, {"metadata": {"annotations": {ALLOW_ANNOTATION: "*"}}})
+    kube.patch_spec(ns, "db", {"audiences": ["api"]})
+    kube.wait_condition(ns, "db")  # the owner opted in: published
+    emitted = [operator.log(), *(json.dumps(kube.get(ns, n)["status"]) for n in refs)]
+    emitted += [json.dumps([e.message for e in kube.events(ns, n)]) for n in refs]
+    assert not [text for text in emitted if raw.decode() in text or "nope" in text]
+
+
+def test_a_ca_bundle_secret_that_is_not_utf8_is_a_fetch_error_then_recovers(
+    kube: ClusterClient, ns: str
+) -> None:
+    """Before: a non-UTF-8 caBundleRef Secret was decoded with replacement characters; the reviewer's
+    build raised UnicodeDecodeError and the JwtSecret was stuck without retry."""
+    private = trustme.CA()
+    pem = private.cert_pem.bytes()
+    with JwksProvider(ca=private, max_age=60) as provider:
+        body = {
+            "metadata": {"name": "idp-ca"},
+            "data": {"ca.crt": base64.b64encode(b"\xff\xfe" + pem).decode()},
+        }
+        kube.core.create_namespaced_secret(ns, body)
+        ref = {"kind": "Secret", "name": "idp-ca"}
+        kube.create(ns, "ca", {"jwkUrl": provider.url, "audiences": ["api"], "caBundleRef": ref})
+        obj = kube.wait_condition(ns, "ca", "False", "FetchFailed")
+        assert obj["status"]["lastError"] == (
+            "spec.caBundleRef: Secret idp-ca holds no PEM CA bundle under key 'ca.crt' (it must exist and "
+            "hold UTF-8 PEM certificates there)"
+        )
+        kube.core.patch_namespaced_secret("idp-ca", ns, {"data": {"ca.crt": base64.b64encode(pem).decode()}})
+        obj = kube.wait_condition(ns, "ca", timeout=30)  # retried, with backoff
+    assert obj["status"]["keyCount"] == 1
+
+
 def test_insecure_settings_are_loud(kube: ClusterClient, ns: str) -> None:
     with JwksProvider(max_age=60) as plain:
         kube.create(ns, "plain", {"jwkUrl": plain.url, "allowInsecureHttp": True})
@@ -183,14 +280,13 @@ def test_insecure_settings_are_loud(kube: ClusterClient, ns: str) -> None:
 def test_nothing_secret_anywhere(kube: ClusterClient, ns: str, operator: OperatorProcess) -> None:
     raw = b"hostile-canary-secret-0123456789abcdef"
     encoded = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    kube.core.create_namespaced_secret(
-        ns, {"metadata": {"name": "s"}, "data": {"k": base64.b64encode(raw).decode()}}
-    )
+    meta = {"name": "s", "annotations": {ALLOW_ANNOTATION: "*"}}  # its owner opts in (#14)
+    kube.core.create_namespaced_secret(ns, {"metadata": meta, "data": {"k": base64.b64encode(raw).decode()}})
     kube.create(ns, "hs", {"static": {"secretRef": {"name": "s", "key": "k"}}})
     kube.wait_condition(ns, "hs")
     kube.core.patch_namespaced_secret("s", ns, {"data": {"k": base64.b64encode(b"short").decode()}})
     kube.patch_spec(ns, "hs", {"audiences": ["x"]})  # re-read the (now too short) secret
-    kube.wait_condition(ns, "hs", "True", "NoValidKeys", kind="Degraded")
+    kube.wait_condition(ns, "hs", "True", "SecretNotAvailable", kind="Degraded")
     emitted = [
         operator.log(),
         json.dumps(kube.get(ns, "hs")),

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import trustme
 
+from jwks_operator.gateways.base import ALLOW_ANNOTATION
 from jwks_operator.names import MANAGED_BY_LABEL
 from tests.faults.summary import SUMMARY
 from tests.harness.client import ClusterClient, wait_for
@@ -188,7 +189,8 @@ def test_api_faults_converge(
     provider: JwksProvider | None = None
     output = {"kind": "Secret" if case.source == "hmac" else "ConfigMap", "name": f"{obj}-jwks"}
     if case.source == "hmac":
-        secret = {"metadata": {"name": "signing"}, "data": {"k": base64.b64encode(b"s" * 32).decode()}}
+        meta = {"name": "signing", "annotations": {ALLOW_ANNOTATION: "*"}}  # the owner opts in (#14)
+        secret = {"metadata": meta, "data": {"k": base64.b64encode(b"s" * 32).decode()}}
         kube.core.create_namespaced_secret(ns, secret)
         spec: dict[str, Any] = {"static": {"secretRef": {"name": "signing", "key": "k", "kid": "h1"}}}
     elif case.source == "url":

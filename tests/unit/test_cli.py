@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from jwt.algorithms import RSAAlgorithm
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
@@ -48,8 +50,18 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-def keys_dir(tmp_path: Path) -> Path:
+POLICY: dict[str, object] = {
+    "issuers": [],
+    "audiences": [],
+    "algorithms": ["RS256"],
+    "source": {"type": "jwks"},
+}
+
+
+def keys_dir(tmp_path: Path, policy: dict[str, object] | None = POLICY) -> Path:
     (tmp_path / "jwks.json").write_text(json.dumps({"keys": [public_jwk(KEY, kid="k1", alg="RS256")]}))
+    if policy is not None:
+        (tmp_path / "policy.json").write_text(json.dumps(policy))
     return tmp_path
 
 
@@ -137,6 +149,19 @@ def test_exit_status_0_valid_1_invalid_2_cannot_decide(
             "--dir {dir}: jwks.json is not a JWK Set: keys must be a list of objects",
         ),
         ({"jwks.json": '{"keys": []}', "policy.json": "{"}, "--dir {dir}: policy.json is not valid JSON"),
+        (
+            {"jwks.json": '{"keys": []}', "policy.json": json.dumps({**POLICY, "audiences": "proj"})},
+            "--dir {dir}: policy.json is not a policy: audiences must be a list of non-empty strings, not a "
+            "string; give",
+        ),
+        (
+            {"jwks.json": '{"keys": []}', "policy.json": json.dumps({**POLICY, "source": "jwkUrl"})},
+            "--dir {dir}: policy.json is not a policy: source must be an object with a type, not a string",
+        ),
+        (
+            {"jwks.json": '{"keys": [{"kty": "oct", "kid": 7}]}', "policy.json": json.dumps(POLICY)},
+            "--dir {dir}: jwks.json is not a JWK Set: keys[0].kid must be a string, not a number",
+        ),
     ],
 )
 def test_verify_dir_problems(
@@ -368,3 +393,76 @@ def test_help_documents_the_exit_statuses(capsys: pytest.CaptureFixture[str], ar
         "2  the command could not",
     ):
         assert line in out
+
+
+def test_verify_a_mount_without_policy_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without policy.json no audience or issuer is checked: exit 2 unless --no-policy says so."""
+    folder = str(keys_dir(tmp_path, policy=None))
+    claims = {"sub": "alice", "aud": "anyone", "exp": int(time.time()) + 300}
+    token = jwt.encode(claims, private_pem(KEY), "RS256", headers={"kid": "k1"})
+    code, out, err = run(capsys, "verify", "--dir", folder, "--token", token)
+    assert (code, out) == (2, "")
+    assert one_line(err) == (
+        f"jwks-operator: --dir {folder}: no policy.json in the published data, so no audience or issuer "
+        "would be checked; mount the whole ConfigMap or Secret (not only its jwks.json), or pass "
+        "--no-policy to check signatures and times only"
+    )
+    code, out, _ = run(capsys, "verify", "--dir", folder, "--token", token, "--no-policy")
+    assert (code, json.loads(out)["aud"]) == (0, "anyone")
+    code, out, _ = run(capsys, "verify", "--dir", folder, "--no-policy", "--token", f"x{token}")
+    assert (code, out.split(":")[0]) == (1, "invalid")
+    keys_dir(tmp_path, policy={**POLICY, "audiences": ["api"]})  # a policy that is there still applies
+    code, out, _ = run(capsys, "verify", "--dir", folder, "--token", token, "--no-policy")
+    assert (code, out.strip()) == (1, "invalid: audience 'anyone' is not one of ['api']")
+
+
+def test_verify_published_data_without_policy(
+    unreachable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jwks = json.dumps({"keys": [public_jwk(KEY, kid="k1", alg="RS256")]})
+    monkeypatch.setattr(Kube, "read_published", lambda *_, **__: {"jwks.json": jwks})
+    token = jwt.encode({"sub": "alice"}, private_pem(KEY), "RS256", headers={"kid": "k1"})
+    code, _, err = run(capsys, "verify", "--token", token, "--configmap", "ns/api")
+    assert code == 2
+    assert one_line(err) == (
+        "jwks-operator: --configmap ns/api: unusable published data: no policy.json in the published data, "
+        "so no audience or issuer would be checked; see the JwtSecret's status (the operator publishes "
+        "policy.json), or pass --no-policy to check signatures and times only"
+    )
+    code, out, _ = run(capsys, "verify", "--token", token, "--configmap", "ns/api", "--no-policy")
+    assert (code, json.loads(out)["sub"]) == (0, "alice")
+
+
+def signed(header: dict[str, object], payload: str) -> str:
+    """RS256 with KEY over a header and a payload written by hand."""
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(payload.encode())}"
+    signature = RSAAlgorithm(RSAAlgorithm.SHA256).sign(signing_input.encode(), KEY)
+    return f"{signing_input}.{b64(signature)}"
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "reason"),
+    [
+        ({"kid": "k1", "crit": ["x"], "x": 1}, "{}", "crit header: extension 'x' is not understood"),
+        ({"kid": "k1", "crit": "x"}, "{}", "crit header must be a list of extension names"),
+        ({"kid": 5}, "{}", "kid header must be a string, not a number"),
+        ({"kid": "k1"}, '{"exp": NaN}', "exp claim must be a finite number, not NaN"),
+        ({"kid": "k1"}, '{"nbf": -Infinity}', "nbf claim must be a finite number, not -Infinity"),
+        ({"kid": "k1"}, '{"iat": NaN}', "iat claim must be a finite number, not NaN"),
+        ({"kid": "k1"}, '{"aud": [1]}', "aud claim must be a string or a list of strings"),
+    ],
+)
+def test_tokens_that_once_raised_or_passed_are_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], header: dict[str, object], payload: str, reason: str
+) -> None:
+    """Exit status 1 and the reason, never a traceback (crit and a numeric kid raised; NaN passed)."""
+    token = signed({"alg": "RS256", **header}, payload)
+    code, out, err = run(capsys, "verify", "--dir", str(keys_dir(tmp_path)), "--token", token)
+    assert (code, err) == (1, "")
+    assert out.startswith(f"invalid: {reason}"), out

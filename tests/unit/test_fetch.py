@@ -12,8 +12,8 @@ import pytest
 import trustme
 
 from jwks_operator.errors import FetchError
-from jwks_operator.fetch import Fetcher, FetchSettings, TrustCachingAdapter
-from jwks_operator.netguard import BlockedAddressError, check_address, check_host
+from jwks_operator.fetch import Fetcher, FetchSettings
+from jwks_operator.trust import CONTEXTS
 from tests.harness.idp import JwksProvider
 
 
@@ -81,7 +81,7 @@ def test_a_trust_bundle_is_parsed_once_per_file_not_per_connection(
     with pytest.raises(FetchError, match="TLS error"):
         shared.fetch(provider.url)
     assert parsed == [str(bundle)] * 2
-    assert len([k for k in TrustCachingAdapter._contexts if k[0] == str(bundle)]) == 1
+    assert len([k for k in CONTEXTS.cached() if k[:2] == ("file", str(bundle))]) == 1
 
 
 def test_untrusted_certificate_is_refused(provider: JwksProvider) -> None:
@@ -154,41 +154,3 @@ def test_loopback_is_refused_unless_private_networks_are_allowed() -> None:
 def test_connection_refused_is_reported() -> None:
     with pytest.raises(FetchError, match="connection failed"):
         fetcher().fetch("https://127.0.0.1:9/jwks")
-
-
-@pytest.mark.parametrize(
-    ("address", "private_ok"),
-    [
-        ("169.254.169.254", False),
-        ("169.254.1.1", False),
-        ("fd00:ec2::254", False),
-        ("fe80::1", False),
-        ("100.100.100.200", False),
-        ("::ffff:169.254.169.254", False),
-        ("0.0.0.0", False),
-        ("10.1.2.3", True),
-        ("192.168.1.1", True),
-        ("172.16.0.1", True),
-        ("127.0.0.1", True),
-        ("::1", True),
-        ("fc00::1", True),
-        ("100.64.0.1", True),
-    ],
-)
-def test_address_policy(address: str, private_ok: bool) -> None:
-    with pytest.raises(BlockedAddressError):
-        check_address(address, allow_private=False)
-    if private_ok:
-        check_address(address, allow_private=True)
-    else:
-        with pytest.raises(BlockedAddressError, match="metadata"):
-            check_address(address, allow_private=True)
-
-
-def test_public_addresses_and_metadata_names() -> None:
-    check_address("8.8.8.8", allow_private=False)
-    check_address("2001:4860:4860::8888", allow_private=False)
-    for host in ("metadata.google.internal", "METADATA.google.internal.", "instance-data"):
-        with pytest.raises(BlockedAddressError, match="metadata host name"):
-            check_host(host)
-    check_host("www.googleapis.com")

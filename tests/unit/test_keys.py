@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed448
 
 from jwks_operator import keys, static_keys
 from jwks_operator.errors import KeySetError
@@ -203,6 +204,30 @@ def test_pem_single_key_takes_given_kid_and_errors_are_clear() -> None:
         static_keys.keys_from_pem(private_pem(rsa_key()))
     with pytest.raises(KeySetError, match="invalid PUBLIC KEY"):
         static_keys.keys_from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
+
+
+def test_pem_blocks_past_max_keys_are_not_converted() -> None:
+    pem = (
+        public_pem(ed_key()) * keys.MAX_KEYS
+        + "-----BEGIN NOT CONVERTED-----\nAA\n-----END NOT CONVERTED-----\n"
+    )
+    key_set = static_keys.keys_from_pem(pem)
+    assert len(key_set.keys) == 1  # the same key 100 times: repeats are dropped
+    assert key_set.rejected[-1] == keys.Rejection(keys.MAX_KEYS, None, "more than 100 keys in one set")
+
+
+def test_pem_ed448_keys_convert_and_validate() -> None:
+    (jwk,) = static_keys.keys_from_pem(public_pem(ed448.Ed448PrivateKey.generate())).keys
+    assert (jwk["crv"], jwk["alg"]) == ("Ed448", "EdDSA")
+    del jwk["alg"]  # an Ed448 JWK that names no alg is valid too
+    assert keys.validate_jwk(jwk)["crv"] == "Ed448"
+
+
+def test_hmac_kid_must_be_printable() -> None:
+    with pytest.raises(KeySetError, match="kid must be at most 256 printable characters"):
+        static_keys.key_from_hmac(b"s" * 32, kid="h\n2025-01-01 INFO forged")
+    with pytest.raises(KeySetError, match="kid must be at most 256 printable characters"):
+        static_keys.key_from_hmac(b"s" * 32, kid="h" * 257)
 
 
 def test_hmac_secret_length_and_algorithms() -> None:

@@ -14,8 +14,15 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from jwks_operator.errors import ApiCallError, TargetConflictError
+from jwks_operator.gateways.base import ALLOW_ANNOTATION
 from jwks_operator.kube import Kube, Owner
-from jwks_operator.names import JWKS_KEY, POLICY_KEY, SHARED_ANNOTATION
+from jwks_operator.names import (
+    JWKS_KEY,
+    POLICY_KEY,
+    SHARED_ANNOTATION,
+    SHARED_OWNER_ANNOTATION,
+    TARGET_ALLOW_PART,
+)
 from jwks_operator.writes import DELETE, Body, write
 
 NS = "ns"
@@ -288,8 +295,10 @@ def test_delete_owned_deleted_meanwhile(kube: Kube, core: FakeCore) -> None:
 # -- publish_shared ---------------------------------------------------------------------------------------
 
 
-def part(kid: str) -> dict[str, str]:
-    return {JWKS_KEY: json.dumps({"keys": [{"kty": "oct", "kid": kid, "k": kid}]}), POLICY_KEY: "{}"}
+def part(kid: str, allow: str | None = None, k: str | None = None) -> dict[str, str]:
+    """One contributor's part (with `allow`: the spec.target.allow of the JwtSecret, as render gives it)."""
+    keys = {"keys": [{"kty": "oct", "kid": kid, "k": k or kid}]}
+    return {JWKS_KEY: json.dumps(keys), POLICY_KEY: "{}"} | ({TARGET_ALLOW_PART: allow} if allow else {})
 
 
 def kids(core: FakeCore) -> list[str]:
@@ -297,27 +306,32 @@ def kids(core: FakeCore) -> list[str]:
 
 
 def test_shared_merge_keeps_a_concurrent_contributors_part(kube: Kube, core: FakeCore) -> None:
-    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a1")) == "created"
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a1", allow="b")) == "created"
     # b's first write lands between a's read and a's replace: a's replace is stale, merged again on top.
     core.before["replace"] = [
         lambda: None,
         lambda: kube.publish_shared("ConfigMap", OTHER, "shared", part("b")),
     ]
     kube.publish_shared("ConfigMap", OTHER, "shared", part("b0"))
-    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a2")) == "updated"
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a2", allow="b")) == "updated"
     assert sorted(kids(core)) == ["a2", "b"]
     meta = core.objects[(NS, "shared")]["metadata"]
     assert [r["uid"] for r in meta["ownerReferences"]] == ["uid-b", "uid-a"]
-    assert meta["annotations"] == {SHARED_ANNOTATION: "true"}
+    assert meta["annotations"] == {
+        SHARED_ANNOTATION: "true",
+        SHARED_OWNER_ANNOTATION: "a",
+        ALLOW_ANNOTATION: "b",
+    }
+    assert TARGET_ALLOW_PART not in core.objects[(NS, "shared")]["data"]
     assert core.calls[-5:] == ["read", "replace", "replace", "read", "replace"]
 
 
 def test_shared_last_one_out_deletes(kube: Kube, core: FakeCore) -> None:
-    kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))
+    kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="b"))
     kube.publish_shared("ConfigMap", OTHER, "shared", part("b"))
     assert kube.publish_shared("ConfigMap", OWNER, "shared", None) == "updated"
     assert kids(core) == ["b"]
-    core.before["delete"] = [lambda: kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))]
+    core.before["delete"] = [lambda: kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="b"))]
     assert kube.publish_shared("ConfigMap", OTHER, "shared", None) == "updated"  # a came back: kept
     assert kids(core) == ["a"]
     assert kube.publish_shared("ConfigMap", OWNER, "shared", None) == "deleted"
@@ -340,24 +354,100 @@ def test_shared_refuses_an_object_not_shared_by_us(kube: Kube, core: FakeCore, m
 
 
 def test_shared_drops_the_part_of_a_contributor_no_longer_owning_it(kube: Kube, core: FakeCore) -> None:
-    kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))
+    kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="b"))
     kube.publish_shared("ConfigMap", OTHER, "shared", part("b"))
     core.objects[(NS, "shared")]["metadata"]["ownerReferences"].pop(1)  # b deleted: the GC removed its ref
-    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a2")) == "updated"
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a2", allow="b")) == "updated"
     assert kids(core) == ["a2"]
     assert "b.jwks.json" not in core.objects[(NS, "shared")]["data"]
 
 
 def test_shared_puts_back_a_removed_owner_reference(kube: Kube, core: FakeCore) -> None:
-    kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))
+    kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="b"))
     kube.publish_shared("ConfigMap", OTHER, "shared", part("b"))
     core.objects[(NS, "shared")]["metadata"]["ownerReferences"].pop(0)  # a's, removed by hand: data alike
-    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a")) == "updated"
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="b")) == "updated"
     assert [r["uid"] for r in core.objects[(NS, "shared")]["metadata"]["ownerReferences"]] == [
         "uid-b",
         "uid-a",
     ]
     assert sorted(kids(core)) == ["a", "b"]
+
+
+def test_joining_a_shared_target_takes_its_creators_allow(kube: Kube, core: FakeCore) -> None:
+    """Before: any JwtSecret of the namespace could join a shared target."""
+    kube.publish_shared("ConfigMap", OWNER, "shared", part("a"))
+    with pytest.raises(TargetConflictError) as refused:
+        kube.publish_shared("ConfigMap", OTHER, "shared", part("b"))
+    assert refused.value.message == (
+        "ConfigMap shared is a shared target of JwtSecret a, which does not allow JwtSecret b to contribute "
+        "(a's spec.target.allow must list it; it is kept in the annotation jwks.dev/allow-jwtsecrets); "
+        "it was left untouched"
+    )
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="c, b")) == "updated"
+    assert kube.publish_shared("ConfigMap", OTHER, "shared", part("b", allow="*")) == "updated"
+    meta = core.objects[(NS, "shared")]["metadata"]
+    assert meta["annotations"][ALLOW_ANNOTATION] == "c, b"  # b's allow is not b's to set: a created it
+    assert sorted(kids(core)) == ["a", "b"]
+    # a narrows the list: b's part goes at a's next write (its ownerReference stays: the change reaches b,
+    # whose write is refused and says why), and b may not come back
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="c")) == "updated"
+    assert kids(core) == ["a"]
+    assert [r["name"] for r in core.objects[(NS, "shared")]["metadata"]["ownerReferences"]] == ["b", "a"]
+    with pytest.raises(TargetConflictError, match="does not allow JwtSecret b"):
+        kube.publish_shared("ConfigMap", OTHER, "shared", part("b"))
+    assert kube.publish_shared("ConfigMap", OTHER, "shared", None) == "updated"  # leaving is always allowed
+    assert [r["name"] for r in core.objects[(NS, "shared")]["metadata"]["ownerReferences"]] == ["a"]
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="*")) == "updated"
+    assert kube.publish_shared("ConfigMap", OTHER, "shared", part("b")) == "updated"
+    assert sorted(kids(core)) == ["a", "b"]
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a")) == "updated"  # a's allow removed
+    assert ALLOW_ANNOTATION not in core.objects[(NS, "shared")]["metadata"]["annotations"]
+    assert kids(core) == ["a"]
+
+
+def test_a_target_from_before_the_allow_list_is_owned_by_its_creator_label(
+    kube: Kube, core: FakeCore
+) -> None:
+    labels = {"app.kubernetes.io/managed-by": "jwks-operator", "jwks.dev/jwtsecret": "a"}
+    old = {f"{n}.{suffix}": v for n in ("a", "b") for suffix, v in part(n).items()}
+    seed(
+        core,
+        "shared",
+        old,
+        refs=[ref(OWNER), ref(OTHER)],
+        labels=labels,
+        annotations={SHARED_ANNOTATION: "true"},
+    )
+    with pytest.raises(
+        TargetConflictError, match="shared target of JwtSecret a, which does not allow JwtSecret b"
+    ):
+        kube.publish_shared("ConfigMap", OTHER, "shared", part("b2"))
+    assert kube.publish_shared("ConfigMap", OWNER, "shared", part("a", allow="b")) == "updated"
+    assert core.objects[(NS, "shared")]["metadata"]["annotations"][SHARED_OWNER_ANNOTATION] == "a"
+    assert kube.publish_shared("ConfigMap", OTHER, "shared", part("b2")) == "updated"
+    assert sorted(kids(core)) == ["a", "b2"]
+
+
+def test_a_kid_collision_is_refused_never_resolved_by_name(kube: Kube, core: FakeCore) -> None:
+    """Before: `aa-intruder` sorted first and its `prod` key replaced team A's in the merged jwks.json."""
+    team = Owner(NS, "team-a", "uid-t")
+    intruder = Owner(NS, "aa-intruder", "uid-i")
+    kube.publish_shared("ConfigMap", team, "shared", part("prod", allow="*", k="team-a-secret"))
+    with pytest.raises(TargetConflictError) as clash:
+        kube.publish_shared("ConfigMap", intruder, "shared", part("prod", k="intruder-secret"))
+    assert clash.value.message == (
+        "ConfigMap shared is shared, and kid 'prod' (JwtSecret team-a) names other key material there: the "
+        "keys of JwtSecret aa-intruder were not merged (a kid must name one key: rename one of them)"
+    )
+    merged = json.loads(core.objects[(NS, "shared")]["data"][JWKS_KEY])["keys"]
+    assert merged == [{"kty": "oct", "kid": "prod", "k": "team-a-secret"}]
+    assert "aa-intruder.jwks.json" not in core.objects[(NS, "shared")]["data"]
+    # the same key under the same kid is no collision; team-a changing its own key is not one either
+    assert kube.publish_shared("ConfigMap", intruder, "shared", part("prod", k="team-a-secret")) == "updated"
+    assert kube.publish_shared("ConfigMap", intruder, "shared", part("other", k="x")) == "updated"
+    assert kube.publish_shared("ConfigMap", team, "shared", part("prod", allow="*", k="rotated")) == "updated"
+    assert sorted(kids(core)) == ["other", "prod"]
 
 
 # -- the loop itself ---------------------------------------------------------------------------------------

@@ -114,6 +114,23 @@ def test_static_specs() -> None:
         ),
         ({"jwkUrl": URL, "caBundleRef": {"key": "x"}}, "spec.caBundleRef.name", "is required"),
         ({"jwkUrl": URL, "target": {"name": "Bad_Name"}}, "spec.target.name", "RFC 1123"),
+        (
+            {"jwkUrl": URL, "target": {"allow": ["b"]}},
+            "spec.target.allow",
+            "only applies with spec.target.shared",
+        ),
+        ({"jwkUrl": URL, "target": {"shared": True, "allow": "b"}}, "spec.target.allow", "list of strings"),
+        (
+            {"jwkUrl": URL, "target": {"shared": True, "allow": ["b", "b"]}},
+            "spec.target.allow[1]",
+            "duplicate",
+        ),
+        (
+            {"jwkUrl": URL, "target": {"shared": True, "allow": ["a,b"]}},
+            "spec.target.allow[0]",
+            "JwtSecret name",
+        ),
+        ({"jwkUrl": URL, "target": {"shared": True, "allow": [""]}}, "spec.target.allow[0]", "non-empty"),
     ],
 )
 def test_invalid_specs_name_the_field(raw: Any, field: str, message: str) -> None:
@@ -129,20 +146,100 @@ def test_http_allowed_with_the_flag() -> None:
 
 
 FIREBASE = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+GOOGLE = "https://www.googleapis.com/oauth2/v3/certs"
+ENTRA = "https://login.microsoftonline.com"
+APPLE = "https://appleid.apple.com/auth/keys"
+GITHUB = "https://token.actions.githubusercontent.com/.well-known/jwks"
 
 
 @pytest.mark.parametrize(
     ("url", "provider"),
     [
         (FIREBASE, "Firebase Auth"),
+        (GOOGLE, "Google Sign-In"),
         ("https://WWW.GOOGLEAPIS.COM/oauth2/v3/certs/", "Google Sign-In"),
-        ("https://login.microsoftonline.com/common/discovery/v2.0/keys", "Microsoft Entra ID (common)"),
-        ("https://login.microsoftonline.com/my-tenant-id/discovery/v2.0/keys", None),
+        # spellings that escaped an exact string match (#14): each is the same resource to the server
+        (GOOGLE + "#x", "Google Sign-In"),
+        (GOOGLE + "?", "Google Sign-In"),
+        (GOOGLE + "?alt=json", "Google Sign-In"),
+        ("https://www.googleapis.com:443/oauth2/v3/certs", "Google Sign-In"),
+        ("https://www.googleapis.com./oauth2/v3/certs", "Google Sign-In"),
+        ("https://user@www.googleapis.com/oauth2/v3/certs", "Google Sign-In"),
+        ("https://www.googleapis.com//oauth2/./v3/x/../certs", "Google Sign-In"),
+        ("https://www.googleapis.com/oauth2/v3/cert%73", "Google Sign-In"),
+        ("https://www.googleapis.com/OAuth2/v3/certs;x", "Google Sign-In"),
+        ("https://\uff57\uff57\uff57\uff0egoogleapis.com/oauth2/v3/certs", "Google Sign-In"),  # fullwidth
+        ("http://www.googleapis.com:80/oauth2/v3/certs", "Google Sign-In"),
+        ("https://www.googleapis.com:8443/oauth2/v3/certs", None),  # another server
+        ("https://www.googleapis.com/oauth2/v3/certs/more", None),
+        ("https://googleapis.com.evil.example/oauth2/v3/certs", None),
+        (
+            "https://www.googleapis.com/robot/v1/metadata/jwk/securetoken@system.gserviceaccount.com",
+            "Firebase Auth",
+        ),
+        (APPLE, "Sign in with Apple"),
+        ("https://AppleID.Apple.com:443/auth/keys/", "Sign in with Apple"),
+        (GITHUB, "GitHub Actions OIDC (every repository)"),
+        (
+            "https://token.actions.githubusercontent.com/my-enterprise/.well-known/jwks",
+            "GitHub Actions OIDC (every repository)",
+        ),
+        ("https://gitlab.com/oauth/discovery/keys", "GitLab.com (CI/CD ID tokens of every project)"),
+        ("https://gitlab.example.com/oauth/discovery/keys", None),  # a self-hosted GitLab is its own
+        ("https://login.botframework.com/v1/.well-known/keys", "Microsoft Bot Framework"),
+        (f"{ENTRA}/common/discovery/v2.0/keys", "Microsoft Entra ID (common)"),
+        (f"{ENTRA}/common/discovery/keys", "Microsoft Entra ID (common)"),
+        (f"{ENTRA}/Common/Discovery/Keys", "Microsoft Entra ID (common)"),
+        (f"{ENTRA}/organizations/discovery/v2.0/keys", "Microsoft Entra ID (organizations)"),
+        (f"{ENTRA}/consumers/discovery/v2.0/keys", "Microsoft accounts (consumers)"),
+        ("https://login.windows.net/common/discovery/keys", "Microsoft Entra ID (common)"),
+        # a tenant's own keys URL serves the keys every tenant shares (only aud and iss tell tenants apart)
+        (f"{ENTRA}/my-tenant-id/discovery/v2.0/keys", "Microsoft Entra ID (keys shared by all tenants)"),
+        (
+            f"{ENTRA}/contoso.onmicrosoft.com/discovery/keys",
+            "Microsoft Entra ID (keys shared by all tenants)",
+        ),
+        ("https://contoso.b2clogin.com/contoso.onmicrosoft.com/b2c_1_signin/discovery/v2.0/keys", None),
         ("https://example.auth0.com/.well-known/jwks.json", None),
+        ("https://[::1/jwks", None),  # does not parse: no provider
     ],
 )
 def test_shared_providers_are_recognised(url: str, provider: str | None) -> None:
-    assert parse_spec({"jwkUrl": url, "audiences": ["a"]}).shared_provider() == provider
+    assert (
+        parse_spec({"jwkUrl": url, "audiences": ["a"], "allowInsecureHttp": True}).shared_provider()
+        == provider
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (URL, URL),
+        ("https://user:pass@idp.example/jwks", "https://idp.example/jwks"),
+        ("https://user:p@ss@idp.example:8443/jwks", "https://idp.example:8443/jwks"),
+        (
+            "https://idp.example/jwks?token=s3cret&tenant=acme",
+            "https://idp.example/jwks?token=REDACTED&tenant=REDACTED",
+        ),
+        ("https://idp.example/jwks?s3cret", "https://idp.example/jwks?REDACTED"),
+        ("https://idp.example/jwks?#access_token=s3cret", "https://idp.example/jwks"),
+        ("https://u:s3cret@[::1/jwks?k=s3cret", "https://[::1/jwks"),  # does not parse: cut, not echoed
+    ],
+)
+def test_credentials_in_the_url_are_redacted_in_status_and_policy(url: str, shown: str) -> None:
+    """Before: userinfo and query tokens were published in policy.json and shown in status."""
+    spec = parse_spec({"jwkUrl": url, "audiences": ["a"]})
+    assert spec.jwk_url == url  # the request still uses them
+    assert spec.describe_source() == shown
+    assert spec.policy_source() == {"type": "jwkUrl", "url": shown}
+    assert "s3cret" not in shown
+    assert "pass" not in shown
+
+
+def test_shared_target_allow_list() -> None:
+    spec = parse_spec({"jwkUrl": URL, "target": {"name": "all", "shared": True, "allow": ["team-b", "*"]}})
+    assert (spec.target_name, spec.target_shared, spec.target_allow) == ("all", True, ("team-b", "*"))
+    assert parse_spec({"jwkUrl": URL, "target": {"shared": True}}).target_allow == ()
 
 
 def test_warnings() -> None:

@@ -17,7 +17,16 @@ from jwks_operator.keys import KeySet
 from jwks_operator.outputs import render
 from jwks_operator.spec import parse_spec
 from jwks_operator.static_keys import key_from_hmac
-from jwks_operator.verify import DirectoryVerifier, KeySource, Policy, Verifier, strip_bearer, verify_with
+from jwks_operator.verify import (
+    DirectoryVerifier,
+    KeySource,
+    MissingPolicyError,
+    Policy,
+    PublishedDataError,
+    Verifier,
+    strip_bearer,
+    verify_with,
+)
 from tests.material import ec_key, private_pem, public_jwk, public_pem, rsa_key
 
 NOW = 1_800_000_000
@@ -204,7 +213,7 @@ def test_a_key_of_another_curve_is_not_tried() -> None:
 
 def test_the_library_imports_no_producer_module() -> None:
     """jwks_operator.verify ships to gateways' sidecars and tests: its constants come from names and keys,
-    and keys (pure tables and parsing) imports only errors."""
+    and keys (pure tables and parsing, possibly split into keys_* modules) reaches only errors."""
 
     def imported(module: str) -> set[str]:
         tree = ast.parse((Path(jwks_operator.__file__).parent / f"{module}.py").read_text())
@@ -213,6 +222,215 @@ def test_the_library_imports_no_producer_module() -> None:
         }
 
     assert imported("verify") == {"names", "keys"}
-    assert imported("keys") == {"errors"}
+    reached, todo = set(), ["keys"]
+    while todo:
+        module = todo.pop()
+        reached.add(module)
+        todo.extend(imported(module) - reached)
+    assert {m for m in reached if not m.startswith("keys_")} == {"keys", "errors"}
     assert imported("names") == set()
     assert imported("errors") == set()
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def raw_token(header: dict[str, Any], payload: str, key: Any = RSA) -> str:
+    """RS256 over a header and a payload written by hand (PyJWT's encoder refuses some of them)."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(payload.encode())}"
+    signature = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).sign(
+        signing_input.encode(), key
+    )
+    return f"{signing_input}.{b64(signature)}"
+
+
+def with_claim(name: str, json_value: str) -> str:
+    """A good token, signed, whose claim `name` is the JSON text `json_value` (NaN is no JSON literal)."""
+    others = json.dumps({k: v for k, v in GOOD.items() if k != name})
+    return raw_token({"alg": "RS256", "kid": "r1"}, f'{others[:-1]}, "{name}": {json_value}}}')
+
+
+MALFORMED_CLAIMS: list[tuple[str, str, str]] = [
+    ("exp", "NaN", "exp claim must be a finite number, not NaN"),
+    ("exp", "Infinity", "exp claim must be a finite number, not Infinity"),
+    ("exp", "-Infinity", "exp claim must be a finite number, not -Infinity"),
+    ("exp", "1e400", "exp claim must be a finite number, not Infinity"),
+    ("exp", "1" + "0" * 400, "exp claim must be a finite number"),
+    ("exp", "true", "exp claim must be a number, not a boolean"),
+    ("exp", '"4000000000"', "exp claim must be a number, not a string"),
+    ("exp", "null", "exp claim must be a number, not null"),
+    ("nbf", "NaN", "nbf claim must be a finite number, not NaN"),
+    ("nbf", "-Infinity", "nbf claim must be a finite number, not -Infinity"),
+    ("nbf", "[1]", "nbf claim must be a number, not a list"),
+    ("iat", "NaN", "iat claim must be a finite number, not NaN"),
+    ("iat", "-Infinity", "iat claim must be a finite number, not -Infinity"),
+    ("iat", "false", "iat claim must be a number, not a boolean"),
+    ("aud", '[5, "api"]', "aud claim must be a string or a list of strings, not a list with a number"),
+    ("aud", '[{"aud": "api"}, "api"]', "aud claim must be a string or a list of strings"),
+    ("aud", '{"api": true}', "aud claim must be a string or a list of strings, not an object"),
+    (
+        "iss",
+        '[5, "https://idp"]',
+        "iss claim must be a string or a list of strings, not a list with a number",
+    ),
+    ("iss", "5", "iss claim must be a string or a list of strings, not a number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"), MALFORMED_CLAIMS, ids=[f"{c[0]}={c[1][:12]}" for c in MALFORMED_CLAIMS]
+)
+def test_malformed_registered_claims_are_refused(name: str, value: str, reason: str) -> None:
+    """NaN compares false with everything, so a NaN exp never expired and a NaN nbf was always due."""
+    assert url_verifier().verify(with_claim(name, value), now=NOW).reason.startswith(reason)
+    no_checks = KeySource((public_jwk(RSA, kid="r1"),), Policy())  # the shape is checked regardless
+    assert verify_with(no_checks, with_claim(name, value), leeway=0, now=NOW).reason.startswith(reason)
+
+
+def test_well_formed_registered_claims_still_pass() -> None:
+    assert url_verifier().verify(with_claim("exp", str(NOW + 60.5)), now=NOW)
+    assert url_verifier().verify(with_claim("aud", '["x", "api"]'), now=NOW)
+    issuers = json.dumps(["https://other", "https://idp"])
+    assert url_verifier().verify(with_claim("iss", issuers), now=NOW), "iss may be an array"
+    assert not url_verifier().verify(with_claim("iss", '["https://other"]'), now=NOW)
+    assert (
+        url_verifier().verify(with_claim("aud", "[]"), now=NOW).reason
+        == "audience [] is not one of ['api', 'admin']"
+    )
+    assert url_verifier().verify(with_claim("nbf", str(NOW - 1)), now=NOW)
+
+
+HEADERS: list[tuple[str, dict[str, Any], str]] = [
+    ("crit naming an unknown extension", {"crit": ["x"], "x": 1}, "crit header: extension 'x' is not"),
+    ("crit naming b64 (RFC 7797)", {"crit": ["b64"], "b64": True}, "crit header: extension 'b64' is not"),
+    ("crit naming exp", {"crit": ["exp"], "exp": 1}, "crit header: extension 'exp' is not"),
+    ("crit not a list", {"crit": "x", "x": 1}, "crit header must be a list of extension names"),
+    ("crit empty", {"crit": []}, "crit header must be a list of extension names"),
+    ("crit of numbers", {"crit": [1]}, "crit header must be a list of extension names"),
+    ("kid a number", {"kid": 5}, "kid header must be a string, not a number"),
+    ("kid null", {"kid": None}, "kid header must be a string, not null"),
+    ("kid a list", {"kid": ["r1"]}, "kid header must be a string, not a list"),
+    ("kid an object", {"kid": {"kid": "r1"}}, "kid header must be a string, not an object"),
+]
+
+
+@pytest.mark.parametrize(("case", "header", "reason"), HEADERS, ids=[h[0] for h in HEADERS])
+def test_headers_we_cannot_honour_are_refused(case: str, header: dict[str, Any], reason: str) -> None:
+    """RFC 7515 section 4.1.11: a recipient that does not understand a crit extension must reject."""
+    token = raw_token({"alg": "RS256", "kid": "r1", **header}, json.dumps(GOOD))
+    result = url_verifier().verify(token, now=NOW)
+    assert not result.valid
+    assert result.reason.startswith(reason), result.reason
+
+
+def test_unusable_keys_are_a_reason_not_an_exception() -> None:
+    good = public_jwk(RSA, kid="r1", alg="RS256")
+    for broken in ({"n": 5}, {"e": None}, {"n": "AQAB"}, {"n": "!!!"}):
+        source = KeySource(({**good, **broken},), Policy())
+        result = verify_with(source, sign(GOOD), leeway=0, now=NOW)
+        assert result.reason.startswith("key 'r1' is unusable: "), result.reason
+        assert verify_with(KeySource(({**good, **broken}, good), Policy()), sign(GOOD), leeway=0, now=NOW)
+
+
+def published(**policy: Any) -> dict[str, str]:
+    """What the operator publishes for URL_SPEC with RSA, the policy.json members replaced (None: dropped)."""
+    data = render(parse_spec(URL_SPEC), KeySet((public_jwk(RSA, kid="r1", alg="RS256"),)))
+    doc = {**json.loads(data["policy.json"]), **policy}
+    return {**data, "policy.json": json.dumps({k: v for k, v in doc.items() if v is not None})}
+
+
+BAD_POLICIES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "audiences a string",
+        {"audiences": "api"},
+        "audiences must be a list of non-empty strings, not a string",
+    ),
+    ("audiences null", {"audiences": None}, "audiences is missing or null (give [] for any)"),
+    ("issuers an object", {"issuers": {"https://idp": True}}, "issuers must be a list of non-empty strings"),
+    ("algorithms a number", {"algorithms": 256}, "algorithms must be a list of non-empty strings, not a"),
+    ("an audience a number", {"audiences": ["api", 1]}, "audiences[1] must be a non-empty string, not a n"),
+    ("an empty issuer", {"issuers": [""]}, "issuers[0] must be a non-empty string, not an empty string"),
+    (
+        "a nested algorithm",
+        {"algorithms": [["RS256"]]},
+        "algorithms[0] must be a non-empty string, not a list",
+    ),
+    ("source a string", {"source": "jwkUrl"}, "source must be an object with a type, not a string"),
+    ("source a list", {"source": []}, "source must be an object with a type, not a list"),
+    ("source without a type", {"source": {"url": "https://idp"}}, "source.type must be a non-empty string"),
+    ("source of a numeric type", {"source": {"type": 1}}, "source.type must be a non-empty string"),
+    ("source missing", {"source": None}, "source is missing"),
+]
+
+
+@pytest.mark.parametrize(("case", "policy", "message"), BAD_POLICIES, ids=[p[0] for p in BAD_POLICIES])
+def test_policy_json_is_parsed_strictly(case: str, policy: dict[str, Any], message: str) -> None:
+    with pytest.raises(PublishedDataError) as raised:
+        Verifier.from_data(published(**policy))
+    assert str(raised.value).startswith(f"policy.json is not a policy: {message}"), raised.value
+    with pytest.raises(PublishedDataError):  # also without a policy required
+        Verifier.from_data(published(**policy), require_policy=False)
+
+
+def test_a_string_of_audiences_is_not_a_set_of_letters() -> None:
+    """`"audiences": "proj"` used to become ('p', 'r', 'o', 'j'): a token for audience "p" passed."""
+    with pytest.raises(PublishedDataError, match="audiences must be a list"):
+        Verifier.from_data(published(audiences="proj")).verify(sign({**GOOD, "aud": "p"}), now=NOW)
+    with pytest.raises(PublishedDataError, match="source must be an object"):
+        Policy.from_json({"issuers": [], "audiences": [], "algorithms": [], "source": "jwkUrl"})
+    with pytest.raises(PublishedDataError, match=r"^policy.json is not a JSON object"):
+        Verifier.from_data({**published(), "policy.json": '["api"]'})
+
+
+def test_policy_members_are_read_as_published() -> None:
+    policy = Policy.from_json(json.loads(published()["policy.json"]))
+    assert policy == Policy(("api", "admin"), ("https://idp",), ("RS256",), from_url=True)
+    static = Policy.from_json({"issuers": [], "audiences": [], "algorithms": [], "source": {"type": "jwks"}})
+    assert static == Policy()
+
+
+def test_a_missing_policy_is_an_explicit_choice(tmp_path: Path) -> None:
+    """Without policy.json no audience or issuer was checked, silently: now an error unless asked for."""
+    bare = {"jwks.json": published()["jwks.json"]}
+    foreign = sign({**GOOD, "aud": "someone-else", "iss": "https://evil"})
+    with pytest.raises(MissingPolicyError) as raised:
+        Verifier.from_data(bare)
+    assert str(raised.value) == (
+        "no policy.json in the published data, so no audience or issuer would be checked; mount or "
+        "publish it with jwks.json, or pass require_policy=False to check signatures and times only"
+    )
+    without = Verifier.from_data(bare, require_policy=False)
+    assert without.verify(foreign, now=NOW)
+    assert without.verify(none_token(GOOD), now=NOW).reason == "algorithm 'none' is not allowed"
+    assert without.verify(confusion_token(), now=NOW).reason == "no key for algorithm HS256 with kid 'r1'"
+    assert not Verifier.from_data(published()).verify(foreign, now=NOW)
+    (tmp_path / "jwks.json").write_text(bare["jwks.json"])
+    with pytest.raises(MissingPolicyError):
+        DirectoryVerifier(tmp_path).verify(foreign, now=NOW)
+    assert DirectoryVerifier(tmp_path, require_policy=False).verify(foreign, now=NOW)
+
+
+def test_a_shared_part_without_its_policy_is_refused_too() -> None:
+    from jwks_operator.outputs import aggregate
+
+    data = aggregate({}, "a", published())
+    del data["a.policy.json"]
+    with pytest.raises(MissingPolicyError, match=r"^no a.policy.json in the published data"):
+        Verifier.from_data(data)
+    assert len(Verifier.from_data(data, require_policy=False).sources) == 1
+
+
+@pytest.mark.parametrize("kid", [5, None, ["r1"], {"kid": "r1"}, True])
+def test_a_key_set_with_a_non_string_kid_is_refused(kid: Any) -> None:
+    data = published()
+    keys = [public_jwk(EC, kid="e1"), {**public_jwk(RSA, alg="RS256"), "kid": kid}]
+    with pytest.raises(
+        PublishedDataError, match=r"^jwks.json is not a JWK Set: keys\[1\].kid must be a string"
+    ):
+        Verifier.from_data({**data, "jwks.json": json.dumps({"keys": keys})})
+
+
+def test_json_constants_are_not_json() -> None:
+    with pytest.raises(PublishedDataError, match=r"^jwks\.json is not valid JSON: NaN is not a JSON value"):
+        Verifier.from_data({**published(), "jwks.json": '{"keys": [], "x": NaN}'})
