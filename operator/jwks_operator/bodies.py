@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import TargetConflictError
+from .errors import OutputTooLargeError, TargetConflictError
 from .names import (
     KIND,
     MANAGED_BY,
@@ -26,6 +26,7 @@ from .outputs import aggregate, labels, new_collisions, owner_reference
 from .writes import DELETE, Body, Mutate, Verdict
 
 TargetKind = Literal["ConfigMap", "Secret"]
+MAX_DATA_BYTES = 900 * 1024  # of a published ConfigMap/Secret (base64 counted for a Secret)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def encode(kind: TargetKind, data: Mapping[str, str]) -> dict[str, str]:
 def owned(kind: TargetKind, owner: Owner, name: str, data: Mapping[str, str]) -> Mutate:
     """Our own target: created, or rewritten when its data or our labels differ."""
     encoded = encode(kind, data)
+    check_size(kind, name, encoded)
 
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is None:
@@ -129,6 +131,7 @@ def shared(kind: TargetKind, owner: Owner, name: str, part: Mapping[str, str] | 
                 f"JwtSecret {owner.name} were not merged (a kid must name one key: rename one of them)"
             )
         data = encode(kind, aggregate(old, owner.name, part, live))
+        check_size(kind, name, data)
         unchanged = annotations == (meta.get("annotations") or {}) and refs == current
         if data == dict(existing.get("data") or {}) and unchanged:
             return None
@@ -151,6 +154,17 @@ def _not_allowed(kind: str, name: str, who: str, creator: str | None, annotation
         f"{kind} {name} is a shared target{whose} which does not allow JwtSecret {who} to contribute "
         f"({setting}); it was left untouched"
     )
+
+
+def check_size(kind: str, name: str, data: Mapping[str, str]) -> None:
+    """OutputTooLargeError when the data would not fit in one object (the API server stores at most
+    1 MiB; MAX_DATA_BYTES leaves room for the metadata)."""
+    size = sum(len(k) + len(v) for k, v in data.items())
+    if size > MAX_DATA_BYTES:
+        raise OutputTooLargeError(
+            f"{kind} {name} would hold {size} bytes of data, over the {MAX_DATA_BYTES}-byte limit of one "
+            "object: nothing was written (publish fewer keys, or split a shared target)"
+        )
 
 
 def released(owner: Owner) -> Mutate:

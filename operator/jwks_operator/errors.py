@@ -71,6 +71,13 @@ class TargetConflictError(JwksError):
     reason = "TargetConflict"
 
 
+class OutputTooLargeError(JwksError):
+    """The object to write would exceed what the API server stores (1 MiB): nothing is written, the keys
+    last published stay."""
+
+    reason = "OutputTooLarge"
+
+
 class StaleError(JwksError):
     """Refreshes keep failing and the keys are more than staleAfter past their refresh time."""
 

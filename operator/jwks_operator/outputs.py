@@ -114,9 +114,9 @@ def aggregate(
                 merged.append(key)
     collisions = [{"kid": kid, "jwtsecrets": names} for kid, names in sorted(colliding.items())]
     data = {f"{n}.{suffix}": v for n, p in parts.items() for suffix, v in p.items()}
-    data[JWKS_KEY] = data[ENVOY_GATEWAY_KEY] = json.dumps({"keys": merged}, indent=2, sort_keys=True) + "\n"
-    data[INDEX_KEY] = json.dumps({"contributors": index, "collisions": collisions}, indent=2, sort_keys=True)
-    data[INDEX_KEY] += "\n"
+    compact = {"sort_keys": True, "separators": (",", ":"), "allow_nan": False}
+    data[JWKS_KEY] = data[ENVOY_GATEWAY_KEY] = json.dumps({"keys": merged}, **compact) + "\n"
+    data[INDEX_KEY] = json.dumps({"contributors": index, "collisions": collisions}, **compact) + "\n"
     return data
 
 

@@ -13,7 +13,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from jwks_operator.errors import ApiCallError, TargetConflictError
+from jwks_operator.errors import ApiCallError, OutputTooLargeError, TargetConflictError
 from jwks_operator.gateways.base import ALLOW_ANNOTATION
 from jwks_operator.kube import Kube, Owner
 from jwks_operator.names import (
@@ -514,3 +514,10 @@ def test_loop_attempts_and_mutate_answers(core: FakeCore) -> None:
     assert write(store, lambda existing: seen.append(existing)) == "unchanged"
     assert seen[0] is not None
     assert seen[0]["data"] == {"n": "1"}
+
+
+def test_data_too_large_for_one_object_is_refused_before_any_request(kube: Kube, core: FakeCore) -> None:
+    big = {"jwks.json": "x" * (900 * 1024)}
+    with pytest.raises(OutputTooLargeError, match="over the 921600-byte limit of one object"):
+        kube.publish("ConfigMap", OWNER, "out", big)
+    assert core.calls == [], "nothing sent: the API server would refuse it (and retries would loop)"
