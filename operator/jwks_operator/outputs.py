@@ -114,9 +114,8 @@ def aggregate(
                 merged.append(key)
     collisions = [{"kid": kid, "jwtsecrets": names} for kid, names in sorted(colliding.items())]
     data = {f"{n}.{suffix}": v for n, p in parts.items() for suffix, v in p.items()}
-    compact = {"sort_keys": True, "separators": (",", ":"), "allow_nan": False}
-    data[JWKS_KEY] = data[ENVOY_GATEWAY_KEY] = json.dumps({"keys": merged}, **compact) + "\n"
-    data[INDEX_KEY] = json.dumps({"contributors": index, "collisions": collisions}, **compact) + "\n"
+    data[JWKS_KEY] = data[ENVOY_GATEWAY_KEY] = _compact({"keys": merged})
+    data[INDEX_KEY] = _compact({"contributors": index, "collisions": collisions})
     return data
 
 
@@ -182,3 +181,8 @@ def _collisions(keys: Mapping[str, list[dict[str, Any]] | None]) -> dict[str, li
             if "kid" in key:
                 prints.setdefault(key["kid"], {}).setdefault(thumbprint(key), set()).add(contributor)
     return {kid: sorted(set().union(*by.values())) for kid, by in prints.items() if len(by) > 1}
+
+
+def _compact(document: Any) -> str:
+    """Strict, compact JSON (a shared target holds several sets: no room for indentation)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
