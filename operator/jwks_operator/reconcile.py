@@ -22,10 +22,11 @@ from .kube import Kube
 from .metrics import Metrics
 from .publisher import Publisher
 from .scheduler import Scheduler
-from .sources import Backoff, Sources, UrlSource
+from .sources import Backoff, Sources
 from .spec import JwtSecretSpec
 from .status import Outcome, build_status, merge_patch, new_problems
 from .tracked import ObjKey, Target, Tracked
+from .url_source import UrlSource
 
 TIMESTAMPS_ONLY = frozenset({"lastFetchTime"})
 STALE_MARGIN = 0.01  # seconds past the staleAfter deadline, so the check sees it passed

@@ -57,7 +57,8 @@ def test_garbage_collection_of_outputs(kube: ClusterClient, ns: str) -> None:
     only with the last one."""
     kube.create(ns, "solo", static("s"))
     for name in ("a", "b"):
-        kube.create(ns, name, static(name, target={"name": "shared-jwks", "shared": True}))
+        target = {"name": "shared-jwks", "shared": True, "allow": ["a", "b"]}  # whichever creates it
+        kube.create(ns, name, static(name, target=target))
     for name in ("solo", "a", "b"):
         kube.wait_condition(ns, name)
     wait_for(lambda: len(kube.configmap(ns, "shared-jwks").metadata.owner_references) == 2, what="two owners")

@@ -81,6 +81,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("bad target name", {"jwkUrl": URL, "target": {"name": "Not_Valid"}}, "spec.target.name in body should match"),
     ("target name too long", {"jwkUrl": URL, "target": {"name": "a" * 254}}, "spec.target.name: Too long: may not be more than 253 bytes"),
     ("shared not a boolean", {"jwkUrl": URL, "target": {"name": "t", "shared": "yes"}}, "spec.target.shared"),
+    ("allow without shared", {"jwkUrl": URL, "target": {"name": "t", "allow": ["b"]}}, "spec.target.allow: only applies with spec.target.shared: true"),
     ("two gateways in one output", {"jwkUrl": URL, "outputs": [{"istio": {"name": "a"}, "nginx": {}}]}, "exactly one of istio, envoyGateway"),
     ("an empty output", {"jwkUrl": URL, "outputs": [{}]}, "exactly one of istio, envoyGateway"),
     ("istio output without name", {"jwkUrl": URL, "outputs": [{"istio": {}}]}, "spec.outputs[0].istio.name: Required"),

@@ -124,7 +124,7 @@ def test_killed_mid_sync_converges(
         wait_for(lambda: ready(kube, ns, "k"), 20, "k Ready")
         required = read()
     if kill.act == "share":
-        kube.create(ns, "k", {**static, "target": {"name": "shared", "shared": True}})
+        kube.create(ns, "k", {**static, "target": {"name": "shared", "shared": True, "allow": ["k2"]}})
         wait_for(lambda: ready(kube, ns, "k"), 20, "k Ready")
         names = ["k", "k2"]
         required = read()

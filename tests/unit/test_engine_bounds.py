@@ -19,7 +19,7 @@ from jwks_operator.freshness import RefreshPolicy
 from jwks_operator.keys import ALGORITHMS, MAX_KEYS
 from jwks_operator.metrics import Metrics
 from jwks_operator.names import REFRESH_ANNOTATION
-from jwks_operator.sources import MAX_PARSED
+from jwks_operator.url_source import MAX_PARSED
 from tests.unit.fakes import NS, Rig, jwk
 
 URL = "https://idp.example/jwks"

@@ -212,8 +212,9 @@ def test_a_key_of_another_curve_is_not_tried() -> None:
 
 
 def test_the_library_imports_no_producer_module() -> None:
-    """jwks_operator.verify ships to gateways' sidecars and tests: its constants come from names and keys,
-    and keys (pure tables and parsing, possibly split into keys_* modules) reaches only errors."""
+    """jwks_operator.verify (and verify_data, the published data it reads) ships to gateways' sidecars and
+    tests: its constants come from names and keys, and keys (pure tables and parsing, possibly split into
+    keys_* modules) reaches only errors."""
 
     def imported(module: str) -> set[str]:
         tree = ast.parse((Path(jwks_operator.__file__).parent / f"{module}.py").read_text())
@@ -221,7 +222,8 @@ def test_the_library_imports_no_producer_module() -> None:
             str(node.module) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level
         }
 
-    assert imported("verify") == {"names", "keys"}
+    assert imported("verify") == {"verify_data", "keys"}
+    assert imported("verify_data") == {"names"}
     reached, todo = set(), ["keys"]
     while todo:
         module = todo.pop()
