@@ -136,9 +136,10 @@ class Reconciler:
             key_set, fetched_at = await self._resolve(tracked, spec, source)
             if not self.current(tracked):
                 return base  # replaced meanwhile: reconcile() drops this outcome
-            step = "publishing the keys"
             if spec.outputs and not tracked.holds_release:
+                step = "adding the release finalizer"  # before anything is written into shared objects
                 await self.publisher.hold(tracked)
+            step = "publishing the keys"
             target = await self.publisher.publish(tracked, spec, key_set)
             moved = True  # the outputs point at the new target: the previous one may go
             if spec.outputs or tracked.outputs:

@@ -6,6 +6,7 @@ most MAX_PARSED algorithm lists."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,10 +54,16 @@ class UrlSource:
     removed: dict[str, tuple[dict[str, Any], datetime]] = field(default_factory=dict)
     retaining: dict[ObjKey, float] = field(default_factory=dict)  # each subscriber's retainRemovedFor
 
-    @property
-    def label(self) -> str:
-        """The URL as it may be shown (metrics, logs): without credentials (urls.redacted)."""
-        return redacted(self.url)
+    label: str = field(init=False)  # the URL as it may be shown (metrics, logs): see __post_init__
+
+    def __post_init__(self) -> None:
+        """The label is urls.redacted(url); when that hid something, a short hash of the source tells
+        apart URLs that differ only in what was hidden (Azure B2C's ?p=policy), so their metric series
+        do not overwrite each other."""
+        shown = redacted(self.url)
+        if shown != self.url:
+            shown += f" #{hashlib.sha256(self.key.encode()).hexdigest()[:8]}"
+        self.label = shown
 
     def key_set(self, algorithms: tuple[str, ...]) -> KeySet:
         """The last good document parsed for an algorithm allow-list (cached per document)."""

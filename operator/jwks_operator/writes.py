@@ -11,14 +11,16 @@ Other errors propagate. After `attempts` lost races: TargetConflictError (the ca
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
-from .errors import TargetConflictError
+from .errors import OutputTooLargeError, TargetConflictError
 
 Body = dict[str, Any]
+MAX_OBJECT_BYTES = 1024 * 1024  # what the API server stores of a ConfigMap or Secret; CRs a little more
 Outcome = Literal["created", "updated", "unchanged", "deleted"]
 
 
@@ -65,6 +67,7 @@ def write(objects: Objects, mutate: Mutate, *, attempts: int = 5, absent: bool =
                     return "unchanged"
                 objects.delete(_guard(existing, "uid", "resourceVersion"))
                 return "deleted"
+            _check_size(objects, desired)
             if existing is None:
                 objects.create(desired)
                 return "created"
@@ -85,6 +88,16 @@ def write(objects: Objects, mutate: Mutate, *, attempts: int = 5, absent: bool =
         f"{objects.kind} {objects.name} kept changing while being written ({lost[409]} conflict(s) with "
         f"another writer, {lost[404]} time(s) deleted meanwhile); will retry"
     )
+
+
+def _check_size(objects: Objects, desired: Body) -> None:
+    """OutputTooLargeError before a write the API server would refuse (and a retry would repeat)."""
+    size = len(json.dumps(desired, separators=(",", ":")))
+    if size > MAX_OBJECT_BYTES:
+        raise OutputTooLargeError(
+            f"{objects.kind} {objects.name} would be {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit of "
+            "one object: nothing was written (publish fewer keys or issuers)"
+        )
 
 
 def _guard(existing: Mapping[str, Any], *fields: str) -> dict[str, Any]:

@@ -7,19 +7,19 @@ import logging
 import pytest
 
 from jwks_operator.errors import FetchError
+from jwks_operator.url_source import UrlSource
 from tests.unit.fakes import NS, Rig, jwk
 
 URL = "https://alice:pw-canary@idp.example/jwks?token=tok-canary&x=1"
 SPEC = {"jwkUrl": URL, "audiences": ["api"]}
 CANARIES = ("pw-canary", "tok-canary", "alice")
 
-pytestmark = pytest.mark.asyncio
-
 
 def leaks(text: str) -> list[str]:
     return [c for c in CANARIES if c in text]
 
 
+@pytest.mark.asyncio
 async def test_credentials_reach_no_status_policy_metric_or_log(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     rig = Rig()
@@ -43,3 +43,12 @@ async def test_credentials_reach_no_status_policy_metric_or_log(caplog: pytest.L
     left = [s for m in rig.engine.metrics.registry.collect() for s in m.samples if "url" in s.labels]
     assert left == [], "forgotten under the same redacted label"
     assert NS == "ns"
+
+
+def test_urls_differing_only_in_hidden_values_keep_separate_series() -> None:
+    signin = UrlSource("k1", "https://b2c.example/keys?p=B2C_1_signin", allow_http=False)
+    admin = UrlSource("k2", "https://b2c.example/keys?p=B2C_1_admin", allow_http=False)
+    assert signin.label != admin.label
+    assert "B2C_1" not in signin.label + admin.label
+    plain = UrlSource("k3", "https://idp.example/keys", allow_http=False)
+    assert plain.label == "https://idp.example/keys", "nothing hidden: the URL itself"

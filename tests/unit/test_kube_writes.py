@@ -521,3 +521,11 @@ def test_data_too_large_for_one_object_is_refused_before_any_request(kube: Kube,
     with pytest.raises(OutputTooLargeError, match="over the 921600-byte limit of one object"):
         kube.publish("ConfigMap", OWNER, "out", big)
     assert core.calls == [], "nothing sent: the API server would refuse it (and retries would loop)"
+
+
+def test_any_object_too_large_for_the_api_server_is_refused_before_the_request(core: FakeCore) -> None:
+    store = Store(core)
+    huge = "x" * (1024 * 1024)
+    with pytest.raises(OutputTooLargeError, match="over the 1048576-byte limit of one object"):
+        write(store, lambda existing: {"metadata": {"name": "obj"}, "data": {"n": huge}}, absent=True)
+    assert "create" not in core.calls

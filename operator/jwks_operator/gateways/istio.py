@@ -13,7 +13,6 @@ lists the JwtSecret.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -73,7 +72,7 @@ class IstioOutput:
             )
         if not ctx.spec.issuers:
             raise OutputError("IssuerRequired", "spec.issuers is empty: Istio's jwtRules need an issuer")
-        jwks = json.dumps(ctx.key_set.document(), sort_keys=True, separators=(",", ":"))
+        jwks = ctx.key_set.rendered.rstrip("\n")  # the same strict, compact text as the ConfigMap's
         rules = [_rule(issuer, ctx.spec.audiences, jwks) for issuer in ctx.spec.issuers]
         ref = self.ref(ctx.owner.namespace)
         write = Write(ref, _publish(ref, ctx.owner, rules, dict(self.match_labels)))
