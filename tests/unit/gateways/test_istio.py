@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from typing import Any
 
@@ -16,40 +15,25 @@ from jwks_operator.gateways.base import ALLOW_ANNOTATION, MANAGED_ANNOTATION, Co
 from jwks_operator.gateways.istio import IstioOutput
 from jwks_operator.keys import KeySet, build_key_set
 from jwks_operator.outputs import labels, owner_reference
-from jwks_operator.spec import parse_spec
 from jwks_operator.writes import DELETE
 from tests.material import ec_key, public_jwk, rsa_key
+from tests.unit.gateways.helpers import ISSUER, OLD_ORDERS, ORDERS, apply, url_context
 
-ORDERS = Owner("apps", "orders", "uid-orders")
 BILLING = Owner("apps", "billing", "uid-billing")
-OLD_ORDERS = Owner("apps", "orders", "uid-old")  # a JwtSecret orders deleted since, and recreated as ORDERS
 MINE, THEIRS = "orders/uid-orders", "billing/uid-billing"  # their mark keys
-ISSUER = "https://idp.example.com/"
 KEYS = build_key_set([public_jwk(ec_key(), kid="e1"), public_jwk(rsa_key(), kid="r1")])
 ROTATED = build_key_set([public_jwk(ec_key(n=1), kid="e2")])
 OUTPUT = IstioOutput("api-auth", (("app", "orders"),))
 
 
 def context(owner: Owner = ORDERS, key_set: KeySet = KEYS, **spec: Any) -> Context:
-    raw = {"jwkUrl": "https://idp.example.com/jwks", "issuers": [ISSUER], "audiences": ["orders"], **spec}
-    parsed = parse_spec({k: v for k, v in raw.items() if v is not None})
-    return Context(owner, parsed, key_set, configmap=f"{owner.name}-jwks")
+    return url_context(owner, key_set, **spec)
 
 
 def write(ctx: Context, output: IstioOutput = OUTPUT) -> Write:
     plan = output.plan(ctx)
     assert len(plan.writes) == 1
     return plan.writes[0]
-
-
-def apply(w: Write, existing: dict[str, Any] | None) -> Any:
-    """mutate's answer, checking that it leaves `existing` as read and is idempotent."""
-    before = copy.deepcopy(existing)
-    result = w.mutate(existing)
-    assert existing == before, "mutate changed the object as read"
-    if isinstance(result, dict):
-        assert w.mutate(result) is None, "mutate is not idempotent"
-    return result
 
 
 def compact(key_set: KeySet) -> str:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import copy
 import re
 from typing import Any
 
 import pytest
 
-from jwks_operator.bodies import Owner
 from jwks_operator.errors import SpecError
 from jwks_operator.gateways import parse_outputs, restore
 from jwks_operator.gateways.base import (
@@ -27,9 +25,8 @@ from jwks_operator.spec import parse_spec
 from jwks_operator.static_keys import key_from_hmac
 from jwks_operator.writes import DELETE
 from tests.material import ec_key, ed_key, public_jwk, public_pem, rsa_key
+from tests.unit.gateways.helpers import OLD_ORDERS, ORDERS, apply
 
-ORDERS = Owner("apps", "orders", "uid-orders")
-OLD_ORDERS = Owner("apps", "orders", "uid-old")  # a JwtSecret orders deleted since, and recreated as ORDERS
 MINE = "orders/uid-orders"  # our mark key
 R1 = public_jwk(rsa_key(n=0), kid="r1")
 R2 = public_jwk(rsa_key(n=1), kid="r2")
@@ -46,16 +43,6 @@ def context(*keys: dict[str, Any], spec: dict[str, Any] = SPEC, **kw: Any) -> Co
 
 def name(key: dict[str, Any], consumer: str | None = "api-user") -> str:
     return secret_name("orders", consumer, key)
-
-
-def apply(w: Write, existing: dict[str, Any] | None) -> Any:
-    """mutate's answer, checking that it leaves `existing` as read and is idempotent."""
-    before = copy.deepcopy(existing)
-    result = w.mutate(existing)
-    assert existing == before, "mutate changed the object as read"
-    if isinstance(result, dict):
-        assert w.mutate(result) is None, "mutate is not idempotent"
-    return result
 
 
 def data(body: dict[str, Any]) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from typing import Any
 
@@ -18,8 +17,8 @@ from jwks_operator.outputs import labels, owner_reference
 from jwks_operator.spec import parse_spec
 from jwks_operator.writes import DELETE
 from tests.material import ec_key, public_jwk
+from tests.unit.gateways.helpers import ORDERS, apply
 
-ORDERS = Owner("apps", "orders", "uid-orders")
 KEYS = build_key_set([public_jwk(ec_key(), kid="e1")])
 ROTATED = build_key_set([public_jwk(ec_key(n=1), kid="e2")])
 
@@ -33,16 +32,6 @@ def write(output: NginxOutput, ctx: Context) -> Write:
     plan = output.plan(ctx)
     assert len(plan.writes) == 1
     return plan.writes[0]
-
-
-def apply(w: Write, existing: dict[str, Any] | None) -> Any:
-    """mutate's answer, checking that it leaves `existing` as read and is idempotent."""
-    before = copy.deepcopy(existing)
-    result = w.mutate(existing)
-    assert existing == before, "mutate changed the object as read"
-    if isinstance(result, dict):
-        assert w.mutate(result) is None, "mutate is not idempotent"
-    return result
 
 
 def jwk(body: dict[str, Any]) -> Any:

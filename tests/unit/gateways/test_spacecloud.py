@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -19,6 +18,7 @@ from jwks_operator.keys import build_key_set, thumbprint
 from jwks_operator.spec import parse_spec
 from jwks_operator.static_keys import key_from_hmac
 from tests.material import ec_key, ed_key, public_jwk, public_pem, rsa_key
+from tests.unit.gateways.helpers import apply
 
 ORDERS = Owner("space-cloud", "orders", "uid-orders")
 OLD_ORDERS = Owner(
@@ -85,16 +85,6 @@ def the_write(ctx: Context, output: SpaceCloudOutput = SHOP) -> Write:
     plan = output.plan(ctx)
     assert len(plan.writes) == 1
     return plan.writes[0]
-
-
-def apply(w: Write, existing: dict[str, Any] | None) -> Any:
-    """mutate's answer, checking that it leaves `existing` as read and is idempotent."""
-    before = copy.deepcopy(existing)
-    result = w.mutate(existing)
-    assert existing == before, "mutate changed the object as read"
-    if isinstance(result, dict):
-        assert w.mutate(result) is None, "mutate is not idempotent"
-    return result
 
 
 def config(body: dict[str, Any]) -> dict[str, Any]:
