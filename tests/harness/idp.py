@@ -161,6 +161,16 @@ class JwksProvider:
 
     # -- log ---------------------------------------------------------------------------------------
 
+    def logged(self, count: int, timeout: float = 5.0) -> Record:
+        """The `count`th request, waiting for it: a request is logged after its answer is sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.log) >= count:
+                    return self.log[count - 1]
+            time.sleep(0.01)
+        raise AssertionError(f"the provider logged {len(self.log)} request(s), not {count}")
+
     def count(self, status: int | None = None) -> int:
         with self._lock:
             return sum(1 for r in self.log if status is None or r.status == status)

@@ -50,7 +50,7 @@ def test_fetch_and_revalidate(provider: JwksProvider) -> None:
         provider.url, etag=first.headers["etag"], last_modified=first.headers["last-modified"]
     )
     assert (again.status, again.body) == (304, None)
-    assert provider.log[-1].headers["If-None-Match"] == first.headers["etag"]
+    assert provider.logged(2).headers["If-None-Match"] == first.headers["etag"]
     provider.rotate()
     changed = fetcher().fetch(provider.url, etag=first.headers["etag"])
     assert changed.status == 200

@@ -284,7 +284,7 @@ def test_encodings_that_were_not_asked_for_or_do_not_decode_are_refused(
 def test_only_codings_the_fetcher_decodes_itself_are_asked_for() -> None:
     with JwksProvider() as provider:
         fetcher().fetch(provider.url)
-        assert provider.log[-1].headers["Accept-Encoding"] == "gzip, deflate"
+        assert provider.logged(1).headers["Accept-Encoding"] == "gzip, deflate"
 
 
 # -- proxies ---------------------------------------------------------------------------------------------
