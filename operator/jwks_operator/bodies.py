@@ -171,7 +171,7 @@ def released(owner: Owner) -> Mutate:
     """Our former (unshared) target deleted, if it is still ours."""
 
     def mutate(existing: Mapping[str, Any] | None) -> Verdict | None:
-        return DELETE if existing is not None and _owned_by(existing, owner) else None
+        return DELETE if existing is not None and owned_by(existing, owner) else None
 
     return mutate
 
@@ -200,14 +200,14 @@ def _has_labels(existing: Mapping[str, Any], owner_name: str) -> bool:
     return all(current.get(k) == v for k, v in labels(owner_name).items())
 
 
-def _owned_by(existing: Mapping[str, Any], owner: Owner) -> bool:
+def owned_by(existing: Mapping[str, Any], owner: Owner) -> bool:
     """Ours when it names this JwtSecret (by uid) as owner; a label removed by hand is put back."""
     meta = existing.get("metadata") or {}
     return any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
 
 
 def _check_owned(kind: str, existing: Mapping[str, Any], owner: Owner, name: str) -> None:
-    if not _owned_by(existing, owner):
+    if not owned_by(existing, owner):
         meta = existing.get("metadata") or {}
         refs = meta.get("ownerReferences") or []
         holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)

@@ -220,12 +220,6 @@ def owned_metadata(ref: ObjectRef, owner: Owner, existing: Mapping[str, Any] | N
     return meta
 
 
-def is_owned_by(existing: Mapping[str, Any], owner: Owner) -> bool:
-    """Whether the object names this JwtSecret (by uid) among its owners."""
-    refs = (existing.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == owner.uid for ref in refs)
-
-
 def unchanged(existing: Mapping[str, Any], desired: Body) -> bool:
     """Whether writing `desired` over `existing` would change nothing we set."""
     return all(existing.get(k) == v for k, v in desired.items() if k != "metadata") and all(

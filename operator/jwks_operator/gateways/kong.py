@@ -27,9 +27,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..bodies import Owner
+from ..bodies import Owner, owned_by, released
 from ..keys import ALGORITHMS, key_algorithms, thumbprint
-from ..writes import DELETE, Body, Mutate, Verdict
+from ..writes import Body, Mutate
 from . import fields
 from .base import (
     Context,
@@ -38,7 +38,6 @@ from .base import (
     OutputError,
     Plan,
     Write,
-    is_owned_by,
     marks_of,
     owned_metadata,
     require_allowed,
@@ -93,7 +92,7 @@ class KongOutput:
             for c in consumers
             if c != self.consumer
         ]
-        writes += [Write(_secret_ref(owner, n), _released(owner)) for n in stale]
+        writes += [Write(_secret_ref(owner, n), released(owner)) for n in stale]
         objects = (*creds, *([CONSUMER + self.consumer] if self.consumer is not None else []))
         return Plan(tuple(writes), objects, len(creds), notes)
 
@@ -103,7 +102,7 @@ class KongOutput:
             Write(_consumer_ref(owner, c), _consumer(_consumer_ref(owner, c), owner, [], secrets))
             for c in consumers
         ]
-        return (*writes, *(Write(_secret_ref(owner, n), _released(owner)) for n in secrets))
+        return (*writes, *(Write(_secret_ref(owner, n), released(owner)) for n in secrets))
 
 
 def secret_name(owner: str, consumer: str | None, key: Mapping[str, Any]) -> str:
@@ -152,7 +151,7 @@ def _secret(ref: ObjectRef, owner: Owner, data: Mapping[str, str]) -> Mutate:
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
 
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
-        if existing is not None and not is_owned_by(existing, owner):
+        if existing is not None and not owned_by(existing, owner):
             raise OutputError(
                 "OutputConflict", f"Secret {ref.name} already exists and is not ours; left untouched"
             )
@@ -234,13 +233,6 @@ def _consumer_credentials(
                     f"{name}; left untouched",
                 )
     return current, marks
-
-
-def _released(owner: Owner) -> Mutate:
-    def mutate(existing: Mapping[str, Any] | None) -> Verdict | None:
-        return DELETE if existing is not None and is_owned_by(existing, owner) else None
-
-    return mutate
 
 
 def _split(objects: Sequence[str]) -> tuple[list[str], list[str]]:

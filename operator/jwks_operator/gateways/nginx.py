@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..bodies import Owner
-from ..writes import DELETE, Body, Mutate, Verdict
+from ..bodies import Owner, owned_by, released
+from ..writes import Body, Mutate
 from . import fields
-from .base import Context, ObjectRef, OutputError, Plan, Write, is_owned_by, owned_metadata
+from .base import Context, ObjectRef, OutputError, Plan, Write, owned_metadata
 
 SECRET_TYPE = "nginx.org/jwk"  # noqa: S105 (a Secret type, not a password)
 DATA_KEY = "jwk"
@@ -49,13 +49,13 @@ class NginxOutput:
 
     def release(self, owner: Owner, objects: Sequence[str]) -> tuple[Write, ...]:
         refs = [ObjectRef("", "v1", "secrets", "Secret", owner.namespace, name) for name in objects]
-        return tuple(Write(ref, _released(owner)) for ref in refs)
+        return tuple(Write(ref, released(owner)) for ref in refs)
 
 
 def _secret(ref: ObjectRef, owner: Owner, data: Mapping[str, str]) -> Mutate:
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is not None:
-            if not is_owned_by(existing, owner):
+            if not owned_by(existing, owner):
                 raise OutputError(
                     "OutputConflict", f"Secret {ref.name} already exists and is not ours; left untouched"
                 )
@@ -85,10 +85,3 @@ def _same_meta(existing: Mapping[str, Any], body: Body) -> bool:
     return bool(
         meta.get("labels") == ours["labels"] and meta.get("ownerReferences") == ours["ownerReferences"]
     )
-
-
-def _released(owner: Owner) -> Mutate:
-    def mutate(existing: Mapping[str, Any] | None) -> Verdict | None:
-        return DELETE if existing is not None and is_owned_by(existing, owner) else None
-
-    return mutate
