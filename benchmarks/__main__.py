@@ -1,5 +1,5 @@
-"""`python -m benchmarks`: N = 100, 1000, 10000; prints the tables and writes docs/performance.md.
-`--quick`: N = 50 only, writes nothing (a smoke test)."""
+"""`python -m benchmarks [--backend emulator|real]`: N = 100, 1000, 10000; prints the tables and writes
+the backend's section of docs/performance.md. `--quick`: N = 50 only, writes nothing (a smoke test)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.backends import versions
 from benchmarks.bench import ROOT, Result, Settings, run
 from benchmarks.report import document, tables
 
@@ -16,6 +17,12 @@ SIZES = (100, 1000, 10000)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--backend",
+        choices=("emulator", "real"),
+        default="emulator",
+        help="the test emulator (default), or a real control plane built from source (make control-plane)",
+    )
     parser.add_argument("--quick", action="store_true", help="N=50 only, 3 steady periods, write nothing")
     parser.add_argument("--sizes", type=int, nargs="+", help=f"object counts (default {SIZES})")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
@@ -25,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = args.sizes or ((50,) if args.quick else SIZES)
     settings = Settings(
-        steady_periods=3 if args.quick else 5, concurrency=args.concurrency, profile_dir=args.profile
+        steady_periods=3 if args.quick else 5,
+        concurrency=args.concurrency,
+        profile_dir=args.profile,
+        backend=args.backend,
     )
     results: list[Result] = []
     for n in sizes:
@@ -34,7 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(results) > 1:
         print(tables(results), flush=True)
     if not (args.quick or args.no_write):
-        args.output.write_text(document(results, settings))
+        previous = args.output.read_text() if args.output.exists() else ""
+        args.output.write_text(
+            document(results, settings, previous, versions() if settings.backend == "real" else "")
+        )
         print(f"wrote {args.output}", file=sys.stderr)
     return 0 if all(r.latency and r.latency.ready == r.n for r in results) else 1
 

@@ -1,10 +1,9 @@
 """One benchmark run of N JwtSecrets: initial sync, steady state, key rotation, the naive per-object
-baseline, and the minimal API client against a fresh emulator.
+baseline, and the minimal API client against a fresh cluster of the same backend (backends.py).
 
-Everything but the operator (and the minimal client) runs in this process: the emulated API server
-in a thread with its own event loop, the providers as threaded HTTPS servers, the creators as a
-thread pool. Readiness is read straight from the emulator's store (in its loop, no HTTP), so
-watching progress adds no API requests and no serialization work.
+The providers run in this process as threaded HTTPS servers, the creators as a thread pool; the
+operator and the minimal client are subprocesses; the API server is the emulator (a thread of this
+process) or a real control plane (child processes).
 """
 
 from __future__ import annotations
@@ -14,30 +13,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import certifi
 import trustme
 from tests.harness.idp import JwksProvider, Record
-from tests.harness.k8s import ApiServer, load_crds
 from tests.harness.operator import OperatorProcess
 
 from benchmarks import naive
-from benchmarks.emulator import CONFIGMAPS, JWTSECRETS, BenchCluster, Tally
-from benchmarks.procstat import usage
-from benchmarks.rawhttp import JsonClient
+from benchmarks.backends import Backend, BackendName, Key, Monitor, backend, wait_for
+from benchmarks.emulator import Tally
+from benchmarks.procstat import thread_cpu_of, usage
+from benchmarks.rawhttp import MERGE_PATCH
 from benchmarks.workload import Item, items, namespaces
 from jwks_operator.names import GROUP, PLURAL, VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
-Key = tuple[str, str]
-HARNESS_AGENT = "jwks-bench/1"
 OPERATOR_AGENT = "jwks-operator/"
 PROVIDERS = 4
 WRITES = ("create", "update", "patch", "delete")
@@ -54,6 +50,7 @@ class Settings:
     creators: int = 8  # harness threads creating JwtSecrets
     ready_timeout: float | None = None  # default: 60 s + 50 ms per object
     profile_dir: Path | None = None  # run the operator under cProfile, writing here
+    backend: BackendName = "emulator"
 
 
 @dataclass(frozen=True)
@@ -87,10 +84,14 @@ class Result:
     minimal: Latencies | None = None
     minimal_calls: dict[str, int] = field(default_factory=dict)
     minimal_cpu: float = 0.0
+    minimal_server_cpu: float = 0.0
     initial_calls: dict[str, int] = field(default_factory=dict)
     initial_by_resource: dict[str, int] = field(default_factory=dict)
     initial_fetches: collections.Counter[int] = field(default_factory=collections.Counter)
     initial_cpu: float = 0.0
+    initial_main_cpu: float = 0.0  # of which the event loop's thread (Kopf, the engine); the rest: threads
+    sync_seconds: float = 0.0  # the span initial_cpu covers
+    server_cpu: float = 0.0  # the API server's (and etcd's) over the same span
     peak_rss_mib: float = 0.0
     period: int = 2
     steady_periods: int = 0
@@ -99,6 +100,8 @@ class Result:
     steady_calls: dict[str, int] = field(default_factory=dict)
     steady_cpu: float = 0.0
     rotation_seconds: float | None = None
+    rotation_fetched: float | None = None  # when the last affected URL was fetched with the new key
+    floor_publish: float | None = None  # the minimal client updating as many ConfigMaps
     rotation_affected: int = 0
     rotation_writes: int = 0
     naive: naive.NaiveResult | None = None
@@ -107,6 +110,25 @@ class Result:
     @property
     def writes_per_object(self) -> float:
         return sum(self.initial_calls.get(v, 0) for v in WRITES) / self.n if self.n else 0.0
+
+    @property
+    def refresh_cpu(self) -> float:
+        """The part of initial_cpu spent refreshing URLs, at the steady state's rate."""
+        if not self.steady_seconds:
+            return 0.0
+        return min(self.initial_cpu, self.steady_cpu / self.steady_seconds * self.sync_seconds)
+
+    @property
+    def cpu_ms_per_object(self) -> float:
+        """The operator's CPU per object in the initial sync, the refreshes it did meanwhile left out."""
+        return 1000 * (self.initial_cpu - self.refresh_cpu) / self.n if self.n else 0.0
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """The operator's all-Ready time over the minimal client's."""
+        if not (self.latency and self.minimal and self.minimal.all_ready > 0):
+            return None
+        return self.latency.all_ready / self.minimal.all_ready
 
     @property
     def steady_per_period(self) -> float:
@@ -150,63 +172,9 @@ def _agent(headers: Mapping[str, str]) -> str:
     return next((v for k, v in headers.items() if k.lower() == "user-agent"), "")
 
 
-def _is_ready(obj: Mapping[str, Any]) -> bool:
-    status = obj.get("status") or {}
-    if status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-
-
-class ReadyMonitor:
-    """Records when each JwtSecret is first seen Ready (store scans in the emulator's loop)."""
-
-    def __init__(self, cluster: BenchCluster, interval: float = 0.1) -> None:
-        self.cluster = cluster
-        self.interval = interval
-        self.seen: dict[Key, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="ready-monitor")
-
-    def _scan(self, api: ApiServer) -> list[Key]:
-        seen = self.seen
-        return [
-            (str(k[0]), k[1])
-            for k, obj in api.store[JWTSECRETS].items()
-            if (str(k[0]), k[1]) not in seen and _is_ready(obj)
-        ]
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                new = self.cluster.call(self._scan)
-            except TimeoutError:  # the emulator's loop is busy for long: just look again
-                continue
-            now = time.monotonic()
-            for key in new:
-                self.seen[key] = now
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> ReadyMonitor:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def wait(self, count: int, timeout: float) -> bool:
-        """Until `count` objects were seen Ready; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while len(self.seen) < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-
-def create_all(cluster: BenchCluster, todo: Iterable[Item], workers: int) -> tuple[dict[Key, float], float]:
+def create_all(cluster: Backend, todo: Iterable[Item], workers: int) -> tuple[dict[Key, float], float]:
     """Create the JwtSecrets with `workers` threads; when each create returned, and the start time."""
-    api = JsonClient(cluster.url, HARNESS_AGENT)
+    api = cluster.harness()
     created: dict[Key, float] = {}
 
     def create(item: Item) -> None:
@@ -220,8 +188,8 @@ def create_all(cluster: BenchCluster, todo: Iterable[Item], workers: int) -> tup
     return created, start
 
 
-def create_namespaces(cluster: BenchCluster, names: Iterable[str]) -> None:
-    api = JsonClient(cluster.url, HARNESS_AGENT)
+def create_namespaces(cluster: Backend, names: Iterable[str]) -> None:
+    api = cluster.harness()
     for name in names:
         api.request(
             "POST",
@@ -230,7 +198,7 @@ def create_namespaces(cluster: BenchCluster, names: Iterable[str]) -> None:
         )
 
 
-def wait_quiet(cluster: BenchCluster, period: float, limit: int = 10) -> None:
+def wait_quiet(cluster: Backend, period: float, limit: int = 10) -> None:
     """Until one `period` passes in which the operator wrote nothing (at most `limit` periods)."""
     for _ in range(limit):
         before = cluster.tally()
@@ -244,14 +212,20 @@ def wait_quiet(cluster: BenchCluster, period: float, limit: int = 10) -> None:
 
 
 def operator_run(
-    n: int, settings: Settings, providers: list[JwksProvider], bundle: Path, work: Path, result: Result
+    n: int,
+    settings: Settings,
+    providers: list[JwksProvider],
+    bundle: Path,
+    work: Path,
+    result: Result,
+    progress: Callable[[str], None],
 ) -> None:
     """Initial sync, steady state, rotation and the naive baseline, with the real operator. It trusts
     `work`/trust.pem (a system-sized bundle); the naive clients only the test CA (`bundle`)."""
     todo = items(n, [p.url for p in providers])
-    with BenchCluster(crds=load_crds(ROOT / "crds")) as cluster:
+    with backend(settings.backend, work) as cluster:
         create_namespaces(cluster, namespaces(n))
-        kubeconfig = cluster.write_kubeconfig(work / "kubeconfig")
+        kubeconfig = cluster.operator_kubeconfig(work / "kubeconfig")
         args = [
             "--min-interval", "1",
             "--retry-base", "1",
@@ -264,31 +238,35 @@ def operator_run(
         command: list[str] = [sys.executable, "-m", "jwks_operator"]
         if settings.profile_dir is not None:
             settings.profile_dir.mkdir(parents=True, exist_ok=True)
-            out = settings.profile_dir / f"operator-{n}.prof"
+            out = settings.profile_dir / f"operator-{settings.backend}-{n}.prof"
             command = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "jwks_operator"]
         log = work / "operator.log"
         operator = OperatorProcess(
             kubeconfig, log, args=args, env={"REQUESTS_CA_BUNDLE": str(work / "trust.pem")}, command=command
         )
         tally0, marks0 = cluster.tally(), marks(providers)  # the operator's startup calls count too
-        with operator:
+        with operator, cluster.monitor() as monitor:
             assert operator.process is not None
             pid = operator.process.pid
-            cpu0 = usage(pid).cpu  # not its start (imports): from the first create on
+            cpu0, server0 = usage(pid).cpu, cluster.server_cpu()  # not its start (imports): from here on
+            main0 = thread_cpu_of(pid, pid)  # the event loop's thread: Kopf and the engine
             timeout = settings.ready_timeout or 60 + 0.05 * n
-            with ReadyMonitor(cluster) as monitor:
-                created, start = create_all(cluster, todo, settings.creators)
-                result.create_seconds = time.monotonic() - start
-                if not monitor.wait(n, timeout):
-                    result.notes.append(f"N={n}: only {len(monitor.seen)} Ready after {timeout:.0f} s")
+            created, start = create_all(cluster, todo, settings.creators)
+            result.create_seconds = time.monotonic() - start
+            if not wait_for(monitor, n, timeout):
+                result.notes.append(f"N={n}: only {len(monitor.seen)} Ready after {timeout:.0f} s")
             result.latency = Latencies.of(created, monitor.seen, start)
             result.initial_cpu = usage(pid).cpu - cpu0
+            result.sync_seconds = time.monotonic() - start
+            result.server_cpu = cluster.server_cpu() - server0
             result.initial_calls, result.initial_by_resource = operator_calls(tally0, cluster.tally())
             result.initial_fetches = fetches(providers, marks0, OPERATOR_AGENT)
 
+            result.initial_main_cpu = thread_cpu_of(pid, pid) - main0
+            progress(f"N={n}: all Ready or timed out; steady state")
             wait_quiet(cluster, settings.period)
             steady(cluster, providers, pid, settings, result)
-            rotation(cluster, providers, todo, settings, result)
+            rotation(cluster, monitor, providers, todo, settings, result)
             urls = [item.url for item in todo if item.url is not None]
             result.naive = naive.run(
                 urls,
@@ -316,7 +294,7 @@ def log_notes(n: int, text: str) -> list[str]:
 
 
 def steady(
-    cluster: BenchCluster, providers: list[JwksProvider], pid: int, settings: Settings, result: Result
+    cluster: Backend, providers: list[JwksProvider], pid: int, settings: Settings, result: Result
 ) -> None:
     """Several refresh periods with unchanged keys: fetches (all 304) and API calls (none)."""
     tally0, marks0, cpu0 = cluster.tally(), marks(providers), usage(pid).cpu
@@ -330,44 +308,71 @@ def steady(
 
 
 def rotation(
-    cluster: BenchCluster, providers: list[JwksProvider], todo: list[Item], settings: Settings, result: Result
+    cluster: Backend,
+    monitor: Monitor,
+    providers: list[JwksProvider],
+    todo: list[Item],
+    settings: Settings,
+    result: Result,
 ) -> None:
     """A new key at provider 0: seconds until every affected ConfigMap lists it, and the writes."""
     affected = [(item.namespace, f"{item.name}-jwks") for item in todo if item.provider == 0]
     result.rotation_affected = len(affected)
-    tally0 = cluster.tally()
+    tally0, mark = cluster.tally(), len(providers[0].log)
     kid = providers[0].rotate()
     start = time.monotonic()
-
-    def published(api: ApiServer) -> int:
-        store = api.store[CONFIGMAPS]
-        return sum(
-            1 for key in affected if kid in ((store.get(key) or {}).get("data") or {}).get("jwks.json", "")
-        )
-
     deadline = start + max(60.0, settings.period * 10, 0.05 * len(affected))
     while time.monotonic() < deadline:
-        if cluster.call(published) == len(affected):
+        if monitor.published(affected, kid) == len(affected):
             result.rotation_seconds = time.monotonic() - start
             break
         time.sleep(0.05)
     else:
         result.notes.append(f"N={result.n}: rotation not published everywhere after {deadline - start:.0f} s")
+    result.rotation_fetched = (
+        last_refetch(providers[0], mark, {i.url for i in todo if i.provider == 0}) - start
+    )
     wait_quiet(cluster, settings.period)
     calls, _ = operator_calls(tally0, cluster.tally())
     result.rotation_writes = sum(calls.get(v, 0) for v in WRITES)
 
 
+def last_refetch(provider: JwksProvider, mark: int, urls: set[str | None]) -> float:
+    """When the operator last fetched one of `urls` for the first time (a 200) after log index `mark`."""
+    paths = {urlsplit(url)._replace(scheme="", netloc="").geturl() for url in urls if url}
+    first: dict[str, float] = {}
+    with provider._lock:
+        records = provider.log[mark:]
+    for record in records:
+        if record.status == 200 and _agent(record.headers).startswith(OPERATOR_AGENT):
+            first.setdefault(record.path, record.monotonic)
+    return max((t for path, t in first.items() if path in paths), default=float("nan"))
+
+
+def publish_floor(cluster: Backend, configmaps: list[Key], workers: int) -> float:
+    """Seconds the harness takes to change these ConfigMaps' jwks.json (one merge patch each)."""
+    api = cluster.harness()
+
+    def patch(key: Key) -> None:
+        body = {"data": {"jwks.json": '{"keys": []}'}}
+        api.request("PATCH", f"/api/v1/namespaces/{key[0]}/configmaps/{key[1]}", body, MERGE_PATCH)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(patch, configmaps))
+    return time.monotonic() - start
+
+
 def minimal_run(
-    n: int, settings: Settings, providers: list[JwksProvider], bundle: Path, result: Result
+    n: int, settings: Settings, providers: list[JwksProvider], bundle: Path, work: Path, result: Result
 ) -> None:
-    """The same creation against a fresh emulator, served by the minimal client instead."""
+    """The same creation against a fresh cluster of the same backend, served by the minimal client."""
     todo = items(n, [p.url for p in providers])
-    with BenchCluster(crds=load_crds(ROOT / "crds")) as cluster:
+    with backend(settings.backend, work) as cluster:
         create_namespaces(cluster, namespaces(n))
         command = [
             sys.executable, "-m", "benchmarks.minimal",
-            "--server", cluster.url,
+            *cluster.minimal_args(),
             "--ca", str(bundle),
             "--concurrency", str(settings.concurrency),
         ]  # fmt: skip
@@ -378,16 +383,19 @@ def minimal_run(
             line = process.stdout.readline()
             if line.strip() != b"watching":
                 raise RuntimeError(f"the minimal client did not start: {line!r}")
-            cpu0 = usage(process.pid).cpu
             timeout = settings.ready_timeout or 60 + 0.05 * n
-            with ReadyMonitor(cluster) as monitor:
+            with cluster.monitor() as monitor:
+                cpu0, server0 = usage(process.pid).cpu, cluster.server_cpu()
                 created, start = create_all(cluster, todo, settings.creators)
-                if not monitor.wait(n, timeout):
+                if not wait_for(monitor, n, timeout):
                     result.notes.append(
                         f"N={n}: minimal client: only {len(monitor.seen)} Ready after {timeout:.0f} s"
                     )
-            result.minimal = Latencies.of(created, monitor.seen, start)
-            result.minimal_cpu = usage(process.pid).cpu - cpu0
+                result.minimal = Latencies.of(created, monitor.seen, start)
+                result.minimal_cpu = usage(process.pid).cpu - cpu0
+                result.minimal_server_cpu = cluster.server_cpu() - server0
+            affected = [(item.namespace, f"{item.name}-jwks") for item in todo if item.provider == 0]
+            result.floor_publish = publish_floor(cluster, affected, settings.concurrency)
             result.minimal_calls, _ = operator_calls(tally0, cluster.tally(), who="minimal")
         finally:
             process.terminate()
@@ -412,10 +420,10 @@ def run(n: int, settings: Settings, progress: Callable[[str], None] = lambda _: 
                 static=sum(1 for i in todo if i.url is None),
                 period=settings.period,
             )
-            progress(f"N={n}: operator")
-            operator_run(n, settings, providers, bundle, work, result)
-            progress(f"N={n}: minimal client")
-            minimal_run(n, settings, providers, bundle, result)
+            progress(f"N={n}: operator ({settings.backend})")
+            operator_run(n, settings, providers, bundle, work, result, progress)
+            progress(f"N={n}: minimal client ({settings.backend})")
+            minimal_run(n, settings, providers, bundle, work, result)
         finally:
             for provider in providers:
                 provider.stop()

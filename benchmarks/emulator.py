@@ -32,7 +32,11 @@ CLIENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def client_of(headers: Mapping[str, str]) -> str:
     """ "operator", "minimal" or "harness" (anything else), from the User-Agent header."""
-    agent = next((v for k, v in headers.items() if k.lower() == "user-agent"), "")
+    return client_of_agent(next((v for k, v in headers.items() if k.lower() == "user-agent"), ""))
+
+
+def client_of_agent(agent: str) -> str:
+    """ "operator", "minimal" or "harness" (anything else), from a User-Agent."""
     for name, prefixes in CLIENTS:
         if agent.startswith(prefixes):
             return name

@@ -1,10 +1,10 @@
 """The least any operator must do against the API: one list and one watch of JwtSecrets, then per
 object one ConfigMap create and one status patch. Run as a subprocess by the benchmark:
 
-    python -m benchmarks.minimal --server URL --ca CA.pem [--concurrency 8]
+    python -m benchmarks.minimal --server URL --ca CA.pem [--api-ca CA.pem --token-file F] [--concurrency 8]
 
 It prints "watching" once its watch is open. Each JWK URL is fetched once (cached), with no
-validation, retries or refreshes: the time it takes for N objects is the floor the emulator sets.
+validation, retries or refreshes: the time it takes for N objects is the floor the API server sets.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from benchmarks.rawhttp import MERGE_PATCH, JsonClient
@@ -29,8 +30,10 @@ BASE = f"/apis/{GROUP}/{VERSION}"
 class Minimal:
     """Publishes each new JwtSecret's keys and marks it Ready, with `concurrency` threads."""
 
-    def __init__(self, server: str, ca_file: str, concurrency: int) -> None:
-        self.api = JsonClient(server, AGENT)
+    def __init__(
+        self, server: str, ca_file: str, concurrency: int, api_ca: str | None = None, token: str | None = None
+    ) -> None:
+        self.api = JsonClient(server, AGENT, ca_file=api_ca, token=token)
         self.tls = ssl.create_default_context(cafile=ca_file)
         self.pool = ThreadPoolExecutor(concurrency)
         self._documents: dict[str, dict[str, Any]] = {}
@@ -117,10 +120,13 @@ class Minimal:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.minimal", description=__doc__)
     parser.add_argument("--server", required=True)
-    parser.add_argument("--ca", required=True)
+    parser.add_argument("--ca", required=True, help="the JWKS providers' CA")
+    parser.add_argument("--api-ca", help="the API server's CA (https)")
+    parser.add_argument("--token-file", help="a bearer token for the API server")
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    Minimal(args.server, args.ca, args.concurrency).run()
+    token = Path(args.token_file).read_text().strip() if args.token_file else None
+    Minimal(args.server, args.ca, args.concurrency, args.api_ca, token).run()
     return 0
 
 

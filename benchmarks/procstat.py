@@ -19,14 +19,27 @@ class Usage:
 
 def usage(pid: int) -> Usage:
     """The process's CPU seconds (user+sys, its own threads) and VmHWM."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; fields[0] is field 3
-    cpu = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime: fields 14 and 15
+    cpu = _cpu(Path(f"/proc/{pid}/stat").read_text())
     peak = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             peak = int(line.split()[1]) / 1024
     return Usage(cpu, peak)
+
+
+def thread_cpu_of(pid: int, tid: int) -> float:
+    """CPU seconds (user+sys) of one thread of another process (its main thread: tid = pid)."""
+    return _cpu(Path(f"/proc/{pid}/task/{tid}/stat").read_text())
+
+
+def thread_cpu(tid: int) -> float:
+    """CPU seconds (user+sys) of one thread of this process."""
+    return _cpu(Path(f"/proc/self/task/{tid}/stat").read_text())
+
+
+def _cpu(stat: str) -> float:
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; fields[0] is field 3
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime: fields 14 and 15
 
 
 def machine() -> dict[str, str]:

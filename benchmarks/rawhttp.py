@@ -1,13 +1,15 @@
-"""A small keep-alive JSON client over http.client (one connection per thread), for the emulator.
+"""A small keep-alive JSON client over http.client (one connection per thread), for either backend.
 
 The kubernetes client spends more time building models than the emulator spends serving a create;
-the harness and the minimal client talk plain HTTP/JSON instead.
+the harness and the minimal client talk plain HTTP/JSON instead (HTTPS with a bearer token to a real
+API server).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,17 +29,35 @@ class HttpError(Exception):
 class JsonClient:
     """Thread-safe: each thread keeps its own persistent connection to `base_url`."""
 
-    def __init__(self, base_url: str, user_agent: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        user_agent: str,
+        timeout: float = 60.0,
+        *,
+        ca_file: str | None = None,
+        token: str | None = None,
+    ) -> None:
         parts = urlsplit(base_url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.tls = ssl.create_default_context(cafile=ca_file) if parts.scheme == "https" else None
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.tls else 80)
         self.user_agent = user_agent
         self.timeout = timeout
+        self.headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
         self._local = threading.local()
+
+    def _new(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self.tls is not None:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.tls)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn = self._new(self.timeout)
             self._local.conn = conn
         return conn
 
@@ -46,7 +66,7 @@ class JsonClient:
     ) -> Any:
         """Send one request (retrying once on a dropped keep-alive connection); the decoded answer."""
         payload = json.dumps(body).encode() if body is not None else None
-        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+        headers = dict(self.headers)
         if payload is not None:
             headers["Content-Type"] = content_type
         for attempt in (1, 2):
@@ -69,9 +89,9 @@ class JsonClient:
     def stream(self, path: str, on_open: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
         """The events of a watch (its own connection, closed with the iterator); `on_open` is called
         once the server has answered."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=None)
+        conn = self._new(None)
         try:
-            conn.request("GET", path, headers={"User-Agent": self.user_agent})
+            conn.request("GET", path, headers=self.headers)
             response = conn.getresponse()
             if response.status != 200:
                 raise HttpError(response.status, response.read())

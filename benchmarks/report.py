@@ -20,12 +20,16 @@ SYNC_COLUMNS = (
     "p95 s",
     "max s",
     "all Ready s",
-    "minimum p95 s",
-    "minimum all Ready s",
+    "floor p95 s",
+    "floor all Ready s",
+    "vs floor",
     "API calls " + "/".join(VERBS),
     "writes/object",
     "fetches 200/304",
     "CPU s",
+    "ms/object",
+    "API server CPU s",
+    "floor API server CPU s",
     "peak RSS MiB",
 )
 STEADY_COLUMNS = (
@@ -35,6 +39,8 @@ STEADY_COLUMNS = (
     "API calls (writes)",
     "CPU s/period",
     "rotation s",
+    "last fetch s",
+    "floor publish s",
     "target s",
     "rotation writes/object",
     "naive fetches/period",
@@ -46,15 +52,16 @@ COLUMNS = (*SYNC_COLUMNS, *STEADY_COLUMNS)
 EXPLANATIONS = {
     "N": "JwtSecrets created (about 90% name a JWK URL, 10% carry a static JWK)",
     "URLs": "distinct JWK URLs among them (at most 100, served by 4 local HTTPS providers)",
-    "created/s": "how fast the harness created the JwtSecrets (8 threads, plain HTTP to the emulator)",
+    "created/s": "how fast the harness created the JwtSecrets (8 threads, raw HTTP/JSON)",
     "Ready": "JwtSecrets that reached Ready=True with observedGeneration == generation",
     "p50 s / p95 s / max s": "time from an object's create returning to it being seen Ready",
     "all Ready s": "from the first create to the last object Ready",
-    "minimum p95 s / minimum all Ready s": (
-        "the same, with the minimal client (benchmarks/minimal.py) in place of the operator: one list and "
-        "one watch of JwtSecrets, then one ConfigMap create and one status patch per object, against a "
-        "fresh emulator: the floor the emulator sets"
+    "floor p95 s / floor all Ready s": (
+        "the same, with the minimal client (benchmarks/minimal.py, raw HTTP/JSON, 8 threads) in place of "
+        "the operator: one list and one watch of JwtSecrets, then one ConfigMap create and one status patch "
+        "per object, against a fresh cluster of the same backend: the floor the API server sets"
     ),
+    "vs floor": "all Ready s / floor all Ready s",
     "API calls": (
         "the operator's requests to the API server during the initial sync (from its start), by verb; "
         "Kopf's included"
@@ -64,6 +71,15 @@ EXPLANATIONS = {
     "CPU s": (
         "user+system CPU seconds of the operator process (all threads) from the first create to the last "
         "object Ready (its start-up, imports and login, excluded)"
+    ),
+    "ms/object": (
+        "the operator's CPU per JwtSecret in the initial sync: (CPU s - the refreshes' share) / N, the share "
+        "being the steady state's CPU per second times the sync's duration (max-age is 2 s: every URL is "
+        "refetched meanwhile)"
+    ),
+    "API server CPU s / floor API server CPU s": (
+        "CPU seconds of the API server over the same span, with the operator and with the minimal client "
+        "(real: kube-apiserver + etcd processes; emulator: its event-loop thread)"
     ),
     "peak RSS MiB": "the operator's peak resident memory (VmHWM) over the whole run",
     "fetches/period": (
@@ -75,6 +91,14 @@ EXPLANATIONS = {
     "CPU s/period": "operator CPU seconds per refresh period in the steady state",
     "rotation s": (
         "a new key at one provider (a quarter of the URLs): seconds until every affected ConfigMap lists it"
+    ),
+    "last fetch s": (
+        "when the operator fetched the last affected URL with the new key (at most max-age after the "
+        "rotation: the rest of rotation s is writing)"
+    ),
+    "floor publish s": (
+        "seconds the harness takes to change as many ConfigMaps (one merge patch each, 8 threads, raw "
+        "HTTP/JSON) on the minimal client's cluster: the least the writes of a rotation take on this backend"
     ),
     "target s": "max-age + 1 s",
     "rotation writes/object": "the operator's API writes for the rotation, per affected JwtSecret",
@@ -110,10 +134,14 @@ def sync_row(r: Result) -> list[str]:
         _f(lat.all_ready if lat else None),
         _f(low.p95 if low else None),
         _f(low.all_ready if low else None),
+        _f(r.floor_ratio) + "x" if r.floor_ratio else "-",
         "/".join(str(r.initial_calls.get(v, 0)) for v in VERBS),
         _f(r.writes_per_object),
         f"{r.initial_fetches.get(200, 0)}/{r.initial_fetches.get(304, 0)}",
         _f(r.initial_cpu, 1),
+        _f(r.cpu_ms_per_object, 1),
+        _f(r.server_cpu, 1),
+        _f(r.minimal_server_cpu, 1),
         _f(r.peak_rss_mib, 0),
     ]
 
@@ -132,6 +160,8 @@ def steady_row(r: Result) -> list[str]:
         f"{calls} ({writes})",
         _f(r.steady_cpu / r.steady_periods if r.steady_periods else None),
         _f(r.rotation_seconds),
+        _f(r.rotation_fetched),
+        _f(r.floor_publish),
         _f(r.period + 1.0, 1),
         _f(r.rotation_writes / r.rotation_affected if r.rotation_affected else None, 1),
         _f(naive.per_period if naive else None, 0),
@@ -171,43 +201,77 @@ def machine_description() -> str:
     return "\n".join(f"- {k}: {v}" for k, v in facts.items())
 
 
-def document(results: Sequence[Result], settings: Settings) -> str:
-    """docs/performance.md."""
-    columns = "\n".join(f"- **{name}**: {text}." for name, text in EXPLANATIONS.items())
+SETUP = {
+    "emulator": """the emulated API server of the test suite (`tests/harness/k8s/`: kmock with CRD
+validation, CEL rules and watches; requests are counted by User-Agent and not kept) in the benchmark's
+process; readiness is read from its store every 0.1 s (no API requests). The emulator is pure Python
+and shares the machine's cores with the operator, the providers and the harness, so absolute times are
+pessimistic: compare the operator with the floor, the minimal client against the same emulator.""",
+    "real": """etcd, kube-apiserver and kube-controller-manager ({versions}) built from their Go
+modules (`make control-plane`, tests/harness/control_plane.py): RBAC on, a blocking JSON audit log of
+the ServiceAccount's requests (counted from it by User-Agent), etcd without fsync, the default 5 min
+compaction, the garbage-collector, namespace and service-account controllers. The operator and the
+minimal client authenticate as deploy/'s ServiceAccount with deploy/'s RBAC (so API priority and
+fairness treats them as in a cluster: the `service-accounts` flow schema); the harness is a
+`system:masters` admin and sees readiness through a watch. Everything shares the same 2 cores.""",
+}
+BEGIN, END = "<!-- bench:{name} -->", "<!-- /bench:{name} -->"
+
+
+def section(results: Sequence[Result], settings: Settings, versions: str = "") -> str:
+    """One backend's part of docs/performance.md, between its markers."""
+    name = settings.backend
     details = "\n".join(
-        f"- N={r.n}: "
+        f"- N={r.n}: operator CPU {r.initial_cpu:.1f} s, of which its event loop (Kopf and the engine) "
+        f"{r.initial_main_cpu:.1f} s and its threads (fetches, API calls) "
+        f"{r.initial_cpu - r.initial_main_cpu:.1f} s; "
         + ", ".join(f"{k} {v}" for k, v in sorted(r.initial_by_resource.items()))
         + "; the minimal client: "
         + ", ".join(f"{v} {r.minimal_calls.get(v, 0)}" for v in VERBS if r.minimal_calls.get(v))
         for r in results
     )
+    title = "Real control plane" if name == "real" else "Emulator"
+    return f"""{BEGIN.format(name=name)}
+## {title} (`make bench BACKEND={name}`, {datetime.now(UTC).strftime("%Y-%m-%d")})
+
+Setup: {SETUP[name].format(versions=versions)}
+
+{tables(results)}
+The operator's CPU and API calls during the initial sync, by resource (and the minimal client's, by
+verb):
+
+{details}
+{END.format(name=name)}"""
+
+
+def document(results: Sequence[Result], settings: Settings, previous: str = "", versions: str = "") -> str:
+    """docs/performance.md: this run's backend section replaced, the other backend's kept."""
+    sections = {name: "" for name in SETUP}
+    for name in SETUP:
+        begin, end = BEGIN.format(name=name), END.format(name=name)
+        if begin in previous and end in previous:
+            sections[name] = previous[previous.index(begin) : previous.index(end) + len(end)]
+    sections[settings.backend] = section(results, settings, versions)
+    columns = "\n".join(f"- **{name}**: {text}." for name, text in EXPLANATIONS.items())
+    body = "\n\n".join(text for text in sections.values() if text)
     return f"""# Performance
 
-Measured by `make bench` (`python -m benchmarks`) on {datetime.now(UTC).strftime("%Y-%m-%d")}; the
-file is rewritten by each run. `python -m benchmarks --quick` runs N=50 only and writes nothing.
+Measured by `make bench` (`python -m benchmarks`, `BACKEND=emulator` by default, or `BACKEND=real`);
+each run rewrites its backend's section and keeps the other's. `python -m benchmarks --quick` runs
+N=50 only and writes nothing.
 
-Setup (`benchmarks/`): the emulated API server of the test suite (`tests/harness/k8s/`: kmock
-with CRD validation, CEL rules and watches; requests are counted by User-Agent and not kept) in the
-benchmark's process; 4 local HTTPS JWKS providers (`tests/harness/idp.py`, RSA-2048 keys,
-`Cache-Control: max-age={settings.period}`, ETag and Last-Modified, one connection per request);
-the operator as a subprocess (`jwks-operator run --min-interval 1 --concurrency
-{settings.concurrency} --allow-private-networks`) trusting a bundle the size of a container's trust
-store (certifi's, plus the test CA) through `REQUESTS_CA_BUNDLE`. The JwtSecrets are created as
-fast as the harness can while the operator runs; readiness is read from the emulator's store
-every 0.1 s (no API requests). The emulator is pure Python and shares the machine's cores with
-the operator, the providers and the harness, so absolute times are pessimistic: compare the
-operator with the minimal client, which runs against the same emulator.
+Common setup (`benchmarks/`): 4 local HTTPS JWKS providers (`tests/harness/idp.py`, RSA-2048 keys,
+`Cache-Control: max-age={settings.period}`, ETag and Last-Modified, one connection per request); the
+operator as a subprocess (`jwks-operator run --min-interval 1 --concurrency {settings.concurrency}
+--allow-private-networks`) trusting a bundle the size of a container's trust store (certifi's, plus
+the test CA) through `REQUESTS_CA_BUNDLE`. The JwtSecrets are created by 8 threads as fast as the
+API server takes them while the operator runs.
 
 ## Machine
 
 {machine_description()}
 
-## Results
-
-{tables(results)}
-The operator's API calls during the initial sync, by resource (and the minimal client's, by verb):
-
-{details}
+{body}
 
 ## Columns
 

@@ -83,10 +83,12 @@ class RealCluster:
         crds: Sequence[Mapping[str, Any]] = (),
         *,
         compaction: str = "5s",
+        audit_policy: Mapping[str, Any] = AUDIT_POLICY,
     ) -> None:
         self.workdir = workdir
         self.crds = list(crds)
         self.compaction = compaction
+        self.audit_policy = audit_policy
         self.bins = assets()
         self.token = uuid.uuid4().hex
         self._controller_token = uuid.uuid4().hex
@@ -156,7 +158,7 @@ class RealCluster:
             f'{self.token},{ADMIN},{ADMIN}-uid,"system:masters"\n'
             f'{self._controller_token},system:kube-controller-manager,kcm-uid,"system:masters"\n'
         )
-        (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
+        (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(dict(self.audit_policy)))
         for secret in ("serving.key", "sa.key", "tokens.csv"):
             (self.workdir / secret).chmod(0o600)
 
