@@ -95,6 +95,7 @@ class Result:
     peak_rss_mib: float = 0.0
     period: int = 2
     steady_periods: int = 0
+    settle_seconds: float = 0.0  # after the sync, until the operator's CPU per period stopped falling
     steady_seconds: float = 0.0
     steady_fetches: collections.Counter[int] = field(default_factory=collections.Counter)
     steady_calls: dict[str, int] = field(default_factory=dict)
@@ -208,6 +209,22 @@ def wait_quiet(cluster: Backend, period: float, limit: int = 10) -> None:
             return
 
 
+def wait_settled(pid: int, period: float, limit: int = 30) -> float:
+    """Until the operator's CPU per `period` stops falling (within 10% of the previous period's, at most
+    `limit` periods): watch events still queued after the sync are worked off before the steady state is
+    measured. The seconds waited."""
+    start = time.monotonic()
+    last = None
+    for _ in range(limit):
+        cpu0 = usage(pid).cpu
+        time.sleep(period)
+        used = usage(pid).cpu - cpu0
+        if last is not None and used >= 0.9 * last:
+            break
+        last = used
+    return time.monotonic() - start
+
+
 # -- phases -------------------------------------------------------------------------------------------
 
 
@@ -265,6 +282,7 @@ def operator_run(
             result.initial_main_cpu = thread_cpu_of(pid, pid) - main0
             progress(f"N={n}: all Ready or timed out; steady state")
             wait_quiet(cluster, settings.period)
+            result.settle_seconds = wait_settled(pid, settings.period)
             steady(cluster, providers, pid, settings, result)
             rotation(cluster, monitor, providers, todo, settings, result)
             urls = [item.url for item in todo if item.url is not None]

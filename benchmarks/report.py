@@ -83,8 +83,8 @@ EXPLANATIONS = {
     ),
     "peak RSS MiB": "the operator's peak resident memory (VmHWM) over the whole run",
     "fetches/period": (
-        "steady state (keys unchanged, max-age = period = 2 s): the operator's provider requests per "
-        "period; ideal = URLs"
+        "steady state (keys unchanged, max-age = period = 2 s; measured once the operator's CPU per period "
+        "stopped falling after the sync): the operator's provider requests per period; ideal = URLs"
     ),
     "304 %": "share of those answered 304 Not Modified (conditional requests)",
     "API calls (writes)": "the operator's API requests during the steady state (of which writes); ideal 0",
@@ -222,7 +222,8 @@ def section(results: Sequence[Result], settings: Settings, versions: str = "") -
     """One backend's part of docs/performance.md, between its markers."""
     name = settings.backend
     details = "\n".join(
-        f"- N={r.n}: operator CPU {r.initial_cpu:.1f} s, of which its event loop (Kopf and the engine) "
+        f"- N={r.n}: settled {r.settle_seconds:.0f} s after the sync; "
+        f"operator CPU {r.initial_cpu:.1f} s, of which its event loop (Kopf and the engine) "
         f"{r.initial_main_cpu:.1f} s and its threads (fetches, API calls) "
         f"{r.initial_cpu - r.initial_main_cpu:.1f} s; "
         + ", ".join(f"{k} {v}" for k, v in sorted(r.initial_by_resource.items()))

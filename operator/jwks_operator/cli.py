@@ -121,7 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         help="allow JWK URLs on private and loopback addresses (e.g. an in-cluster Keycloak) "
         "(default: public addresses only)",
     )
-    run.add_argument("--concurrency", type=integer(1), default=8, help="parallel fetches and API writes")
+    run.add_argument(
+        "--concurrency",
+        type=integer(1),
+        default=8,
+        help="parallel fetches, and parallel API calls (outputs first, then status, then events)",
+    )
     run.add_argument(
         "--metrics-port", type=port, default=0, help="serve Prometheus /metrics on this port (0: off)"
     )
@@ -241,7 +246,7 @@ def run_command(args: argparse.Namespace) -> int:
             flag, other = (f"--{n.replace('_', '-')}" for n in (high, low))
             problem = f"below {other} {getattr(args, low):g}"
             raise CliError(f"{flag} {getattr(args, high):g}", problem, f"raise {flag} or lower {other}")
-    kube = Kube(api_client("jwks-operator"), timeout=args.api_timeout)
+    kube = Kube(api_client("jwks-operator", args.concurrency + 2), timeout=args.api_timeout)
     metrics = Metrics()
     if args.metrics_port:
         try:

@@ -155,10 +155,10 @@ def namespaced_name(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-def api_client(component: str) -> client.ApiClient:
+def api_client(component: str, connections: int = 10) -> client.ApiClient:
     """load_api_client, with a missing or broken kubeconfig as a CliError."""
     try:
-        return load_api_client(component)
+        return load_api_client(component, connections)
     except (config.ConfigException, OSError, yaml.YAMLError) as exc:
         raise _config_error(exc) from None
 

@@ -22,6 +22,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .api_lanes import ApiLanes, Lanes
 from .fetch import Fetcher
 from .freshness import RefreshPolicy
 from .kube import Kube
@@ -56,6 +57,7 @@ class Engine:
         clock: Clock | None = None,
         leading: Callable[[], bool] = lambda: True,
         resync_interval: float = 3600.0,
+        lanes: Lanes | None = None,
     ) -> None:
         self.leading = leading
         self.metrics = metrics or Metrics()
@@ -64,8 +66,10 @@ class Engine:
         self.clock = clock or Clock()
         self.objects: dict[ObjKey, Tracked] = {}
         self.scheduler = Scheduler(self._fire, self.clock)
+        self.lanes = lanes or ApiLanes(concurrency, on_drop=self.metrics.events_dropped.inc)
         self.sources = Sources(
             kube,
+            self.lanes,
             fetcher,
             self.scheduler,
             policy=self.policy,
@@ -73,9 +77,10 @@ class Engine:
             metrics=self.metrics,
             concurrency=concurrency,
         )
-        self.publisher = Publisher(kube, self.metrics, self.scheduler, self.retry)
+        self.publisher = Publisher(kube, self.lanes, self.metrics, self.scheduler, self.retry)
         self.reconciler = Reconciler(
             kube,
+            self.lanes,
             self.sources,
             self.publisher,
             retry=self.retry,
@@ -86,11 +91,12 @@ class Engine:
         )
 
     async def run(self) -> None:
-        """Fire due work until cancelled; then stop the fetch threads."""
+        """Fire due work until cancelled; then stop the fetch and API threads."""
         try:
             await self.scheduler.run()
         finally:
             self.sources.close()
+            self.lanes.close()
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -198,6 +204,7 @@ class Engine:
         pending leave is dropped too: the next write to that shared target drops parts whose
         JwtSecret is no longer among its owners."""
         self.scheduler.clear()
+        self.lanes.clear()  # queued writes of the passes just cancelled: the new leader makes its own
         for namespace, name in self.objects:
             self.metrics.forget_object(namespace, name)
         self.sources.clear()

@@ -26,6 +26,7 @@ from .trust import CONTEXTS
 
 if TYPE_CHECKING:
     from requests.adapters import _HostParams, _PoolKwargs
+    from requests.sessions import _Settings
 
 MAX_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
@@ -104,6 +105,35 @@ class FetchAdapter(GuardedAdapter):
         return manager
 
 
+class FetchSession(requests.Session):
+    """A Session that reads the environment (proxy variables and REQUESTS_CA_BUNDLE) once per scheme and
+    host, not on every request: requests scans every variable each time, and a pod carries one set of
+    service variables per Service in its namespace (hundreds, in a large one)."""
+
+    MAX_HOSTS = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str, Any, Any, Any], _Settings] = {}
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        if proxies or not self.trust_env or not isinstance(url, str):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert)
+        known = self._environment.get(key)
+        if known is None:
+            if len(self._environment) >= self.MAX_HOSTS:
+                self._environment.clear()
+            known = super().merge_environment_settings(url, {}, stream, verify, cert)
+            self._environment[key] = known
+        fresh = known.copy()
+        fresh["proxies"] = dict(known["proxies"])
+        return fresh
+
+
 # -- the fetcher -------------------------------------------------------------------------------------
 
 
@@ -117,7 +147,7 @@ class Fetcher:
     def _session(self) -> tuple[requests.Session, FetchAdapter]:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = FetchSession()
             adapter = FetchAdapter(allow_private=self.settings.allow_private_networks, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)

@@ -8,11 +8,11 @@ on resync, which repairs hand edits: the gateways' objects are not watched).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 
+from .api_lanes import Lane, Lanes
 from .errors import ApiCallError, JwksError
 from .gateways import Context, Output, OutputError, OutputStatus, Plan, restore
 from .keys import KeySet
@@ -25,8 +25,9 @@ from .tracked import Tracked
 class GatewayOutputs:
     """Writes and releases the gateway outputs of JwtSecrets (API calls in threads)."""
 
-    def __init__(self, kube: Kube, metrics: Metrics) -> None:
+    def __init__(self, kube: Kube, lanes: Lanes, metrics: Metrics) -> None:
         self.kube = kube
+        self.lanes = lanes
         self.metrics = metrics
 
     async def sync(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet, configmap: str) -> bool:
@@ -63,7 +64,7 @@ class GatewayOutputs:
         if output is None:
             return  # not an output this version writes
         for write in output.release(tracked.owner, objects):
-            result = await asyncio.to_thread(self.kube.write_output, write.ref, write.mutate)
+            result = await self.lanes.call(Lane.OUTPUT, self.kube.write_output, write.ref, write.mutate)
             if result != "unchanged":
                 self.metrics.api_writes.labels(write.ref.kind, result.removesuffix("d")).inc()
 
@@ -86,7 +87,7 @@ class GatewayOutputs:
         try:
             plan = output.plan(context)
             for write in plan.writes:
-                result = await asyncio.to_thread(self.kube.write_output, write.ref, write.mutate)
+                result = await self.lanes.call(Lane.OUTPUT, self.kube.write_output, write.ref, write.mutate)
                 if result != "unchanged":
                     self.metrics.api_writes.labels(write.ref.kind, result.removesuffix("d")).inc()
                     tracked.log(logging.INFO, "output %s: %s %s", output.id, write.ref, result)

@@ -18,6 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from . import __version__, bodies
+from .api_http import MERGE_PATCH, ApiHttp, core_path, custom_path
 from .bodies import Owner, TargetKind
 from .errors import ApiCallError, FetchError, SecretNotAvailableError
 from .gateways.base import ALLOW_ANNOTATION, ObjectRef, allowed
@@ -27,7 +28,7 @@ from .objects import CustomObject, TargetObject
 from .spec import CaBundleRef
 from .status import timestamp
 from .trust import check_ca_bundle
-from .writes import Mutate, Outcome, write
+from .writes import Known, Mutate, Outcome, write
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -40,7 +41,6 @@ __all__ = [
     "load_api_client",
 ]
 
-MERGE_PATCH = "application/merge-patch+json"
 PublishResult = Literal["created", "updated", "unchanged"]
 DEFAULT_TIMEOUT = 30.0
 P = ParamSpec("P")
@@ -77,14 +77,17 @@ def api_errors(method: Callable[Concatenate[Kube, P], R]) -> Callable[Concatenat
     return wrapper
 
 
-def load_api_client(component: str = "jwks-operator") -> client.ApiClient:
+def load_api_client(component: str = "jwks-operator", connections: int = 10) -> client.ApiClient:
     """In-cluster config when running in a pod, else the local kubeconfig; `component` names the
-    User-Agent (the operator and the verify command are told apart in API audit logs)."""
+    User-Agent (the operator and the verify command are told apart in API audit logs); `connections`:
+    at least as many as requests may run at once, or each extra one opens (TLS) and drops a connection."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    api = client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = max(connections, configuration.connection_pool_maxsize or 0)
+    api = client.ApiClient(configuration)
     api.user_agent = f"{component}/{__version__}"
     return api
 
@@ -100,11 +103,10 @@ class Kube:
         component: str = "jwks-operator",
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        # Plain dict bodies (not model classes) keep this adapter small; the client serializes both.
-        self.core: Any = client.CoreV1Api(api_client)
-        self.custom: Any = client.CustomObjectsApi(api_client)
+        # Plain JSON over the client's pool and credentials (api_http.py), never its model classes.
+        self.http = ApiHttp(api_client, timeout)  # a stalled API server must not hang a reconcile forever
         self.component = component
-        self.timeout = timeout  # per request: a stalled API server must not hang a reconcile forever
+        self.timeout = timeout
 
     @api_errors
     def read_secret_key(self, namespace: str, name: str, key: str, jwtsecret: str | None = None) -> bytes:
@@ -155,12 +157,21 @@ class Kube:
 
     @api_errors
     def publish(
-        self, kind: TargetKind, owner: Owner, name: str, data: Mapping[str, str], *, new: bool = False
+        self,
+        kind: TargetKind,
+        owner: Owner,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        new: bool = False,
+        known: Known | None = None,
     ) -> PublishResult:
         """Create or update our ConfigMap/Secret; never touch one we do not own (TargetConflictError). With
-        `new` (nothing published yet), try the create first: one request instead of a read and a create."""
+        `new` (nothing published yet), try the create first: one request instead of a read and a create;
+        with `known` (what this process last wrote there, when the data changed since), replace it at
+        once: one request instead of a read and a replace."""
         target = self._object(kind, owner.namespace, name)
-        result = write(target, bodies.owned(kind, owner, name, data), attempts=5, absent=new)
+        result = write(target, bodies.owned(kind, owner, name, data), attempts=5, absent=new, known=known)
         assert result != "deleted"  # bodies.owned never deletes
         return result
 
@@ -182,7 +193,7 @@ class Kube:
         """The data of a published ConfigMap, or of whatever a JwtSecret's status names as its target."""
         kind: str = "ConfigMap"
         if via_jwtsecret:
-            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            obj = self.http.request("GET", custom_path(GROUP, VERSION, PLURAL, namespace, name))
             target = (obj.get("status") or {}).get("target") or {}
             if not target.get("name"):
                 raise LookupError(f"JwtSecret {namespace}/{name} has published nothing yet")
@@ -196,33 +207,16 @@ class Kube:
     @api_errors
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """Merge-patch the JwtSecret's status subresource."""
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"status": dict(patch)},
-            _content_type=MERGE_PATCH,
-            _preload_content=False,
-            _request_timeout=self.timeout,
-        )
+        where = custom_path(GROUP, VERSION, PLURAL, namespace, name, "status")
+        self.http.request("PATCH", where, {"status": dict(patch)}, content_type=MERGE_PATCH)
 
     @api_errors
     def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
         """Replace the JwtSecret's finalizers, guarded by the resourceVersion they were read at (409: the
         object changed meanwhile; the next watch event brings the new list and the caller retries)."""
-        self.custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
-            _content_type=MERGE_PATCH,
-            _preload_content=False,
-            _request_timeout=self.timeout,
-        )
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        where = custom_path(GROUP, VERSION, PLURAL, namespace, name)
+        self.http.request("PATCH", where, body, content_type=MERGE_PATCH)
 
     @api_errors
     def event(self, owner: Owner, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
@@ -248,9 +242,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.core.create_namespaced_event(
-            owner.namespace, body, _preload_content=False, _request_timeout=self.timeout
-        )
+        self.http.request("POST", core_path("events", owner.namespace), body)
 
     @api_errors
     def write_output(self, ref: ObjectRef, mutate: Mutate) -> Outcome:
@@ -258,7 +250,7 @@ class Kube:
         if not ref.group and ref.kind in ("ConfigMap", "Secret"):
             kind: TargetKind = "Secret" if ref.kind == "Secret" else "ConfigMap"
             return write(self._object(kind, ref.namespace, ref.name), mutate, attempts=5)
-        return write(CustomObject(self.custom, ref, self.timeout), mutate, attempts=5)
+        return write(CustomObject(self.http, ref), mutate, attempts=5)
 
     def _object(self, kind: TargetKind, namespace: str, name: str) -> TargetObject:
-        return TargetObject(self.core, kind, namespace, name, self.timeout)
+        return TargetObject(self.http, kind, namespace, name)

@@ -58,6 +58,11 @@ class Metrics:
             ["kind", "verb"],
             registry=r,
         )
+        self.events_dropped = Counter(
+            f"{PREFIX}_events_dropped",
+            "Events not recorded because too many were waiting for the API server.",
+            registry=r,
+        )
         self.jwtsecrets = Gauge(f"{PREFIX}_jwtsecrets", "JwtSecrets being tracked.", registry=r)
         self.leader = Gauge(
             f"{PREFIX}_leader",

@@ -6,23 +6,23 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes.client.exceptions import ApiException
 
+from .api_http import ApiHttp, core_path, custom_path
 from .bodies import TargetKind
 from .gateways.base import ObjectRef
 from .writes import Body
 
 
-def _read(call: Any, *args: Any, **options: Any) -> Body | None:
+def _read(api: ApiHttp, where: str) -> Body | None:
     try:
-        response = call(*args, **options)
+        return dict(api.request("GET", where))
     except ApiException as exc:
         if exc.status == 404 and _object_missing(exc.body):
             return None
         raise
-    found: Body = json.loads(response.data)
-    return found
 
 
 def _object_missing(body: Any) -> bool:
@@ -37,52 +37,43 @@ def _object_missing(body: Any) -> bool:
     return isinstance(status, dict) and bool((status.get("details") or {}).get("name"))
 
 
-class TargetObject:
-    """The REST calls on one named ConfigMap or Secret, as plain JSON (writes.Objects)."""
+class _Named:
+    """The REST calls on the object at `collection`/`name` (writes.Objects)."""
 
-    def __init__(self, core: Any, kind: TargetKind, namespace: str, name: str, timeout: float) -> None:
+    kind: str
+    name: str
+
+    def __init__(self, api: ApiHttp, collection: str) -> None:
+        self._api = api
+        self._collection = collection
+        self._at = f"{collection}/{quote(self.name, safe='')}"
+
+    def read(self) -> Body | None:
+        """The object, or None when it (or, for a custom resource, its kind) does not exist."""
+        return _read(self._api, self._at)
+
+    def create(self, body: Body) -> Body:
+        return dict(self._api.request("POST", self._collection, body))
+
+    def replace(self, body: Body) -> Body:
+        return dict(self._api.request("PUT", self._at, body))
+
+    def delete(self, preconditions: Mapping[str, Any]) -> None:
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": dict(preconditions)}
+        self._api.request("DELETE", self._at, options)
+
+
+class TargetObject(_Named):
+    """One named ConfigMap or Secret."""
+
+    def __init__(self, api: ApiHttp, kind: TargetKind, namespace: str, name: str) -> None:
         self.kind, self.namespace, self.name = kind, namespace, name
-        self._core = core
-        self._resource = "config_map" if kind == "ConfigMap" else "secret"
-        self._options = {"_preload_content": False, "_request_timeout": timeout}
-
-    def _call(self, verb: str) -> Any:
-        return getattr(self._core, f"{verb}_namespaced_{self._resource}")
-
-    def read(self) -> Body | None:
-        """The object, or None when it does not exist."""
-        return _read(self._call("read"), self.name, self.namespace, **self._options)
-
-    def create(self, body: Body) -> None:
-        self._call("create")(self.namespace, body, **self._options)
-
-    def replace(self, body: Body) -> None:
-        self._call("replace")(self.name, self.namespace, body, **self._options)
-
-    def delete(self, preconditions: Mapping[str, Any]) -> None:
-        options = {"preconditions": dict(preconditions)}
-        self._call("delete")(self.name, self.namespace, body=options, **self._options)
+        super().__init__(api, core_path("configmaps" if kind == "ConfigMap" else "secrets", namespace))
 
 
-class CustomObject:
-    """The REST calls on one named custom resource (a gateway's object), as plain JSON (writes.Objects)."""
+class CustomObject(_Named):
+    """One named custom resource (a gateway's object)."""
 
-    def __init__(self, custom: Any, ref: ObjectRef, timeout: float) -> None:
+    def __init__(self, api: ApiHttp, ref: ObjectRef) -> None:
         self.kind, self.name = ref.kind, ref.name
-        self._custom = custom
-        self._at = (ref.group, ref.version, ref.namespace, ref.plural)
-        self._options = {"_preload_content": False, "_request_timeout": timeout}
-
-    def read(self) -> Body | None:
-        """The object, or None when it (or its kind: the gateway's CRD is not installed) does not exist."""
-        return _read(self._custom.get_namespaced_custom_object, *self._at, self.name, **self._options)
-
-    def create(self, body: Body) -> None:
-        self._custom.create_namespaced_custom_object(*self._at, body, **self._options)
-
-    def replace(self, body: Body) -> None:
-        self._custom.replace_namespaced_custom_object(*self._at, self.name, body, **self._options)
-
-    def delete(self, preconditions: Mapping[str, Any]) -> None:
-        options = {"preconditions": dict(preconditions)}
-        self._custom.delete_namespaced_custom_object(*self._at, self.name, body=options, **self._options)
+        super().__init__(api, custom_path(ref.group, ref.version, ref.plural, ref.namespace))

@@ -7,11 +7,12 @@ a Repaired event. Each output kind has a Writer; ConfigMap and Secret share one.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
+from .api_lanes import Lane, Lanes
 from .errors import ApiCallError, JwksError
 from .gateway_outputs import GatewayOutputs
 from .keys import KeySet
@@ -23,6 +24,7 @@ from .scheduler import Scheduler
 from .sources import Backoff
 from .spec import JwtSecretSpec
 from .tracked import Target, Tracked
+from .writes import Known
 
 EventType = Literal["Normal", "Warning"]
 WriteResult = Literal["created", "updated", "unchanged", "deleted"]
@@ -32,8 +34,11 @@ LeaveKey = tuple[str, str, str]  # (namespace, name, uid) of a deleted JwtSecret
 class Writer(Protocol):
     """How one output kind is written and removed (blocking: called from a thread)."""
 
-    def write(self, target: Target, owner: Owner, data: Mapping[str, str], *, new: bool) -> WriteResult:
-        """Create or update the output (or our part of a shared one); `new`: nothing published yet."""
+    def write(
+        self, target: Target, owner: Owner, data: Mapping[str, str], *, new: bool, known: Known | None
+    ) -> WriteResult:
+        """Create or update the output (or our part of a shared one); `new`: nothing published yet;
+        `known`: the output as this process last wrote it (the data changed since)."""
         ...
 
     def remove(self, target: Target, owner: Owner) -> bool:
@@ -47,10 +52,12 @@ class DataWriter:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
 
-    def write(self, target: Target, owner: Owner, data: Mapping[str, str], *, new: bool) -> WriteResult:
-        if target.shared:
+    def write(
+        self, target: Target, owner: Owner, data: Mapping[str, str], *, new: bool, known: Known | None
+    ) -> WriteResult:
+        if target.shared:  # the other contributors' parts are read every time
             return self.kube.publish_shared(target.kind, owner, target.name, data)
-        return self.kube.publish(target.kind, owner, target.name, data, new=new)
+        return self.kube.publish(target.kind, owner, target.name, data, new=new, known=known)
 
     def remove(self, target: Target, owner: Owner) -> bool:
         if target.shared:
@@ -61,15 +68,18 @@ class DataWriter:
 class Publisher:
     """Publishes, repairs, moves and withdraws outputs, and records what it did as Events."""
 
-    def __init__(self, kube: Kube, metrics: Metrics, scheduler: Scheduler, retry: Backoff) -> None:
+    def __init__(
+        self, kube: Kube, lanes: Lanes, metrics: Metrics, scheduler: Scheduler, retry: Backoff
+    ) -> None:
         self.kube = kube
+        self.lanes = lanes
         self.metrics = metrics
         self.scheduler = scheduler
         self.retry = retry
         self.leaving: dict[LeaveKey, tuple[Tracked, Target | None, int]] = {}  # with its failures so far
         data = DataWriter(kube)
         self.writers: dict[str, Writer] = {"ConfigMap": data, "Secret": data}
-        self.gateways = GatewayOutputs(kube, metrics)
+        self.gateways = GatewayOutputs(kube, lanes, metrics)
 
     async def publish(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet) -> Target:
         """Write the keys to the target the spec names (a previous one stays until finish_move)."""
@@ -78,10 +88,16 @@ class Publisher:
         new_digest = f"{target.kind}/{target.name}/{target.shared}/{digest(data)}"
         if new_digest != tracked.published_digest:
             new = tracked.published_digest is None and tracked.target is None
+            # Only a change of what this process wrote to the same target starts from what it wrote; a
+            # first write after a start, a repair or a move reads the target first.
+            same = tracked.published_digest is not None and tracked.target == target and not tracked.repairing
+            if not same:
+                tracked.written = Known()
             writer = self.writers[target.kind]
             tracked.writing = data  # the watch may echo this write before the call returns
             try:
-                result = await asyncio.to_thread(writer.write, target, tracked.owner, data, new=new)
+                write = functools.partial(writer.write, new=new, known=tracked.written)
+                result = await self.lanes.call(Lane.OUTPUT, write, target, tracked.owner, data)
             finally:
                 tracked.writing = None
             if result != "unchanged":
@@ -106,7 +122,7 @@ class Publisher:
         # The first publish shows in status (Ready, KeysPublished); an event for it too would be a
         # third API write per new JwtSecret. Key changes and repairs are events.
         if result == "updated" or tracked.repairing:
-            await self.event(tracked, "Normal", reason, message)
+            self.event(tracked, "Normal", reason, message)
 
     async def _remove_previous(self, tracked: Tracked, target: Target) -> None:
         """After a target change, remove the previous output (or our part of it) if we still own it."""
@@ -118,7 +134,7 @@ class Publisher:
 
     async def _remove(self, tracked: Tracked, target: Target) -> bool:
         """Remove the output (or our part of a shared one) if it is ours; True if anything changed."""
-        removed = await asyncio.to_thread(self.writers[target.kind].remove, target, tracked.owner)
+        removed = await self.lanes.call(Lane.OUTPUT, self.writers[target.kind].remove, target, tracked.owner)
         if removed:
             self.metrics.api_writes.labels(target.kind, "delete").inc()
         return removed
@@ -159,7 +175,7 @@ class Publisher:
         objects are out, even if no operator runs when it is deleted."""
         finalizers = [*tracked.finalizers, RELEASE_FINALIZER]
         ns, name, version = tracked.namespace, tracked.name, tracked.resource_version
-        await asyncio.to_thread(self.kube.set_finalizers, ns, name, finalizers, version)
+        await self.lanes.call(Lane.OUTPUT, self.kube.set_finalizers, ns, name, finalizers, version)
         tracked.finalizers = tuple(finalizers)
         self.metrics.api_writes.labels("JwtSecret", "patch").inc()
 
@@ -168,7 +184,7 @@ class Publisher:
         finalizers = [f for f in tracked.finalizers if f != RELEASE_FINALIZER]
         ns, name, version = tracked.namespace, tracked.name, tracked.resource_version
         try:
-            await asyncio.to_thread(self.kube.set_finalizers, ns, name, finalizers, version)
+            await self.lanes.call(Lane.OUTPUT, self.kube.set_finalizers, ns, name, finalizers, version)
         except ApiCallError as exc:
             if exc.status != 404:  # gone: nothing left to hold
                 raise
@@ -193,10 +209,13 @@ class Publisher:
             wanted = dict(zip(part_keys(tracked.name), (wrote[JWKS_KEY], wrote[POLICY_KEY]), strict=True))
         return all(data.get(k) == v for k, v in wanted.items())
 
-    async def event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
-        """Record an Event on the JwtSecret (best effort)."""
+    def event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
+        """Queue an Event on the JwtSecret (best effort, after every output and status write queued)."""
+        self.lanes.post(self._record, tracked, type_, reason, msg)
+
+    def _record(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
         try:
-            await asyncio.to_thread(self.kube.event, tracked.owner, type_, reason, msg)
+            self.kube.event(tracked.owner, type_, reason, msg)
             self.metrics.api_writes.labels("Event", "create").inc()
         except Exception as exc:
             tracked.log(logging.WARNING, "could not record event %s: %s", reason, exc)

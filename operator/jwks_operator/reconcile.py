@@ -7,7 +7,6 @@ newer one replaced meanwhile publishes and reports nothing: the newer one's pass
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -16,6 +15,7 @@ from datetime import datetime, timedelta
 
 from . import keys as keylib
 from . import static_keys
+from .api_lanes import Lane, Lanes
 from .errors import ApiCallError, JwksError
 from .keys import KeySet
 from .kube import Kube
@@ -48,6 +48,7 @@ class Reconciler:
     def __init__(
         self,
         kube: Kube,
+        lanes: Lanes,
         sources: Sources,
         publisher: Publisher,
         *,
@@ -58,6 +59,7 @@ class Reconciler:
         forget: Callable[[ObjKey], None],
     ) -> None:
         self.kube = kube
+        self.lanes = lanes
         self.sources = sources
         self.publisher = publisher
         self.scheduler: Scheduler = sources.scheduler
@@ -225,7 +227,7 @@ class Reconciler:
         ref = spec.secret_ref
         assert ref is not None
         read = self.kube.read_secret_key
-        secret = await asyncio.to_thread(read, tracked.namespace, ref.name, ref.key, tracked.name)
+        secret = await self.lanes.call(Lane.OUTPUT, read, tracked.namespace, ref.name, ref.key, tracked.name)
         return static_keys.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:
@@ -238,7 +240,7 @@ class Reconciler:
         if patch is None or set(patch) <= TIMESTAMPS_ONLY:
             return  # a revalidation that changed nothing writes nothing
         try:
-            await asyncio.to_thread(self.kube.patch_status, tracked.namespace, tracked.name, patch)
+            await self.lanes.call(Lane.STATUS, self.kube.patch_status, tracked.namespace, tracked.name, patch)
             self.metrics.api_writes.labels("JwtSecret/status", "patch").inc()
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
@@ -249,7 +251,7 @@ class Reconciler:
         tracked.status = new
         for reason, message in problems:
             tracked.log(logging.WARNING, "%s: %s", reason, message)
-            await self.publisher.event(tracked, "Warning", reason, message)
+            self.publisher.event(tracked, "Warning", reason, message)
 
 
 def _at(outcome: Outcome, target: Target | None) -> Outcome:

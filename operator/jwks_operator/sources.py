@@ -5,7 +5,7 @@ count with backoff, and its next refresh planned from the response's caching hea
 
 One tenant must not hurt the others (#14): what a source keeps is bounded (url_source), fetches run in
 threads of their own (a provider that trickles its answer never holds up API calls, which use
-asyncio.to_thread's pool), the operator-wide minimum interval binds every subscriber's policy, and a URL
+the API lanes' threads), the operator-wide minimum interval binds every subscriber's policy, and a URL
 nobody reads leaves no metric series.
 """
 
@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from . import keys as keylib
+from .api_lanes import Lane, Lanes
 from .errors import FetchError, JwksError
 from .fetch import Fetcher, FetchResult
 from .freshness import Freshness, RefreshPolicy, freshness
@@ -59,6 +60,7 @@ class Sources:
     def __init__(
         self,
         kube: Kube,
+        lanes: Lanes,
         fetcher: Fetcher,
         scheduler: Scheduler,
         *,
@@ -68,6 +70,7 @@ class Sources:
         concurrency: int,
     ) -> None:
         self.kube = kube
+        self.lanes = lanes
         self.fetcher = fetcher
         self.scheduler = scheduler
         self.clock = scheduler.clock
@@ -76,7 +79,7 @@ class Sources:
         self.metrics = metrics
         self.by_key: dict[str, UrlSource] = {}
         self._slots = asyncio.Semaphore(concurrency)
-        # Fetches wait on providers in threads of their own: API calls (asyncio.to_thread's default pool)
+        # Fetches wait on providers in threads of their own: API calls (the lanes' threads)
         # never queue behind a provider that trickles its answer. As many as fetches may run at once.
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="jwks-fetch")
 
@@ -186,7 +189,7 @@ class Sources:
         conditional = source.document is not None
         ca_bundle = None
         if source.ca is not None and source.namespace is not None:
-            pem = await asyncio.to_thread(self.kube.read_ca_bundle, source.namespace, source.ca)
+            pem = await self.lanes.call(Lane.OUTPUT, self.kube.read_ca_bundle, source.namespace, source.ca)
             ca_bundle = check_ca_bundle(pem, source.ca)
         started = self.clock.monotonic()
         result = await self._in_pool(
@@ -248,14 +251,14 @@ class Sources:
     def _interval(self, source: UrlSource, fresh: Freshness) -> float | None:
         """The next refresh: the soonest any subscriber's policy allows, within the operator's floor (None:
         never)."""
-        intervals = [fresh.next_interval(self.floored(policy)) for policy in source.subscribers.values()]
+        intervals = [fresh.next_interval(self.floored(policy)) for policy in set(source.subscribers.values())]
         due = [i for i in intervals if i is not None]
         return min(due) if due else (None if intervals else fresh.next_interval(self.policy))
 
     def _fastest(self, source: UrlSource, fresh: Freshness) -> RefreshPolicy:
         """The policy that sets the source's refresh: the subscriber's asking soonest (never: the default),
         within the operator's floor."""
-        policies = [self.floored(p) for p in source.subscribers.values()]
+        policies = [self.floored(p) for p in set(source.subscribers.values())]
         timed = [(fresh.next_interval(p), p) for p in policies]
         due = [(i, p) for i, p in timed if i is not None]
         if due:

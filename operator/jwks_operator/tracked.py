@@ -16,6 +16,7 @@ from .keys import KeySet
 from .kube import Owner, TargetKind
 from .names import RELEASE_FINALIZER
 from .spec import JwtSecretSpec, parse_spec, target_name
+from .writes import Known
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Tracked:
     refresh_request: str | None = None
     published: KeySet | None = None
     published_digest: str | None = None
+    written: Known = field(default_factory=Known)  # the target's metadata as this process last wrote it
     published_data: dict[str, str] | None = None  # what we last wrote (to notice edits by hand)
     writing: dict[str, str] | None = None  # what a write under way is putting there (its echo is ours)
     # Where the keys are: the stored status's target until this process publishes; during a move,
@@ -103,6 +105,7 @@ class Tracked:
         """Continue an older generation of this JwtSecret: its lock, and what it published where."""
         self.lock, self.published, self.fetched_at = older.lock, older.published, older.fetched_at
         self.published_digest, self.published_data = older.published_digest, older.published_data
+        self.written = older.written
         self.target = older.target or self.target
         self.outputs, self.output_stamps = older.outputs, older.output_stamps
 

@@ -6,6 +6,7 @@ The loop creates, replaces (guarded by the resourceVersion it read) or deletes (
 resourceVersion it read). A lost race starts over: 409 re-reads and asks `mutate` again; 404 on a
 replace or delete means the object is gone, so `mutate(None)` decides next (a create, without a read).
 Other errors propagate. After `attempts` lost races: TargetConflictError (the caller retries later).
+Given a `Known`, the loop starts from the object as this process last wrote it instead of reading it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from kubernetes.client.exceptions import ApiException
@@ -46,19 +48,53 @@ class Objects(Protocol):
     def read(self) -> Body | None:
         """The object, or None when it does not exist."""
 
-    def create(self, body: Body) -> None: ...
+    def create(self, body: Body) -> Body:
+        """The object as created (the API server's answer)."""
 
-    def replace(self, body: Body) -> None: ...
+    def replace(self, body: Body) -> Body:
+        """The object as replaced (the API server's answer)."""
 
     def delete(self, preconditions: Mapping[str, Any]) -> None: ...
 
 
-def write(objects: Objects, mutate: Mutate, *, attempts: int = 5, absent: bool = False) -> Outcome:
-    """Bring the object to what `mutate` wants; `absent` skips the first read (a create is expected)."""
+@dataclass
+class Known:
+    """An object's metadata as this process last wrote it (managedFields left out), or None.
+
+    A write given it starts there instead of reading the object: if the object changed since, the API
+    server refuses the resourceVersion (409) and the loop reads it. Only for objects whose data is all
+    ours, so that `mutate` needs no more of them than their metadata (and the caller writes only when the
+    data changed)."""
+
+    body: Body | None = None
+
+    def remember(self, body: Mapping[str, Any] | None) -> None:
+        meta = (body or {}).get("metadata")
+        if not meta or not meta.get("resourceVersion"):
+            self.body = None
+            return
+        self.body = {"metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
+def write(
+    objects: Objects, mutate: Mutate, *, attempts: int = 5, absent: bool = False, known: Known | None = None
+) -> Outcome:
+    """Bring the object to what `mutate` wants; `absent` skips the first read (a create is expected),
+    `known` too (the object as last written is taken as read), and is kept up to date."""
+    known = known or Known()
     lost = {409: 0, 404: 0}  # races lost: changed or created meanwhile, deleted meanwhile
     for _ in range(attempts):
-        existing = None if absent else objects.read()
-        desired = mutate(existing)
+        if absent:
+            existing = None
+        elif known.body is not None:
+            existing = known.body
+        else:
+            existing = objects.read()
+        try:
+            desired = mutate(existing)
+        except Exception:  # e.g. TargetConflictError: the object is not ours; next time, read it
+            known.remember(None)
+            raise
         if desired is None:
             return "unchanged"
         try:
@@ -66,15 +102,17 @@ def write(objects: Objects, mutate: Mutate, *, attempts: int = 5, absent: bool =
                 if existing is None:
                     return "unchanged"
                 objects.delete(_guard(existing, "uid", "resourceVersion"))
+                known.remember(None)
                 return "deleted"
             _check_size(objects, desired)
             if existing is None:
-                objects.create(desired)
+                known.remember(objects.create(desired))
                 return "created"
             meta = {**(desired.get("metadata") or {}), **_guard(existing, "resourceVersion")}
-            objects.replace({**desired, "metadata": meta})
+            known.remember(objects.replace({**desired, "metadata": meta}))
             return "updated"
         except ApiException as exc:
+            known.remember(None)
             if exc.status == 409:  # created, changed or deleted by someone else meanwhile
                 absent = False
                 lost[409] += 1

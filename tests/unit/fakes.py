@@ -16,11 +16,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import trustme
 from kubernetes.client.exceptions import ApiException
 
+from jwks_operator.api_lanes import Lane
 from jwks_operator.engine import Backoff, Engine
 from jwks_operator.errors import SecretRefError
 from jwks_operator.fetch import Fetcher, FetchResult
@@ -36,6 +37,7 @@ from tests.material import ec_key, public_jwk
 CA_PEM = trustme.CA().cert_pem.bytes().decode()  # a real certificate, as a caBundleRef must hold
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+T = TypeVar("T")
 NS = "ns"
 OutputKey = tuple[str, str, str]  # (kind, namespace, name)
 Headers = dict[str, str] | Callable[[datetime], dict[str, str]]  # fixed, or made for the time of an answer
@@ -117,12 +119,13 @@ class MemoryObject:
         found = self.store.get(self.ref)
         return copy.deepcopy(found) if found is not None else None
 
-    def create(self, body: Body) -> None:
+    def create(self, body: Body) -> Body:
         if self.ref in self.store:
             raise ApiException(status=409)
         self.store[self.ref] = self._stored(body, "1")
+        return copy.deepcopy(self.store[self.ref])
 
-    def replace(self, body: Body) -> None:
+    def replace(self, body: Body) -> Body:
         current = self.store.get(self.ref)
         if current is None:
             raise ApiException(status=404)
@@ -130,6 +133,7 @@ class MemoryObject:
         if body["metadata"].get("resourceVersion") != version:
             raise ApiException(status=409)
         self.store[self.ref] = self._stored(body, str(int(version) + 1))
+        return copy.deepcopy(self.store[self.ref])
 
     def delete(self, preconditions: Mapping[str, Any]) -> None:
         if self.store.pop(self.ref, None) is None:
@@ -147,6 +151,7 @@ class FakeKube(Kube):
 
     def __init__(self) -> None:  # no API client
         self.calls: list[tuple[Any, ...]] = []
+        self.from_known: list[bool] = []  # per publish: started from the target as last written
         self.outputs: dict[OutputKey, dict[str, str]] = {}
         self.objects: dict[ObjectRef, Body] = {}  # gateway outputs' objects, as written by write_output
         self.finalizers: dict[tuple[str, str], list[str]] = {}  # JwtSecrets' finalizers, as set
@@ -184,9 +189,13 @@ class FakeKube(Kube):
         return self.ca_bundles.get((namespace, ref.name), CA_PEM)
 
     def publish(
-        self, kind: TargetKind, owner: Owner, name: str, data: Any, *, new: bool = False
+        self, kind: TargetKind, owner: Owner, name: str, data: Any, *, new: bool = False, known: Any = None
     ) -> PublishResult:
         self._call("publish", kind, name)
+        # Whether the write started from what this process last wrote (no read), as Kube.publish would.
+        self.from_known.append(known is not None and known.body is not None)
+        if known is not None:
+            known.remember({"metadata": {"name": name, "resourceVersion": str(len(self.from_known))}})
         key = (kind, owner.namespace, name)
         existing = self.outputs.get(key)
         self.outputs[key] = dict(data)
@@ -310,8 +319,27 @@ def healthy(next_refresh: str, target: str, generation: int = 1) -> dict[str, An
     }
 
 
+class DirectLanes:
+    """The engine's API lanes without their queue: each call in a thread of its own as it comes (a gated
+    fake call blocks only its pass), Events written at once, so a test sees every write once the
+    engine's work has settled."""
+
+    async def call(self, lane: Lane, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> bool:
+        fn(*args)
+        return True
+
+    def clear(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Rig:
-    """An Engine on a FakeKube, a FakeFetcher and a FakeClock (no resync, no retry jitter)."""
+    """An Engine on a FakeKube, a FakeFetcher and a FakeClock (no resync, no retry jitter, DirectLanes)."""
 
     def __init__(self, **options: Any) -> None:
         self.clock = FakeClock()
@@ -319,6 +347,7 @@ class Rig:
         self.fetcher = FakeFetcher(self.clock)
         options.setdefault("retry", Backoff(jitter=0))
         options.setdefault("resync_interval", 0)
+        options.setdefault("lanes", DirectLanes())
         self.options = options
         self.engine = Engine(self.kube, self.fetcher, clock=self.clock, **options)
         self.uids: dict[str, str] = {}

@@ -89,6 +89,23 @@ async def test_an_output_changed_by_hand_is_written_back_with_a_repaired_event()
     assert len(rig.kube.writes()) == 1
 
 
+async def test_only_a_change_of_what_this_process_wrote_skips_reading_the_target() -> None:
+    """A rotation rewrites the ConfigMap from what this process last wrote there (no read: a stale
+    resourceVersion is refused and read again); a first write, a repair and a move read it first."""
+    rig = Rig()
+    provider = rig.serve(URL, jwk(1))
+    await rig.apply("a", SPEC)
+    provider.keys = [jwk(2)]
+    await rig.advance(300)  # max-age: refreshed, the keys changed
+    assert rig.kids("a-jwks") == ["k2"]
+    edited = {**rig.output("a-jwks"), "jwks.json": '{"keys": []}'}
+    rig.kube.outputs[("ConfigMap", NS, "a-jwks")] = edited
+    rig.engine.drift("MODIFIED", rig.configmap_event("a-jwks", "a", edited))
+    await rig.settle()  # repaired
+    await rig.apply("a", {**SPEC, "target": {"name": "moved"}}, generation=2)
+    assert rig.kube.from_known == [False, True, False, False]
+
+
 async def test_a_deleted_output_is_recreated_after_a_grace_second() -> None:
     rig = Rig()
     await published(rig)
@@ -241,8 +258,10 @@ async def test_the_watch_echo_of_a_write_under_way_is_not_taken_for_an_edit_by_h
     await published(rig)
     write = rig.kube.publish
 
-    def write_and_echo(kind: Any, owner: Any, name: str, data: Any, *, new: bool = False) -> Any:
-        result = write(kind, owner, name, data, new=new)
+    def write_and_echo(
+        kind: Any, owner: Any, name: str, data: Any, *, new: bool = False, known: Any = None
+    ) -> Any:
+        result = write(kind, owner, name, data, new=new, known=known)
         rig.engine.drift("MODIFIED", rig.configmap_event(name, owner.name, dict(data)))  # the echo
         return result
 

@@ -12,6 +12,7 @@ import trustme
 from jwks_operator.errors import ApiCallError, FetchError, SecretNotAvailableError, SecretRefError
 from jwks_operator.gateways.base import ALLOW_ANNOTATION
 from jwks_operator.kube import Kube
+from jwks_operator.names import GROUP, PLURAL, VERSION
 from jwks_operator.spec import CaBundleRef
 from jwks_operator.trust import check_ca_bundle
 from tests.unit.test_kube_writes import NS, FakeCore, core, kube, seed
@@ -125,9 +126,14 @@ def test_read_published(kube: Kube, core: FakeCore) -> None:
     with pytest.raises(LookupError, match="ConfigMap ns/gone not found"):
         kube.read_published(NS, "gone")
     statuses = {"js": {"target": {"kind": "Secret", "name": "sec"}}, "new": {}}
-    kube.custom = type(
-        "Custom", (), {"get_namespaced_custom_object": lambda _, *a: {"status": statuses[a[-1]]}}
-    )()
+    jwtsecrets = f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/"
+
+    def request(method: str, where: str, body: Any = None, **_: Any) -> dict[str, Any]:
+        if where.startswith(jwtsecrets):
+            return {"status": statuses[where.removeprefix(jwtsecrets)]}
+        return core.request(method, where, body)
+
+    kube.http = type("Http", (), {"request": staticmethod(request)})()
     assert kube.read_published(NS, "js", via_jwtsecret=True) == {"jwks.json": "{}"}
     with pytest.raises(LookupError, match="JwtSecret ns/new has published nothing yet"):
         kube.read_published(NS, "new", via_jwtsecret=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,7 +22,8 @@ from jwks_operator.names import (
     SHARED_OWNER_ANNOTATION,
     TARGET_ALLOW_PART,
 )
-from jwks_operator.writes import DELETE, Body, write
+from jwks_operator.objects import TargetObject
+from jwks_operator.writes import DELETE, Body, Known, write
 
 NS = "ns"
 OWNER = Owner(NS, "a", "uid-a")
@@ -32,13 +32,12 @@ DATA = {JWKS_KEY: '{"keys": []}\n', POLICY_KEY: "{}\n"}
 NEW_DATA = {JWKS_KEY: '{"keys": [{"kid": "new"}]}\n', POLICY_KEY: "{}\n"}
 
 
-@dataclass
-class Response:
-    data: bytes
+VERBS = {"GET": "read", "POST": "create", "PUT": "replace", "DELETE": "delete"}
+RESOURCES = {"configmaps": "config_map", "secrets": "secret"}
 
 
 class FakeCore:
-    """ConfigMap and Secret calls of CoreV1Api over a dict, with injectable failures and interleavings."""
+    """ConfigMap and Secret requests (kube.http's) over a dict, with injectable failures and interleavings."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], Body] = {}
@@ -52,59 +51,56 @@ class FakeCore:
     def fail(self, verb: str, status: int, times: int = 1) -> None:
         self.faults.setdefault(verb, []).extend(ApiException(status=status) for _ in range(times))
 
-    def __getattr__(self, attr: str) -> Callable[..., Any]:
-        verb, _, resource = attr.partition("_namespaced_")
-        if verb not in ("read", "create", "replace", "delete") or resource not in ("config_map", "secret"):
-            raise AttributeError(attr)
-        return lambda *args, **kwargs: self._call(verb, resource, *args, **kwargs)
-
-    def _call(self, verb: str, resource: str, *args: Any, **kwargs: Any) -> Response | None:
-        assert kwargs.get("_preload_content") is False
-        assert kwargs.get("_request_timeout")
+    def request(self, method: str, where: str, body: Any = None, *, content_type: str = "") -> Body:
+        """/api/v1/namespaces/NS/PLURAL[/NAME], as ApiHttp.request answers it."""
+        _, api, v1, namespaces, namespace, plural, *name = where.split("/")
+        assert (api, v1, namespaces) == ("api", "v1", "namespaces"), where
+        assert plural in RESOURCES, where
+        verb = VERBS[method]
         if self.before.get(verb):
             self.before[verb].pop(0)()
         self.calls.append(verb)
         if verb in ("create", "replace"):
-            self.sent.append(args[-1])
+            self.sent.append(body)
         if self.faults.get(verb):
             raise self.faults[verb].pop(0)
+        resource = RESOURCES[plural]
         if verb == "create":
-            self._create(resource, *args)
-            return None
-        name, namespace, *rest = args
-        current = self.objects.get((namespace, name))
-        if current is None or self.resources[(namespace, name)] != resource:
+            return self._create(resource, namespace, body)
+        current = self.objects.get((namespace, name[0]))
+        if current is None or self.resources[(namespace, name[0])] != resource:
             raise ApiException(status=404, reason="Not Found")
         if verb == "read":
-            return Response(json.dumps(current).encode())
+            found: Body = json.loads(json.dumps(current))
+            return found
         if verb == "delete":
-            wanted = kwargs["body"]["preconditions"]
+            wanted = body["preconditions"]
             if any(current["metadata"].get(k) != v for k, v in wanted.items()):
                 raise ApiException(status=409, reason="Conflict")
-            del self.objects[(namespace, name)]
-            return None
-        body = json.loads(json.dumps(rest[0]))
+            del self.objects[(namespace, name[0])]
+            return {}
+        body = json.loads(json.dumps(body))
         version = body["metadata"].get("resourceVersion")
         if version is not None and version != current["metadata"]["resourceVersion"]:
             raise ApiException(status=409, reason="Conflict")
         body["metadata"]["uid"] = current["metadata"]["uid"]
-        self._store(resource, namespace, body)
-        return None
+        return self._store(resource, namespace, body)
 
-    def _create(self, resource: str, namespace: str, body: Body) -> None:
+    def _create(self, resource: str, namespace: str, body: Body) -> Body:
         name = body["metadata"]["name"]
         if (namespace, name) in self.objects:
             raise ApiException(status=409, reason="AlreadyExists")
         body = json.loads(json.dumps(body))
         assert "resourceVersion" not in body["metadata"]
         body["metadata"]["uid"] = f"uid-of-{name}"
-        self._store(resource, namespace, body)
+        return self._store(resource, namespace, body)
 
-    def _store(self, resource: str, namespace: str, body: Body) -> None:
+    def _store(self, resource: str, namespace: str, body: Body) -> Body:
         self.version += 1
         body["metadata"]["resourceVersion"] = str(self.version)
         self.objects[(namespace, body["metadata"]["name"])] = body
         self.resources[(namespace, body["metadata"]["name"])] = resource
+        return body
 
 
 @pytest.fixture
@@ -115,7 +111,7 @@ def core() -> FakeCore:
 @pytest.fixture
 def kube(core: FakeCore) -> Kube:
     kube = Kube(client.ApiClient())  # no request is made through it
-    kube.core = core
+    kube.http = core  # type: ignore[assignment]
     return kube
 
 
@@ -170,6 +166,39 @@ def test_updates_when_changed_guarded_by_the_version_read(kube: Kube, core: Fake
     assert stored["metadata"]["labels"]["keep"] == "me"
     assert core.calls == ["read", "replace"]
     assert core.sent[0]["metadata"]["resourceVersion"] == "1"
+
+
+def test_a_known_target_is_replaced_without_a_read_keeping_what_was_read(kube: Kube, core: FakeCore) -> None:
+    seed(core, "out", DATA, refs=[ref(OWNER)], labels={"keep": "me"}, annotations={"note": "theirs"})
+    known = Known()
+    assert kube.publish("ConfigMap", OWNER, "out", NEW_DATA, known=known) == "updated"
+    assert core.calls == ["read", "replace"]
+    assert known.body is not None
+    assert "managedFields" not in known.body["metadata"]
+    core.calls.clear()
+    assert kube.publish("ConfigMap", OWNER, "out", DATA, known=known) == "updated"
+    assert core.calls == ["replace"]  # from what it wrote: no read
+    stored = core.objects[(NS, "out")]
+    assert stored["data"] == DATA
+    assert stored["metadata"]["labels"]["keep"] == "me"
+    assert stored["metadata"]["annotations"] == {"note": "theirs"}
+    assert core.sent[-1]["metadata"]["resourceVersion"] == "2"
+
+
+def test_a_known_target_changed_since_is_read_again(kube: Kube, core: FakeCore) -> None:
+    known = Known()
+    assert kube.publish("ConfigMap", OWNER, "out", DATA, new=True, known=known) == "created"
+    stored = core.objects[(NS, "out")]
+    stored["metadata"]["labels"]["added"] = "later"  # someone else's change: a new resourceVersion
+    core._store("config_map", NS, stored)
+    core.calls.clear()
+    assert kube.publish("ConfigMap", OWNER, "out", NEW_DATA, known=known) == "updated"
+    assert core.calls == ["replace", "read", "replace"]  # refused (409), read, written
+    assert core.objects[(NS, "out")]["metadata"]["labels"]["added"] == "later"
+    core.calls.clear()
+    del core.objects[(NS, "out")]  # deleted meanwhile: the guarded replace is refused (404), then created
+    assert kube.publish("ConfigMap", OWNER, "out", DATA, known=known) == "created"
+    assert core.calls == ["replace", "create"]
 
 
 def test_no_write_when_unchanged(kube: Kube, core: FakeCore) -> None:
@@ -453,33 +482,9 @@ def test_a_kid_collision_is_refused_never_resolved_by_name(kube: Kube, core: Fak
 # -- the loop itself ---------------------------------------------------------------------------------------
 
 
-class Store:
-    """writes.Objects over a FakeCore ConfigMap, for driving write() with hand-made mutate functions."""
-
-    kind, name = "ConfigMap", "obj"
-
-    def __init__(self, core: FakeCore) -> None:
-        self.core = core
-
-    def read(self) -> Body | None:
-        try:
-            return json.loads(self.core.read_namespaced_config_map(self.name, NS, **OPTS).data)  # type: ignore[no-any-return]
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def create(self, body: Body) -> None:
-        self.core.create_namespaced_config_map(NS, body, **OPTS)
-
-    def replace(self, body: Body) -> None:
-        self.core.replace_namespaced_config_map(self.name, NS, body, **OPTS)
-
-    def delete(self, preconditions: Mapping[str, Any]) -> None:
-        self.core.delete_namespaced_config_map(self.name, NS, body={"preconditions": preconditions}, **OPTS)
-
-
-OPTS = {"_preload_content": False, "_request_timeout": 1}
+def Store(core: FakeCore) -> TargetObject:
+    """The real writes.Objects of a ConfigMap "obj", over the FakeCore, for driving write() by hand."""
+    return TargetObject(core, "ConfigMap", NS, "obj")  # type: ignore[arg-type]
 
 
 def count_up(existing: Mapping[str, Any] | None) -> Body:
