@@ -73,9 +73,9 @@ EXPLANATIONS = {
         "object Ready (its start-up, imports and login, excluded)"
     ),
     "ms/object": (
-        "the operator's CPU per JwtSecret in the initial sync: (CPU s - the refreshes' share) / N, the share "
-        "being the steady state's CPU per second times the sync's duration (max-age is 2 s: every URL is "
-        "refetched meanwhile)"
+        "the operator's CPU per JwtSecret in the initial sync: (CPU s - its fetch threads' CPU) / N (max-age "
+        "is 2 s: every URL is refetched all along the sync; the operator counts its fetch and API threads' "
+        "CPU in jwks_operator_thread_cpu_seconds_total)"
     ),
     "API server CPU s / floor API server CPU s": (
         "CPU seconds of the API server over the same span, with the operator and with the minimal client "
@@ -223,9 +223,9 @@ def section(results: Sequence[Result], settings: Settings, versions: str = "") -
     name = settings.backend
     details = "\n".join(
         f"- N={r.n}: settled {r.settle_seconds:.0f} s after the sync; "
-        f"operator CPU {r.initial_cpu:.1f} s, of which its event loop (Kopf and the engine) "
-        f"{r.initial_main_cpu:.1f} s and its threads (fetches, API calls) "
-        f"{r.initial_cpu - r.initial_main_cpu:.1f} s; "
+        f"operator CPU {r.initial_cpu:.1f} s: its event loop (Kopf and the engine) "
+        f"{r.initial_main_cpu:.1f} s, API threads {r.initial_api_cpu:.1f} s, fetch threads "
+        f"{r.initial_fetch_cpu:.1f} s ({sum(r.initial_fetches.values())} fetches); "
         + ", ".join(f"{k} {v}" for k, v in sorted(r.initial_by_resource.items()))
         + "; the minimal client: "
         + ", ".join(f"{v} {r.minimal_calls.get(v, 0)}" for v in VERBS if r.minimal_calls.get(v))

@@ -73,9 +73,15 @@ class ApiLanes:
     """A priority queue of blocking calls served by `workers` threads."""
 
     def __init__(
-        self, workers: int = 8, *, max_events: int = 10_000, on_drop: Callable[[], None] | None = None
+        self,
+        workers: int = 8,
+        *,
+        max_events: int = 10_000,
+        on_drop: Callable[[], None] | None = None,
+        on_cpu: Callable[[float], None] | None = None,
     ) -> None:
         self.workers = workers
+        self._on_cpu = on_cpu  # told the CPU seconds each call took in its worker thread
         self.max_events = max_events  # Events waiting beyond this are dropped (counted by on_drop)
         self._on_drop = on_drop
         self._queue: queue.PriorityQueue[_Job] = queue.PriorityQueue()
@@ -164,6 +170,7 @@ class ApiLanes:
                 time.sleep(pause)
             result: Any = None
             error: BaseException | None = None
+            started = time.thread_time()
             try:
                 result = job.call()
             except ApiCallError as exc:
@@ -175,6 +182,9 @@ class ApiLanes:
                 error = exc
             except BaseException as exc:  # handed to the caller, whatever it is
                 error = exc
+            finally:
+                if self._on_cpu is not None:
+                    self._on_cpu(time.thread_time() - started)
             self._finish(job, result, error)
 
     @staticmethod

@@ -66,7 +66,11 @@ class Engine:
         self.clock = clock or Clock()
         self.objects: dict[ObjKey, Tracked] = {}
         self.scheduler = Scheduler(self._fire, self.clock)
-        self.lanes = lanes or ApiLanes(concurrency, on_drop=self.metrics.events_dropped.inc)
+        self.lanes = lanes or ApiLanes(
+            concurrency,
+            on_drop=self.metrics.events_dropped.inc,
+            on_cpu=self.metrics.thread_cpu.labels("api").inc,
+        )
         self.sources = Sources(
             kube,
             self.lanes,

@@ -58,6 +58,13 @@ class Metrics:
             ["kind", "verb"],
             registry=r,
         )
+        self.thread_cpu = Counter(
+            f"{PREFIX}_thread_cpu_seconds",
+            "CPU seconds of the operator's worker threads, by pool: fetch (provider requests and parsing) "
+            "and api (Kubernetes API calls); the rest of the process's CPU is its event loop.",
+            ["pool"],
+            registry=r,
+        )
         self.events_dropped = Counter(
             f"{PREFIX}_events_dropped",
             "Events not recorded because too many were waiting for the API server.",
