@@ -10,19 +10,7 @@ import pytest
 
 from jwks_operator.api_lanes import MAX_THROTTLED, ApiLanes, Lane
 from jwks_operator.errors import ApiCallError
-
-
-class Gate:
-    """A call that blocks its worker until opened, so the queue fills behind it."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.opened = threading.Event()
-
-    def __call__(self) -> str:
-        self.entered.set()
-        assert self.opened.wait(5), "the gate was never opened"
-        return "gate"
+from tests.unit.fakes import Gate
 
 
 @pytest.mark.asyncio
@@ -31,15 +19,15 @@ async def test_queued_calls_run_outputs_first_then_status_then_events() -> None:
     order: list[str] = []
     gate = Gate()
     try:
-        blocked = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate))
-        await asyncio.to_thread(gate.entered.wait, 5)
+        blocked = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate.hold))
+        await gate.reached()
         lanes.post(order.append, "event")
         status = asyncio.ensure_future(lanes.call(Lane.STATUS, order.append, "status-1"))
         output = asyncio.ensure_future(lanes.call(Lane.OUTPUT, order.append, "output"))
         status2 = asyncio.ensure_future(lanes.call(Lane.STATUS, order.append, "status-2"))
         await asyncio.sleep(0.05)
-        gate.opened.set()
-        assert await blocked == "gate"
+        gate.open()
+        await blocked
         await asyncio.gather(status, output, status2)
         for _ in range(100):
             if len(order) == 4:
@@ -88,15 +76,18 @@ async def test_errors_reach_the_caller() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_429_pauses_every_lane_for_retry_after_then_tries_again() -> None:
+async def test_a_429_pauses_every_lane_for_retry_after_then_tries_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     lanes = ApiLanes(2)
     gate = Gate()
+    released = threading.Event()
     times: dict[str, list[float]] = {"throttled": [], "other": []}
 
     def throttled() -> str:
         times["throttled"].append(time.monotonic())
         if len(times["throttled"]) == 1:
-            assert gate.opened.wait(5)  # the other call is queued before this one is refused
+            assert released.wait(5)  # the other call is queued before this one is refused
             raise ApiCallError("HTTP 429", status=429, retry_after=0.3)
         return "written"
 
@@ -104,14 +95,17 @@ async def test_a_429_pauses_every_lane_for_retry_after_then_tries_again() -> Non
         first = asyncio.ensure_future(lanes.call(Lane.OUTPUT, throttled))
         while not times["throttled"]:
             await asyncio.sleep(0.01)
-        blocked = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate))  # holds the second worker
-        await asyncio.to_thread(gate.entered.wait, 5)
+        blocked = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate.hold))  # holds the second worker
+        await gate.reached()
         other = asyncio.ensure_future(
             lanes.call(Lane.STATUS, lambda: times["other"].append(time.monotonic()))
         )
         await asyncio.sleep(0.05)
         refused = time.monotonic()
-        gate.opened.set()
+        released.set()
+        while "throttling" not in caplog.text:  # refused: every lane holds back from here
+            await asyncio.sleep(0.01)
+        gate.open()
         assert await first == "written"
         await asyncio.gather(blocked, other)
     finally:
@@ -145,10 +139,10 @@ async def test_events_beyond_the_bound_are_dropped_and_counted() -> None:
     gate = Gate()
     recorded: list[int] = []
     try:
-        blocked = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate))
-        await asyncio.to_thread(gate.entered.wait, 5)
+        blocked = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate.hold))
+        await gate.reached()
         assert [lanes.post(recorded.append, i) for i in range(4)] == [True, True, False, False]
-        gate.opened.set()
+        gate.open()
         await blocked
         for _ in range(100):
             if len(recorded) == 2:
@@ -182,14 +176,14 @@ async def test_a_cancelled_call_never_starts_and_clear_drops_the_queue() -> None
     gate = Gate()
     ran: list[str] = []
     try:
-        blocked = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate))
-        await asyncio.to_thread(gate.entered.wait, 5)
+        blocked = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate.hold))
+        await gate.reached()
         cancelled = asyncio.ensure_future(lanes.call(Lane.OUTPUT, ran.append, "cancelled"))
         cleared = asyncio.ensure_future(lanes.call(Lane.STATUS, ran.append, "cleared"))
         await asyncio.sleep(0.01)
         cancelled.cancel()
         lanes.clear()
-        gate.opened.set()
+        gate.open()
         await blocked
         with pytest.raises(asyncio.CancelledError):
             await cleared
@@ -205,12 +199,12 @@ def test_a_worker_outlives_its_callers_event_loop() -> None:
     try:
 
         async def abandon() -> None:
-            running = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate))
-            await asyncio.to_thread(gate.entered.wait, 5)
+            running = asyncio.ensure_future(lanes.call(Lane.OUTPUT, gate.hold))
+            await gate.reached()
             running.cancel()
 
         asyncio.run(abandon())  # the loop closes while the call is under way
-        gate.opened.set()
+        gate.open()
         assert asyncio.run(lanes.call(Lane.OUTPUT, lambda: "still served")) == "still served"
     finally:
         lanes.close()
