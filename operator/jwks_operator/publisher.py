@@ -217,5 +217,9 @@ class Publisher:
         try:
             self.kube.event(tracked.owner, type_, reason, msg)
             self.metrics.api_writes.labels("Event", "create").inc()
+        except ApiCallError as exc:
+            if exc.status == 429:
+                raise  # the lanes hold every call back for its Retry-After, then try it again
+            tracked.log(logging.WARNING, "could not record event %s: %s", reason, exc)
         except Exception as exc:
             tracked.log(logging.WARNING, "could not record event %s: %s", reason, exc)
