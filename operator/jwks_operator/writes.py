@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from kubernetes.client.exceptions import ApiException
@@ -57,23 +56,31 @@ class Objects(Protocol):
     def delete(self, preconditions: Mapping[str, Any]) -> None: ...
 
 
-@dataclass
 class Known:
     """An object's metadata as this process last wrote it (managedFields left out), or None.
 
     A write given it starts there instead of reading the object: if the object changed since, the API
     server refuses the resourceVersion (409) and the loop reads it. Only for objects whose data is all
     ours, so that `mutate` needs no more of them than their metadata (and the caller writes only when the
-    data changed)."""
+    data changed). Kept as compact JSON: a few hundred bytes per object, not a few kilobytes of dicts."""
 
-    body: Body | None = None
+    __slots__ = ("_meta",)
+
+    def __init__(self) -> None:
+        self._meta: str | None = None
+
+    @property
+    def body(self) -> Body | None:
+        """The object as last written, its metadata only (a fresh copy), or None."""
+        return None if self._meta is None else {"metadata": json.loads(self._meta)}
 
     def remember(self, body: Mapping[str, Any] | None) -> None:
         meta = (body or {}).get("metadata")
         if not meta or not meta.get("resourceVersion"):
-            self.body = None
+            self._meta = None
             return
-        self.body = {"metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        slim = {k: v for k, v in meta.items() if k != "managedFields"}
+        self._meta = json.dumps(slim, separators=(",", ":"))
 
 
 def write(
@@ -84,12 +91,7 @@ def write(
     known = known or Known()
     lost = {409: 0, 404: 0}  # races lost: changed or created meanwhile, deleted meanwhile
     for _ in range(attempts):
-        if absent:
-            existing = None
-        elif known.body is not None:
-            existing = known.body
-        else:
-            existing = objects.read()
+        existing = None if absent else (known.body or objects.read())
         try:
             desired = mutate(existing)
         except Exception:  # e.g. TargetConflictError: the object is not ours; next time, read it
