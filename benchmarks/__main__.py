@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.backends import versions
-from benchmarks.bench import ROOT, Result, Settings, run
+from benchmarks.bench import ROOT, run
+from benchmarks.real_backend import versions
 from benchmarks.report import document, tables
+from benchmarks.results import Result, Settings
 
 SIZES = (100, 1000, 10000)
 

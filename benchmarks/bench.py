@@ -9,14 +9,12 @@ process) or a real control plane (child processes).
 from __future__ import annotations
 
 import collections
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,110 +24,17 @@ from tests.harness.idp import JwksProvider, Record
 from tests.harness.operator import OperatorProcess
 
 from benchmarks import naive
-from benchmarks.backends import Backend, BackendName, Key, Monitor, backend, wait_for
+from benchmarks.backends import Backend, Key, Monitor, backend, wait_for
 from benchmarks.emulator import Tally
 from benchmarks.procstat import thread_cpu_of, usage
 from benchmarks.rawhttp import MERGE_PATCH
+from benchmarks.results import WRITES, Latencies, Result, Settings
 from benchmarks.workload import Item, items, namespaces
 from jwks_operator.names import GROUP, PLURAL, VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_AGENT = "jwks-operator/"
 PROVIDERS = 4
-WRITES = ("create", "update", "patch", "delete")
-VERBS = ("list", "watch", "get", *WRITES)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Knobs of a run."""
-
-    period: int = 2  # the providers' max-age (s): the refresh period
-    steady_periods: int = 5
-    concurrency: int = 8  # the operator's --concurrency, and the minimal client's threads
-    creators: int = 8  # harness threads creating JwtSecrets
-    ready_timeout: float | None = None  # default: 60 s + 50 ms per object
-    profile_dir: Path | None = None  # run the operator under cProfile, writing here
-    backend: BackendName = "emulator"
-
-
-@dataclass(frozen=True)
-class Latencies:
-    """Time-to-Ready of each object (from its create returning), and of the whole batch."""
-
-    ready: int
-    p50: float
-    p95: float
-    max: float
-    all_ready: float  # from the first create to the last object seen Ready
-
-    @staticmethod
-    def of(created: Mapping[Key, float], seen: Mapping[Key, float], start: float) -> Latencies:
-        values = sorted(max(seen[k] - created[k], 0.0) for k in created if k in seen)
-        if not values:
-            return Latencies(0, float("nan"), float("nan"), float("nan"), float("nan"))
-        p95 = values[min(len(values) - 1, max(0, round(0.95 * len(values)) - 1))]
-        return Latencies(len(values), statistics.median(values), p95, values[-1], max(seen.values()) - start)
-
-
-@dataclass
-class Result:
-    """Everything measured for one N."""
-
-    n: int
-    urls: int
-    static: int
-    create_seconds: float = 0.0
-    latency: Latencies | None = None
-    minimal: Latencies | None = None
-    minimal_calls: dict[str, int] = field(default_factory=dict)
-    minimal_cpu: float = 0.0
-    minimal_server_cpu: float = 0.0
-    initial_calls: dict[str, int] = field(default_factory=dict)
-    initial_by_resource: dict[str, int] = field(default_factory=dict)
-    initial_fetches: collections.Counter[int] = field(default_factory=collections.Counter)
-    initial_cpu: float = 0.0
-    initial_main_cpu: float = 0.0  # of which the event loop's thread (Kopf, the engine); the rest: threads
-    initial_fetch_cpu: float = 0.0  # of which the fetch threads' (refreshes, mostly), as the operator counts
-    initial_api_cpu: float = 0.0  # of which the API threads'
-    sync_seconds: float = 0.0  # the span initial_cpu covers
-    server_cpu: float = 0.0  # the API server's (and etcd's) over the same span
-    peak_rss_mib: float = 0.0
-    period: int = 2
-    steady_periods: int = 0
-    settle_seconds: float = 0.0  # after the sync, until the operator's CPU per period stopped falling
-    steady_seconds: float = 0.0
-    steady_fetches: collections.Counter[int] = field(default_factory=collections.Counter)
-    steady_calls: dict[str, int] = field(default_factory=dict)
-    steady_cpu: float = 0.0
-    rotation_seconds: float | None = None
-    rotation_fetched: float | None = None  # when the last affected URL was fetched with the new key
-    floor_publish: float | None = None  # the minimal client updating as many ConfigMaps
-    rotation_affected: int = 0
-    rotation_writes: int = 0
-    naive: naive.NaiveResult | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def writes_per_object(self) -> float:
-        return sum(self.initial_calls.get(v, 0) for v in WRITES) / self.n if self.n else 0.0
-
-    @property
-    def cpu_ms_per_object(self) -> float:
-        """The operator's CPU per object in the initial sync, its fetch threads' left out (with max-age 2 s
-        they refetch every URL all along; the first fetch of each of the 100 URLs is left out too)."""
-        return 1000 * (self.initial_cpu - self.initial_fetch_cpu) / self.n if self.n else 0.0
-
-    @property
-    def floor_ratio(self) -> float | None:
-        """The operator's all-Ready time over the minimal client's."""
-        if not (self.latency and self.minimal and self.minimal.all_ready > 0):
-            return None
-        return self.latency.all_ready / self.minimal.all_ready
-
-    @property
-    def steady_per_period(self) -> float:
-        return sum(self.steady_fetches.values()) / self.steady_periods if self.steady_periods else 0.0
 
 
 # -- measuring ----------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from benchmarks.bench import VERBS, Result, Settings
 from benchmarks.procstat import machine
+from benchmarks.results import VERBS, Result, Settings
 
 SYNC_COLUMNS = (
     "N",
