@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.bench import ROOT, run
+from benchmarks.backends import ROOT
+from benchmarks.bench import run
 from benchmarks.real_backend import versions
 from benchmarks.report import document, tables
 from benchmarks.results import Result, Settings

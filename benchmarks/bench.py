@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,15 +26,14 @@ from tests.harness.idp import JwksProvider, Record
 from tests.harness.operator import OperatorProcess
 
 from benchmarks import naive
-from benchmarks.backends import Backend, Key, Monitor, backend, wait_for
-from benchmarks.emulator import Tally
+from benchmarks.backends import ROOT, Backend, Key, Monitor, backend, wait_for
+from benchmarks.emulator import Tally, user_agent
 from benchmarks.procstat import thread_cpu_of, usage
 from benchmarks.rawhttp import MERGE_PATCH
 from benchmarks.results import WRITES, Latencies, Result, Settings
 from benchmarks.workload import Item, items, namespaces
 from jwks_operator.names import GROUP, PLURAL, VERSION
 
-ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_AGENT = "jwks-operator/"
 THREAD_CPU = "jwks_operator_thread_cpu_seconds_total"
 PROVIDERS = 4
@@ -63,7 +62,7 @@ def fetches(providers: list[JwksProvider], marks: list[int], agent: str) -> coll
         with provider._lock:
             records: list[Record] = provider.log[mark:]
         for record in records:
-            if _agent(record.headers).startswith(agent):
+            if user_agent(record.headers).startswith(agent):
                 statuses[record.status] += 1
     return statuses
 
@@ -71,10 +70,6 @@ def fetches(providers: list[JwksProvider], marks: list[int], agent: str) -> coll
 def marks(providers: list[JwksProvider]) -> list[int]:
     """The providers' log lengths now."""
     return [len(p.log) for p in providers]
-
-
-def _agent(headers: Mapping[str, str]) -> str:
-    return next((v for k, v in headers.items() if k.lower() == "user-agent"), "")
 
 
 def create_all(cluster: Backend, todo: Iterable[Item], workers: int) -> tuple[dict[Key, float], float]:
@@ -198,7 +193,6 @@ def operator_run(
                 result.notes.append(f"N={n}: only {len(monitor.seen)} Ready after {timeout:.0f} s")
             result.latency = Latencies.of(created, monitor.seen, start)
             result.initial_cpu = usage(pid).cpu - cpu0
-            result.sync_seconds = time.monotonic() - start
             result.server_cpu = cluster.server_cpu() - server0
             result.initial_calls, result.initial_by_resource = operator_calls(tally0, cluster.tally())
             result.initial_fetches = fetches(providers, marks0, OPERATOR_AGENT)
@@ -289,7 +283,7 @@ def last_refetch(provider: JwksProvider, mark: int, urls: set[str | None]) -> fl
     with provider._lock:
         records = provider.log[mark:]
     for record in records:
-        if record.status == 200 and _agent(record.headers).startswith(OPERATOR_AGENT):
+        if record.status == 200 and user_agent(record.headers).startswith(OPERATOR_AGENT):
             first.setdefault(record.path, record.monotonic)
     return max((t for path, t in first.items() if path in paths), default=float("nan"))
 

@@ -32,7 +32,12 @@ CLIENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def client_of(headers: Mapping[str, str]) -> str:
     """ "operator", "minimal" or "harness" (anything else), from the User-Agent header."""
-    return client_of_agent(next((v for k, v in headers.items() if k.lower() == "user-agent"), ""))
+    return client_of_agent(user_agent(headers))
+
+
+def user_agent(headers: Mapping[str, str]) -> str:
+    """The User-Agent header's value ("" when absent)."""
+    return next((v for k, v in headers.items() if k.lower() == "user-agent"), "")
 
 
 def client_of_agent(agent: str) -> str:

@@ -67,7 +67,6 @@ class Result:
     initial_main_cpu: float = 0.0  # of which the event loop's thread (Kopf, the engine); the rest: threads
     initial_fetch_cpu: float = 0.0  # of which the fetch threads' (refreshes, mostly), as the operator counts
     initial_api_cpu: float = 0.0  # of which the API threads'
-    sync_seconds: float = 0.0  # the span initial_cpu covers
     server_cpu: float = 0.0  # the API server's (and etcd's) over the same span
     peak_rss_mib: float = 0.0
     period: int = 2

@@ -106,7 +106,6 @@ class Kube:
         # Plain JSON over the client's pool and credentials (api_http.py), never its model classes.
         self.http = ApiHttp(api_client, timeout)  # a stalled API server must not hang a reconcile forever
         self.component = component
-        self.timeout = timeout
 
     @api_errors
     def read_secret_key(self, namespace: str, name: str, key: str, jwtsecret: str | None = None) -> bytes:
