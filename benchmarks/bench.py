@@ -32,7 +32,7 @@ from benchmarks.procstat import thread_cpu_of, usage
 from benchmarks.rawhttp import MERGE_PATCH
 from benchmarks.results import WRITES, Latencies, Result, Settings
 from benchmarks.workload import Item, items, namespaces
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 
 OPERATOR_AGENT = "jwks-operator/"
 THREAD_CPU = "jwks_operator_thread_cpu_seconds_total"

@@ -17,7 +17,7 @@ import kmock
 from tests.harness.k8s import ApiServer, EmulatedCluster
 from tests.harness.k8s import verb as _verb
 
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 
 Tally = collections.Counter[tuple[str, str, str]]  # (client, verb, resource[/subresource])
 JWTSECRETS = (GROUP, VERSION, PLURAL)

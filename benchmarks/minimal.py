@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.rawhttp import MERGE_PATCH, JsonClient
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 
 AGENT = "jwks-minimal/1"
 BASE = f"/apis/{GROUP}/{VERSION}"

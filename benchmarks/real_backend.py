@@ -28,7 +28,7 @@ from benchmarks.backends import HARNESS_AGENT, ROOT, BackendName, Key, Monitor, 
 from benchmarks.emulator import Tally, client_of_agent
 from benchmarks.procstat import usage
 from benchmarks.rawhttp import HttpError, JsonClient
-from jwks_operator.names import GROUP, MANAGED_SELECTOR, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, MANAGED_SELECTOR, PLURAL, VERSION
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",

@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.material import public_jwk, rsa_key
 
-from jwks_operator.names import GROUP, VERSION
+from jwks_operator.model.names import GROUP, VERSION
 
 NAMESPACES = 10
 MAX_URLS = 100

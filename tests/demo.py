@@ -23,7 +23,7 @@ import trustme
 import yaml
 from kubernetes import client, config
 
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 from tests.harness.idp import JwksProvider
 from tests.harness.k8s import EmulatedCluster, load_crds
 from tests.harness.operator import OperatorProcess

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from jwks_operator.app.cli import main
 
 sys.exit(main())

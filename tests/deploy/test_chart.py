@@ -25,8 +25,8 @@ import pytest
 import yaml
 from kopf._cogs.structs import references
 
-from jwks_operator.cli import _parser
-from jwks_operator.metrics import Metrics
+from jwks_operator.app.cli import _parser
+from jwks_operator.runtime.metrics import Metrics
 from tests.deploy.render import CHART, DEPLOY, NAMESPACE, ROOT, documents, helm, render_deploy, template
 from tests.deploy.scenarios import SCENARIOS
 from tests.harness.client import ClusterClient

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.client import ClusterClient
-from tests.unit.test_cli import listening, one_line, unreachable_kubeconfig
+from tests.unit.app.test_cli import listening, one_line, unreachable_kubeconfig
 
 
 def jwks_operator(*argv: str, kubeconfig: Path) -> tuple[int, str]:

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.operator import OperatorProcess
 from tests.material import static_spec as static

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from jwks_operator.names import MANAGED_BY_LABEL
+from jwks_operator.model.names import MANAGED_BY_LABEL
 from tests.harness.backend import operator_requests
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.control_plane import RealCluster

@@ -13,8 +13,8 @@ import pytest
 import trustme
 from kubernetes.client.exceptions import ApiException
 
-from jwks_operator.gateways.base import ALLOW_ANNOTATION
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
+from jwks_operator.publish.allow import ALLOW_ANNOTATION
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess

@@ -6,7 +6,7 @@ chart's Kopf peering CRDs and a ClusterKopfPeering as the chart creates it. Fail
 and printed (`pytest -s`; documented in README.md), never bounded: what is asserted is that the standby
 took over, and after a crash not before the leader's last keep-alive plus --peering-lifetime (a lower
 bound, which slowness cannot break). The timing of the peering decision itself is asserted exactly on a
-fake clock in tests/unit/test_engine_leadership.py.
+fake clock in tests/unit/engine/test_engine_leadership.py.
 """
 
 from __future__ import annotations

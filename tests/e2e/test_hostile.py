@@ -15,7 +15,7 @@ import pytest
 import trustme
 from kubernetes.client.exceptions import ApiException
 
-from jwks_operator.gateways.base import ALLOW_ANNOTATION
+from jwks_operator.publish.allow import ALLOW_ANNOTATION
 from tests.faults.spec_table import BAD_SPECS
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider

@@ -3,7 +3,7 @@
 The session operator runs with --min-interval 1 --fallback-interval 2 --retry-base 1 --retry-max 4.
 What is asserted holds however slow the machine is: which requests were made, in what order, and lower
 bounds on when (never sooner than the policy allows). The exact timings are asserted on a fake clock in
-tests/unit/test_engine_timing.py; the intervals observed here (from the provider's request log) are
+tests/unit/engine/test_engine_timing.py; the intervals observed here (from the provider's request log) are
 printed by test_report (`pytest -s`).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import trustme
 
-from jwks_operator.names import GROUP, PLURAL, REFRESH_ANNOTATION, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, REFRESH_ANNOTATION, VERSION
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider, Record
 from tests.harness.operator import OperatorProcess

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import trustme
 
-from jwks_operator.gateways.base import ALLOW_ANNOTATION
-from jwks_operator.names import MANAGED_BY_LABEL
+from jwks_operator.model.names import MANAGED_BY_LABEL
+from jwks_operator.publish.allow import ALLOW_ANNOTATION
 from tests.faults.summary import SUMMARY
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.idp import JwksProvider

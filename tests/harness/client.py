@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 KINDS = {  # the names kubectl accepts for each resource the quick start uses

@@ -21,17 +21,17 @@ from typing import Any, TypeVar
 import trustme
 from kubernetes.client.exceptions import ApiException
 
-from jwks_operator.api_lanes import Lane
-from jwks_operator.engine import Backoff, Engine
-from jwks_operator.errors import SecretRefError
-from jwks_operator.fetch import Fetcher, FetchResult
-from jwks_operator.gateways import ObjectRef
-from jwks_operator.kube import Kube, Owner, PublishResult, TargetKind
-from jwks_operator.names import API_VERSION, KIND
-from jwks_operator.outputs import aggregate
-from jwks_operator.scheduler import Clock, Item
-from jwks_operator.spec import CaBundleRef
-from jwks_operator.writes import Body, Mutate, Outcome, write
+from jwks_operator.engine.engine import Backoff, Engine
+from jwks_operator.engine.scheduler import Clock, Item
+from jwks_operator.fetch.fetcher import Fetcher, FetchResult
+from jwks_operator.kube.adapter import Kube, Owner, PublishResult, TargetKind
+from jwks_operator.kube.lanes import Lane
+from jwks_operator.model.errors import SecretRefError
+from jwks_operator.model.names import API_VERSION, KIND
+from jwks_operator.publish.gateways import ObjectRef
+from jwks_operator.publish.outputs import aggregate
+from jwks_operator.publish.writes import Body, Mutate, Outcome, write
+from jwks_operator.resource.spec import CaBundleRef
 from tests.material import ec_key, public_jwk
 
 CA_PEM = trustme.CA().cert_pem.bytes().decode()  # a real certificate, as a caBundleRef must hold

@@ -8,10 +8,9 @@ from typing import Any
 
 import yaml
 
-from jwks_operator.errors import FetchError
-from jwks_operator.gateways import OutputStatus
-from jwks_operator.keys import KeySet, Rejection
-from jwks_operator.status import Outcome, build_status
+from jwks_operator.keys.keyset import KeySet, Rejection
+from jwks_operator.model.errors import FetchError
+from jwks_operator.resource.status import Outcome, OutputStatus, build_status
 from tests.harness.k8s import prune
 
 CRD = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "jwtsecrets.jwks.dev.yaml").read_text())

@@ -11,10 +11,10 @@ import jwt
 import pytest
 import yaml
 
-from jwks_operator.gateways import PARSERS
-from jwks_operator.keys import KeySet
-from jwks_operator.outputs import render
-from jwks_operator.spec import parse_spec, target_name
+from jwks_operator.keys.keyset import KeySet
+from jwks_operator.publish.gateways import PARSERS
+from jwks_operator.publish.outputs import render
+from jwks_operator.resource.spec import parse_spec, target_name
 from tests.harness.k8s import apply_defaults, load_crds, prune, validate
 from tests.material import private_pem, public_jwk, rsa_key
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import yaml
 
-from jwks_operator import durations, keys, spec
+from jwks_operator.keys import keyset as keys
+from jwks_operator.model import durations
+from jwks_operator.resource import spec
 
 CRD = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "jwtsecrets.jwks.dev.yaml").read_text())
 SPEC = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from jwks_operator.names import GROUP, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 from tests.harness import ROOT
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.control_plane import RealCluster

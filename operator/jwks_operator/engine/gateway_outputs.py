@@ -1,0 +1,143 @@
+"""Gateway-native outputs (spec.outputs): write each one's plan, release those the spec dropped, report each.
+
+Each output is independent: one failing (its object missing, someone else's entry in the way, the
+gateway's CRD not installed) leaves the others and the JwtSecret's ConfigMap served, and shows in its
+own OutputReady condition. An output is written again only when what it is rendered from changed (or
+on resync, which repairs hand edits: the gateways' objects are not watched).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from jwks_operator.engine.tracked import Tracked
+from jwks_operator.keys.keyset import KeySet
+from jwks_operator.kube.adapter import Kube
+from jwks_operator.kube.lanes import Lane, Lanes
+from jwks_operator.model.errors import ApiCallError, JwksError
+from jwks_operator.publish.gateways import Context, Output, OutputError, Plan, restore
+from jwks_operator.resource.spec import JwtSecretSpec
+from jwks_operator.resource.status import OutputStatus
+from jwks_operator.runtime.metrics import Metrics
+
+
+class GatewayOutputs:
+    """Writes and releases the gateway outputs of JwtSecrets (API calls in threads)."""
+
+    def __init__(self, kube: Kube, lanes: Lanes, metrics: Metrics) -> None:
+        self.kube = kube
+        self.lanes = lanes
+        self.metrics = metrics
+
+    async def sync(self, tracked: Tracked, spec: JwtSecretSpec, key_set: KeySet, configmap: str) -> bool:
+        """Bring every output of the spec up to date and release the ones it no longer lists; True when
+        all are ready (else the caller retries with backoff)."""
+        wanted = {output.id: output for output in tracked.listed_outputs}
+        for output in tracked.listed_outputs:
+            stamp = _stamp(output, spec, key_set, configmap)
+            current = tracked.outputs.get(output.id)
+            if current is not None and current.ready and tracked.output_stamps.get(output.id) == stamp:
+                continue
+            previous = current.objects if current is not None else ()
+            context = Context(tracked.owner, spec, key_set, configmap, previous)
+            status = await self._write(tracked, output, context)
+            tracked.outputs[output.id] = status
+            tracked.output_stamps[output.id] = stamp
+        in_use = {(s.kind, name) for i, s in tracked.outputs.items() if i in wanted for name in s.objects}
+        for output_id in [i for i in tracked.outputs if i not in wanted]:
+            gone = tracked.outputs[output_id]
+            kept = tuple(o for o in gone.objects if (gone.kind, o) not in in_use)
+            try:  # an object a listed output now writes (the same Secret under a new id) stays
+                await self.release(tracked, output_id, kept)
+            except Exception as exc:
+                tracked.outputs[output_id] = _failed(gone, _as_error(exc, "removing"), removing=True)
+                continue
+            del tracked.outputs[output_id]
+            tracked.output_stamps.pop(output_id, None)
+            tracked.log(logging.INFO, "removed output %s", output_id)
+        return all(status.ready for status in tracked.outputs.values())
+
+    async def release(self, tracked: Tracked, output_id: str, objects: tuple[str, ...]) -> None:
+        """Take our keys out of an output's objects (raises on failure: the caller retries)."""
+        output = restore(output_id)
+        if output is None:
+            return  # not an output this version writes
+        for write in output.release(tracked.owner, objects):
+            result = await self.lanes.call(Lane.OUTPUT, self.kube.write_output, write.ref, write.mutate)
+            if result != "unchanged":
+                self.metrics.api_writes.labels(write.ref.kind, result.removesuffix("d")).inc()
+
+    async def release_all(self, tracked: Tracked) -> None:
+        """A deleted JwtSecret's keys out of every output: each is tried, one failing does not keep the
+        others' keys trusted (raises the first failure after: the caller retries those left)."""
+        failed: list[Exception] = []
+        for output_id, status in list(tracked.outputs.items()):
+            try:
+                await self.release(tracked, output_id, status.objects)
+            except Exception as exc:
+                failed.append(exc)
+                continue
+            del tracked.outputs[output_id]
+        if failed:
+            raise failed[0]
+
+    async def _write(self, tracked: Tracked, output: Output, context: Context) -> OutputStatus:
+        plan: Plan | None = None
+        try:
+            plan = output.plan(context)
+            for write in plan.writes:
+                result = await self.lanes.call(Lane.OUTPUT, self.kube.write_output, write.ref, write.mutate)
+                if result != "unchanged":
+                    self.metrics.api_writes.labels(write.ref.kind, result.removesuffix("d")).inc()
+                    tracked.log(logging.INFO, "output %s: %s %s", output.id, write.ref, result)
+        except Exception as exc:
+            error = _as_error(exc, "writing", output)
+            tracked.log(logging.WARNING, "output %s not written: %s", output.id, error.message)
+            base = tracked.outputs.get(output.id) or OutputStatus(output.id, output.kind)
+            if plan is not None:  # some of its writes may have happened: a later release must reach them
+                held = tuple(dict.fromkeys([*base.objects, *plan.objects]))
+                base = OutputStatus(base.id, base.kind, held)
+            return _failed(base, error)
+        return OutputStatus(
+            output.id, output.kind, plan.objects, True, "Written", _written(plan, output), plan.notes
+        )
+
+
+def _written(plan: Plan, output: Output) -> str:
+    where = ", ".join(plan.objects) or "nothing"
+    message = f"{plan.keys} key(s) in {output.kind} {where}"
+    return "; ".join([message, *plan.notes])
+
+
+def _failed(base: OutputStatus, error: JwksError, *, removing: bool = False) -> OutputStatus:
+    message = ("could not remove this output: " if removing else "") + error.message
+    return OutputStatus(base.id, base.kind, base.objects, False, error.reason, message)
+
+
+def _as_error(exc: Exception, step: str, output: Output | None = None) -> JwksError:
+    """An output's failure as a status-safe error; a 404 on a create means the gateway's CRD is absent."""
+    if isinstance(exc, ApiCallError) and exc.status == 404 and output is not None:
+        return OutputError(
+            "KindNotInstalled",
+            f"the API server does not serve {output.kind} (is the gateway's CRD installed?)",
+        )
+    if isinstance(exc, ApiCallError) and exc.status == 403 and output is not None:
+        return OutputError(
+            "Forbidden",
+            f"the operator may not write {output.kind} here: enable this output in the chart "
+            "(outputs.<gateway>.enabled) or grant it in the operator's RBAC",
+        )
+    if isinstance(exc, JwksError):
+        return exc
+    logging.getLogger(__name__).error("unexpected error while %s an output", step, exc_info=True)
+    return OutputError(
+        "UnexpectedError", f"unexpected {type(exc).__name__} while {step} (see the operator log)"
+    )
+
+
+def _stamp(output: Output, spec: JwtSecretSpec, key_set: KeySet, configmap: str) -> str:
+    """What an output is rendered from, hashed: unchanged, it is not written again."""
+    inputs = [repr(output), key_set.rendered, spec.audiences, spec.issuers, spec.algorithms, configmap]
+    return hashlib.sha256(json.dumps(inputs, default=str).encode()).hexdigest()[:16]

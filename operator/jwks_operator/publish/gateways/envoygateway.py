@@ -1,0 +1,229 @@
+"""Envoy Gateway output (pure): jwt providers in a user's SecurityPolicy (gateway.envoyproxy.io/v1alpha1).
+
+The providers read the JwtSecret's ConfigMap (key `jwks`) through `localJWKS.valueRef` (Envoy Gateway
+v1.4+), so rotated keys reach Envoy without touching the SecurityPolicy. One provider per issuer of
+spec.issuers (`<provider>`, `<provider>-2`, ...), one without an issuer when the spec has none. The
+SecurityPolicy is the user's (its targetRefs choose the routes): never created nor deleted here, and
+written only if its ALLOW_ANNOTATION lists the JwtSecret. The MANAGED_ANNOTATION records each
+JwtSecret's provider names; other providers and the fields a user added to ours (claimToHeaders,
+extractFrom, ...) are left alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jwks_operator.model.errors import SpecError
+from jwks_operator.publish.bodies import Owner
+from jwks_operator.publish.gateways import fields
+from jwks_operator.publish.gateways.base import (
+    Context,
+    ObjectRef,
+    OutputError,
+    Plan,
+    Write,
+    marks_of,
+    require_allowed,
+    with_entries,
+)
+from jwks_operator.publish.writes import Body, Mutate
+
+# The SecurityPolicy CRD (v1.9.1): jwt.providers has 1 to 16 items, a provider's audiences at most 8, its
+# issuer at most 253 characters; Envoy Gateway requires provider names to be Kubernetes qualified names.
+MAX_PROVIDERS = 16
+MAX_AUDIENCES = 8
+MAX_ISSUER = 253
+_QUALIFIED_NAME_RE = re.compile(  # Kubernetes' IsQualifiedName: [DNS subdomain prefix/]name of 63 at most
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# The fields of a provider of ours the operator sets (issuer, audiences: removed when the spec has none) or
+# removes (remoteJWKS: the CRD allows only one of remoteJWKS and localJWKS).
+DROPPED = ("name", "issuer", "audiences", "localJWKS", "remoteJWKS")
+
+
+@dataclass(frozen=True)
+class EnvoyGatewayOutput:
+    """spec.outputs[].envoyGateway: the SecurityPolicy's name and our provider's (default the JwtSecret's)."""
+
+    security_policy: str
+    provider: str | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], path: str) -> EnvoyGatewayOutput:
+        policy = fields.name(raw, "securityPolicy", path, required=True)
+        assert policy is not None
+        provider = fields.text(raw, "provider", path)
+        if provider is not None and not _QUALIFIED_NAME_RE.match(provider):
+            raise SpecError(
+                f"{path}.provider",
+                "must be a Kubernetes qualified name ([prefix/]name; the name: 63 characters at most)",
+            )
+        return cls(policy, provider)
+
+    @property
+    def id(self) -> str:
+        return f"envoyGateway/{self.security_policy}"
+
+    @property
+    def kind(self) -> str:
+        return "SecurityPolicy"
+
+    def ref(self, namespace: str, name: str | None = None) -> ObjectRef:
+        name = name or self.security_policy
+        return ObjectRef("gateway.envoyproxy.io", "v1alpha1", "securitypolicies", self.kind, namespace, name)
+
+    def plan(self, ctx: Context) -> Plan:
+        spec = ctx.spec
+        if spec.symmetric:
+            raise OutputError(
+                "SecretNotAllowed",
+                "HMAC keys are secret, and Envoy Gateway's localJWKS reads a ConfigMap only",
+            )
+        if len(spec.audiences) > MAX_AUDIENCES:
+            raise OutputError(
+                "InvalidOutput",
+                f"spec.audiences has {len(spec.audiences)} items; an Envoy Gateway jwt provider takes "
+                f"{MAX_AUDIENCES} at most",
+            )
+        if any(len(issuer) > MAX_ISSUER for issuer in spec.issuers):
+            raise OutputError(
+                "InvalidOutput",
+                f"spec.issuers: an Envoy Gateway jwt provider's issuer has {MAX_ISSUER} characters at most",
+            )
+        base = self.provider or ctx.owner.name
+        names = [base if i == 0 else f"{base}-{i + 1}" for i in range(max(1, len(spec.issuers)))]
+        if len(names) > MAX_PROVIDERS:
+            raise OutputError(
+                "TooManyProviders",
+                f"spec.issuers has {len(names)} issuers; a SecurityPolicy takes "
+                f"{MAX_PROVIDERS} jwt providers at most",
+            )
+        for name in names:
+            if not _QUALIFIED_NAME_RE.match(name):
+                raise OutputError(
+                    "InvalidOutput",
+                    f"jwt provider name {name} is not a qualified name (63 characters at most): "
+                    "set spec.outputs[].envoyGateway.provider",
+                )
+        local = {"type": "ValueRef", "valueRef": {"group": "", "kind": "ConfigMap", "name": ctx.configmap}}
+        issuers: Sequence[str | None] = spec.issuers or [None]
+        providers = [_provider(n, i, spec.audiences, local) for n, i in zip(names, issuers, strict=True)]
+        notes: list[str] = []
+        if not spec.issuers:
+            notes.append("spec.issuers is empty: Envoy Gateway does not check the issuer")
+        if spec.target_shared:
+            notes.append(
+                f"ConfigMap {ctx.configmap} is shared: Envoy Gateway trusts every contributor's keys"
+            )
+        ref = self.ref(ctx.owner.namespace)
+        write = Write(ref, _publish(ref, ctx.owner, providers))
+        return Plan((write,), (ref.name,), len(ctx.key_set.keys), tuple(notes))
+
+    def release(self, owner: Owner, objects: Sequence[str]) -> tuple[Write, ...]:
+        refs = [self.ref(owner.namespace, name) for name in objects]
+        return tuple(Write(ref, _release(ref, owner)) for ref in refs)
+
+
+def _provider(
+    name: str, issuer: str | None, audiences: Sequence[str], local: Mapping[str, Any]
+) -> dict[str, Any]:
+    provider: dict[str, Any] = {"name": name}
+    if issuer is not None:
+        provider["issuer"] = issuer
+    if audiences:
+        provider["audiences"] = list(audiences)
+    provider["localJWKS"] = copy.deepcopy(dict(local))
+    return provider
+
+
+def _providers(body: Mapping[str, Any]) -> list[Any]:
+    jwt = (body.get("spec") or {}).get("jwt") or {}
+    providers = jwt.get("providers") if isinstance(jwt, Mapping) else None
+    return list(providers) if isinstance(providers, list) else []
+
+
+def _name(provider: Any) -> Any:
+    return provider.get("name") if isinstance(provider, Mapping) else None
+
+
+def _publish(ref: ObjectRef, owner: Owner, providers: list[dict[str, Any]]) -> Mutate:
+    names = [p["name"] for p in providers]
+
+    def mutate(existing: Mapping[str, Any] | None) -> Body | None:
+        if existing is None:
+            raise OutputError(
+                "NotFound",
+                f"{ref} not found: create it with targetRefs; jwks-operator manages its jwt provider "
+                + ", ".join(names),
+            )
+        require_allowed(existing, ref, owner, "jwt providers")
+        marks = marks_of(existing, owner)
+        mine, theirs = set(marks.mine), marks.theirs
+        for name in names:
+            if name in theirs:
+                raise OutputError(
+                    "OutputConflict",
+                    f"{ref}: JwtSecret {theirs[name]} already manages jwt provider {name}; left untouched",
+                )
+            if name not in mine and any(_name(p) == name for p in _providers(existing)):
+                raise OutputError(
+                    "OutputConflict",
+                    f"{ref} has its own jwt provider {name} (not made by jwks-operator); left untouched",
+                )
+        body: Body = copy.deepcopy(dict(existing))
+        wanted = {p["name"]: p for p in providers}
+        merged: list[Any] = []
+        for provider in _providers(body):
+            name = _name(provider)
+            if name not in mine or name in theirs:
+                merged.append(provider)
+            elif name in wanted:  # ours: our fields set, a user's additions kept, remoteJWKS dropped
+                merged.append({**{k: v for k, v in provider.items() if k not in DROPPED}, **wanted[name]})
+        merged += [p for n, p in wanted.items() if all(_name(m) != n for m in merged)]
+        if len(merged) > MAX_PROVIDERS:
+            raise OutputError(
+                "TooManyProviders",
+                f"{ref} would have {len(merged)} jwt providers with ours; it takes {MAX_PROVIDERS} at most",
+            )
+        spec = body["spec"] = body.get("spec") or {}
+        spec["jwt"] = {**(spec.get("jwt") or {}), "providers": merged}
+        body["metadata"] = with_entries(body.get("metadata") or {}, owner, names)
+        return None if body == existing else body
+
+    return mutate
+
+
+def _release(ref: ObjectRef, owner: Owner) -> Mutate:
+    def mutate(existing: Mapping[str, Any] | None) -> Body | None:
+        if existing is None:
+            return None
+        marks = marks_of(existing, owner)
+        body: Body = copy.deepcopy(dict(existing))
+        body["metadata"] = with_entries(body.get("metadata") or {}, owner, [])
+        providers = _providers(body)
+        kept = [p for p in providers if _name(p) not in marks.mine or _name(p) in marks.theirs]
+        if len(kept) != len(providers):
+            spec = body["spec"]
+            if kept:
+                spec["jwt"]["providers"] = kept
+            elif _jwt_principals(spec):
+                raise OutputError(
+                    "OutputConflict",
+                    f"{ref}: its authorization rules use principal.jwt, and jwks-operator's "
+                    "jwt providers are its only ones (Envoy Gateway requires one): remove those rules",
+                )
+            else:  # the CRD requires at least one provider in jwt
+                del spec["jwt"]
+        return None if body == existing else body
+
+    return mutate
+
+
+def _jwt_principals(spec: Mapping[str, Any]) -> bool:
+    """Whether authorization rules match JWT claims (the CRD then requires jwt)."""
+    rules = (spec.get("authorization") or {}).get("rules") or []
+    return any(isinstance(r, Mapping) and "jwt" in (r.get("principal") or {}) for r in rules)

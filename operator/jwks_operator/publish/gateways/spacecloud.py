@@ -1,0 +1,264 @@
+"""Space Cloud output (pure): our keys as entries of a project's `secrets`, in the ConfigMap that holds it.
+
+Space Cloud (github.com/spacecloud-io/space-cloud, gateway/) keeps each resource in a ConfigMap of
+namespace space-cloud named by its resource id lowercased, `_` as `-`; a project's id is
+`<clusterId>--<projectId>--project--<projectId>`, its data `data` the ProjectConfig JSON, whose `secrets`
+entries are {isPrimary, alg, kid, jwkUrl, aud, iss, secret, publicKey, privateKey} (managers/syncman/
+store_kube.go, config/resource.go, config/config.go). An informer applies changes live; Space Cloud's own
+writes read the ConfigMap and replace data.data only: annotations survive. Secrets are indexed by kid;
+RS256_PUBLIC verifies RS256 with `publicKey` and may not be primary, HS256 uses the bytes of `secret`
+(utils/jwt); secretSource "admin" swaps the list for the admin secret (modules/auth/setters.go).
+
+We write one RS256_PUBLIC entry per RSA key (HS256 per HMAC key, with allowHmac), its kid the key's (or
+its RFC 7638 thumbprint), into the ConfigMap, which must exist and list the JwtSecret in its
+ALLOW_ANNOTATION; the JwtSecret must be in namespace space-cloud. MANAGED_ANNOTATION lists each
+JwtSecret's kids; an entry of a wanted kid that our mark does not list is someone else's (a conflict),
+identical or not. The rest of `data` is kept (parsed, `secrets` edited, re-serialised); missing and null
+fields read as empty, as Space Cloud rewrites entries from its struct. The output's id carries projectId
+and clusterId: the same project on two clusters is two outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jwks_operator.keys.keyset import thumbprint
+from jwks_operator.model.errors import SpecError
+from jwks_operator.publish.bodies import Owner
+from jwks_operator.publish.gateways import fields
+from jwks_operator.publish.gateways.base import (
+    Context,
+    Marks,
+    ObjectRef,
+    OutputError,
+    Plan,
+    Write,
+    marks_of,
+    require_allowed,
+    with_entries,
+)
+from jwks_operator.publish.gateways.pem import algorithm_for, hmac_text, public_pem
+from jwks_operator.publish.writes import Body
+
+NAMESPACE = "space-cloud"  # where Space Cloud reads its ConfigMaps
+DEFAULT_CLUSTER = "default"  # the Helm chart's clusterId
+DATA_KEY = "data"
+# A Secret entry's fields as Space Cloud serialises them; each reads as its zero value when missing.
+FIELDS = ("isPrimary", "alg", "kid", "jwkUrl", "aud", "iss", "secret", "publicKey", "privateKey")
+ZERO: Mapping[str, Any] = {
+    f: False if f == "isPrimary" else [] if f in ("aud", "iss") else "" for f in FIELDS
+}
+_CLUSTER_RE = re.compile(r"^[a-z0-9][-a-z0-9.]*$")  # the start of a ConfigMap name, once made compatible
+_PROJECT_RE = re.compile(r"^[-a-z0-9.]*[a-z0-9]$")  # its end
+
+
+@dataclass(frozen=True)
+class SpaceCloudOutput:
+    """spec.outputs[].spaceCloud: the project, its cluster (default "default"), and whether an HMAC secret
+    may be written into the project's ConfigMap."""
+
+    project_id: str
+    cluster_id: str = DEFAULT_CLUSTER
+    allow_hmac: bool = False
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], path: str) -> SpaceCloudOutput:
+        project = fields.text(raw, "projectId", path, required=True)
+        assert project is not None
+        cluster = fields.text(raw, "clusterId", path) or DEFAULT_CLUSTER
+        output = cls(project, cluster, fields.flag(raw, "allowHmac", path))
+        bad = None if _CLUSTER_RE.match(_compatible(cluster)) else "clusterId"
+        bad = bad or (None if _PROJECT_RE.match(_compatible(project)) else "projectId")
+        if bad is None and len(output.configmap) > 253:
+            bad = "clusterId" if len(cluster) > 2 * len(project) else "projectId"
+        if bad is not None:
+            raise SpecError(f"{path}.{bad}", f"gives no valid ConfigMap name ({output.configmap!r})")
+        return output
+
+    @property
+    def id(self) -> str:
+        return f"spaceCloud/{self.project_id}/{self.cluster_id}"
+
+    @property
+    def kind(self) -> str:
+        return "ConfigMap"
+
+    @property
+    def configmap(self) -> str:
+        """The project's ConfigMap name (store_kube.go makeIDConfigMapCompatible of its resource id)."""
+        return _compatible(f"{self.cluster_id}--{self.project_id}--project--{self.project_id}")
+
+    def plan(self, ctx: Context) -> Plan:
+        ns = ctx.owner.namespace
+        if ns != NAMESPACE:
+            raise OutputError(
+                "WrongNamespace",
+                f"Space Cloud reads project ConfigMaps in namespace {NAMESPACE} only, and this JwtSecret "
+                f"is in {ns}: create it in {NAMESPACE}",
+            )
+        entries, notes = _entries(ctx, self.allow_hmac)
+        ref = _ref(ns, self.configmap)
+        writes = [Write(ref, ProjectWrite(ref, ctx.owner, entries, self.project_id))]
+        writes += [Write(r, ProjectWrite(r, ctx.owner)) for r in _refs(ns, ctx.previous) if r != ref]
+        return Plan(tuple(writes), (ref.name,), len(entries), notes)
+
+    def release(self, owner: Owner, objects: Sequence[str]) -> tuple[Write, ...]:
+        return tuple(Write(ref, ProjectWrite(ref, owner)) for ref in _refs(owner.namespace, objects))
+
+
+class ProjectWrite:
+    """The mutate of one project ConfigMap: our entries set to `entries` (none: released)."""
+
+    def __init__(
+        self, ref: ObjectRef, owner: Owner, entries: Sequence[dict[str, Any]] = (), project: str | None = None
+    ) -> None:
+        self.ref, self.owner, self.entries, self.project = ref, owner, tuple(entries), project
+
+    def __call__(self, existing: Mapping[str, Any] | None) -> Body | None:
+        name = self.ref.name
+        if existing is None:
+            if self.project is None:
+                return None  # released: nothing left to take out
+            raise OutputError(
+                "NotFound",
+                f"Space Cloud project {self.project} has no ConfigMap {name} in namespace "
+                f"{self.ref.namespace} (Space Cloud creates it with the project; jwks-operator never does)",
+            )
+        meta = existing.get("metadata") or {}
+        if self.project is not None:
+            if (meta.get("labels") or {}).get("kind") != "project":
+                raise OutputError(
+                    "OutputConflict",
+                    f"ConfigMap {name} is not a Space Cloud project (no label kind: project)",
+                )
+            require_allowed(existing, self.ref, self.owner, "secrets")
+        data = existing.get("data") or {}
+        config, secrets = _config(data.get(DATA_KEY), name)
+        marks = marks_of(existing, self.owner)
+        merged = _merge(secrets, marks, self.entries, name)
+        kids = sorted({e["kid"] for e in self.entries})
+        if config.get("secretSource") == "admin" and kids:
+            raise OutputError(
+                "SecretsIgnored",
+                f"Space Cloud project {self.project} has secretSource: admin, so it ignores its secrets and "
+                'verifies tokens with its admin secret only; nothing was written (set secretSource to "")',
+            )
+        if merged == secrets and list(marks.mine) == kids:
+            return None
+        if merged:
+            config["secrets"] = merged
+        else:
+            config.pop("secrets", None)
+        data = {**data, DATA_KEY: json.dumps(config, ensure_ascii=False, separators=(",", ":"))}
+        return {**existing, "data": data, "metadata": with_entries(meta, self.owner, kids)}
+
+
+def _entries(ctx: Context, allow_hmac: bool) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The entries Space Cloud can verify, and notes on the keys it cannot."""
+    if (ctx.spec.symmetric or any(k.get("kty") == "oct" for k in ctx.key_set.keys)) and not allow_hmac:
+        raise OutputError(
+            "SecretNotAllowed",
+            "the HMAC secret would be stored in the Space Cloud project's ConfigMap, readable by whoever may "
+            "read ConfigMaps in its namespace; set allowHmac: true on this output to accept that",
+        )
+    entries: dict[str, dict[str, Any]] = {}
+    skipped: Counter[str] = Counter()
+    for key in ctx.key_set.keys:
+        entry, why = _entry(ctx, key)
+        if entry is None:
+            skipped[why] += 1
+        else:
+            entries.setdefault(entry["kid"], entry)
+    notes = tuple(f"{n} {why}" for why, n in skipped.items())
+    if not entries:
+        raise OutputError("NoUsableKeys", "no key Space Cloud can verify: " + "; ".join(notes))
+    return list(entries.values()), notes
+
+
+def _entry(ctx: Context, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """A key's entry, or None and why Space Cloud cannot take it."""
+    kty = str(key.get("kty"))
+    alg = {"RSA": "RS256", "oct": "HS256"}.get(kty)
+    what = f"{'HMAC' if kty == 'oct' else kty} key(s) not written: Space Cloud"
+    if alg is None:
+        return None, f"{what} verifies RSA only"
+    if algorithm_for(key, ctx.spec.algorithms, {alg}) is None:
+        return None, f"{what} verifies {alg} only"
+    material = {"alg": "RS256_PUBLIC", "publicKey": public_pem(key)} if kty == "RSA" else {"alg": alg}
+    if kty == "oct":
+        secret = hmac_text(key)
+        if secret is None:
+            return None, f"{what} keeps the secret as text and this one is not UTF-8"
+        material["secret"] = secret
+    spec = ctx.spec
+    kid = key.get("kid") or thumbprint(key)
+    return {**ZERO, "kid": kid, "aud": list(spec.audiences), "iss": list(spec.issuers), **material}, ""
+
+
+def _merge(
+    secrets: list[dict[str, Any]], marks: Marks, entries: Sequence[dict[str, Any]], where: str
+) -> list[dict[str, Any]]:
+    """`secrets` with our entries (by our mark) replaced by `entries`, in place, new ones appended; the
+    others' kept as they are. A wanted kid held by an entry our mark does not list (another JwtSecret's,
+    Space Cloud's own, unmarked even if identical) or by the primary secret: OutputConflict."""
+    wanted = {e["kid"]: e for e in entries}
+    result: list[dict[str, Any]] = []
+    placed: set[str] = set()
+    for entry in secrets:
+        kid = entry.get("kid") if isinstance(entry.get("kid"), str) else None
+        mine = kid in marks.mine and not entry.get("isPrimary")
+        if kid is not None and not mine and kid in wanted:
+            holder = (
+                f"JwtSecret {marks.theirs[kid]}'s" if kid in marks.theirs else "an entry we did not write"
+            )
+            holder = "the primary secret" if entry.get("isPrimary") else holder
+            raise OutputError("OutputConflict", f"kid {kid} in ConfigMap {where} is {holder}; left untouched")
+        if not mine:
+            result.append(entry)
+        elif kid in wanted and kid not in placed:
+            assert kid is not None
+            result.append(entry if _same(entry, wanted[kid]) else dict(wanted[kid]))
+            placed.add(kid)
+    result.extend(dict(e) for kid, e in wanted.items() if kid not in placed)
+    return result
+
+
+def _same(entry: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether an entry says what `wanted` says (a missing or null field reads as its zero value)."""
+    return all((ZERO[f] if entry.get(f) is None else entry[f]) == wanted[f] for f in FIELDS)
+
+
+def _config(raw: Any, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The project's JSON and its secrets (InvalidProjectConfig, naming the ConfigMap, when unreadable)."""
+    try:
+        config = json.loads(raw) if isinstance(raw, str) else None
+    except (ValueError, RecursionError):
+        config = None
+    secrets = config.get("secrets", []) if isinstance(config, dict) else None
+    secrets = [] if secrets is None and isinstance(config, dict) else secrets
+    if not isinstance(secrets, list) or not all(isinstance(e, dict) for e in secrets):
+        raise OutputError(
+            "InvalidProjectConfig",
+            f"ConfigMap {name}: data.{DATA_KEY} is not a Space Cloud project's JSON (an object whose "
+            "secrets are a list of objects)",
+        )
+    assert isinstance(config, dict)
+    return config, secrets
+
+
+def _compatible(name: str) -> str:
+    """store_kube.go makeIDConfigMapCompatible: lowercased, `_` as `-`."""
+    return name.lower().replace("_", "-")
+
+
+def _ref(namespace: str, name: str) -> ObjectRef:
+    return ObjectRef("", "v1", "configmaps", "ConfigMap", namespace, name)
+
+
+def _refs(namespace: str, names: Sequence[str]) -> list[ObjectRef]:
+    return [_ref(namespace, n) for n in dict.fromkeys(names)]

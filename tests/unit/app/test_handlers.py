@@ -1,0 +1,71 @@
+"""Kopf settings: why the one persistence setting left is needed (Kopf's own processing, no cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pytest
+from kopf._cogs.structs import bodies, patches, references
+from kopf._core.actions import lifecycles, loggers
+from kopf._core.engines import indexing
+from kopf._core.reactor import inventory, processing
+
+from jwks_operator.app.handlers import build_settings
+from jwks_operator.model.names import MANAGED_SELECTOR
+
+KOPF_FINALIZER = kopf.OperatorSettings().persistence.finalizer
+
+
+async def finalizers_after_an_event(settings: kopf.OperatorSettings, finalizers: list[str]) -> list[str]:
+    """The finalizers of a ConfigMap after Kopf handled one event of it with an event handler only."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.event("", "v1", "configmaps", registry=registry)
+    async def seen(**_: Any) -> None:
+        pass
+
+    raw: bodies.RawBody = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "x", "namespace": "n", "finalizers": list(finalizers)},
+    }
+    body, patch = bodies.Body(raw), patches.Patch()
+    logger = loggers.LocalObjectLogger(body=body, settings=settings)
+    await processing.process_resource_causes(
+        lifecycle=lifecycles.all_at_once,
+        indexers=indexing.OperatorIndexers(),
+        registry=registry,
+        settings=settings,
+        resource=references.Resource(group="", version="v1", plural="configmaps", namespaced=True),
+        raw_event={"type": "MODIFIED", "object": raw},
+        body=body,
+        patch=patch,
+        memory=inventory.ResourceMemory(),
+        local_logger=logger,
+        event_logger=logger,
+        stream_pressure=None,
+        operator_paused=None,
+        consistency_time=None,
+    )
+    assert not dict(patch), "an event handler alone makes Kopf write no annotation or status"
+    for change in patch.fns:
+        change(raw)
+    return raw["metadata"].get("finalizers") or []
+
+
+@pytest.mark.asyncio
+async def test_another_kopf_operators_finalizer_is_left_alone() -> None:
+    others = [KOPF_FINALIZER, "example.com/cleanup"]
+    assert await finalizers_after_an_event(build_settings(), others) == others
+    # Kopf's default would strip it: the reason build_settings names a finalizer of its own.
+    assert await finalizers_after_an_event(kopf.OperatorSettings(), others) == ["example.com/cleanup"]
+
+
+def test_settings() -> None:
+    settings = build_settings(standalone=False)
+    assert settings.persistence.finalizer == "jwks.dev/finalizer"
+    assert not settings.posting.enabled
+    assert settings.scanning.disabled
+    assert not settings.peering.standalone
+    assert settings.watching.label_selectors["configmaps"] == MANAGED_SELECTOR

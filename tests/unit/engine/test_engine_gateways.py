@@ -1,0 +1,243 @@
+"""The engine's gateway outputs in process: written after the ConfigMap, each reported on its own, retried,
+written again only when their inputs change, released when dropped from the spec or on deletion."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from jwks_operator.model.errors import ApiCallError
+from jwks_operator.publish.gateways import ObjectRef
+from tests.unit.fakes import NS, Rig, jwk
+
+URL = "https://idp.example/jwks"
+ISSUER = "https://idp.example/"
+NGINX = {"jwkUrl": URL, "audiences": ["api"], "outputs": [{"nginx": {}}]}
+POLICY = ObjectRef("gateway.envoyproxy.io", "v1alpha1", "securitypolicies", "SecurityPolicy", NS, "edge")
+RA = ObjectRef("security.istio.io", "v1", "requestauthentications", "RequestAuthentication", NS, "api")
+
+ALLOW = {"jwks.dev/allow-jwtsecrets": "a"}  # the object's owner lets JwtSecret a manage its entries
+
+pytestmark = pytest.mark.asyncio
+
+
+def nginx_ref(name: str = "a-jwk") -> ObjectRef:
+    return ObjectRef("", "v1", "secrets", "Secret", NS, name)
+
+
+def nginx_kids(rig: Rig, name: str = "a-jwk") -> list[str]:
+    data = rig.kube.objects[nginx_ref(name)]["data"]["jwk"]
+    return [k["kid"] for k in json.loads(base64.b64decode(data))["keys"]]
+
+
+def output_entry(rig: Rig, name: str, index: int = 0) -> dict[str, Any]:
+    entry: dict[str, Any] = rig.status(name)["outputs"][index]
+    return entry
+
+
+def user_policy() -> dict[str, Any]:
+    """A SecurityPolicy as a platform team writes it (its targetRefs pick the routes)."""
+    return {
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+        "kind": "SecurityPolicy",
+        "metadata": {"name": "edge", "namespace": NS, "resourceVersion": "7", "annotations": ALLOW},
+        "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "api"}]},
+    }
+
+
+async def test_an_output_is_written_after_the_configmap_and_reported_on_its_own() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    await rig.apply("a", NGINX)
+    calls = [c[0] for c in rig.kube.calls if c[0] in ("publish", "write_output", "patch_status")]
+    assert calls == ["publish", "write_output", "patch_status"]
+    assert nginx_kids(rig) == ["k1"]
+    entry = output_entry(rig, "a")
+    assert (entry["output"], entry["kind"], entry["objects"]) == ("nginx/", "Secret", ["a-jwk"])
+    ready = entry["conditions"][0]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("OutputReady", "True", "Written")
+    assert ready["message"] == "1 key(s) in Secret a-jwk"
+    assert rig.condition("a", "Ready") == ("True", "KeysPublished")
+    assert rig.condition("a", "Degraded") == ("False", "AsExpected")
+
+
+async def test_unchanged_keys_write_no_output_and_a_rotation_reaches_it() -> None:
+    rig = Rig()
+    provider = rig.serve(URL, jwk(1))
+    await rig.apply("a", NGINX)
+    rig.kube.calls.clear()
+    await rig.advance(300)  # max-age: revalidated, unchanged
+    assert rig.kube.called("write_output") == []
+    provider.keys = [jwk(2)]
+    await rig.advance(300)
+    assert rig.kube.called("write_output") == [("write_output", "Secret", "a-jwk")]
+    assert nginx_kids(rig) == ["k2"]
+
+
+async def test_a_missing_object_fails_that_output_only_and_is_retried_with_backoff() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    spec = {
+        **NGINX,
+        "issuers": [ISSUER],
+        "outputs": [{"envoyGateway": {"securityPolicy": "edge"}}, {"nginx": {}}],
+    }
+    await rig.apply("a", spec)
+    failed, written = output_entry(rig, "a", 0), output_entry(rig, "a", 1)
+    assert failed["conditions"][0]["status"] == "False"
+    assert failed["conditions"][0]["reason"] == "NotFound"
+    assert "SecurityPolicy edge not found" in failed["conditions"][0]["message"]
+    assert written["conditions"][0]["status"] == "True"
+    assert rig.condition("a", "Ready") == ("True", "KeysPublished"), "the ConfigMap still serves the keys"
+    degraded = next(c for c in rig.status("a")["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "OutputFailed")
+    assert degraded["message"].startswith("1 of 2 output(s) not written: envoyGateway/edge: ")
+    assert rig.due(("obj", (NS, "a"))) == 5
+    registry = rig.engine.metrics.registry
+    labels = {"namespace": NS, "jwtsecret": "a"}
+    ready = "jwks_operator_output_ready"
+    assert registry.get_sample_value(ready, {**labels, "output": "envoyGateway/edge"}) == 0.0
+    assert registry.get_sample_value(ready, {**labels, "output": "nginx/"}) == 1.0
+
+    rig.kube.objects[POLICY] = user_policy()
+    rig.kube.calls.clear()
+    await rig.advance(5)
+    assert rig.kube.called("write_output") == [("write_output", "SecurityPolicy", "edge")], (
+        "only the failed one"
+    )
+    provider = rig.kube.objects[POLICY]["spec"]["jwt"]["providers"][0]
+    assert provider["localJWKS"]["valueRef"]["name"] == "a-jwks"
+    assert rig.condition("a", "Degraded") == ("False", "AsExpected")
+
+
+async def test_an_output_dropped_from_the_spec_is_released() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    await rig.apply("a", NGINX)
+    await rig.apply("a", {**NGINX, "outputs": []}, generation=2)
+    assert nginx_ref() not in rig.kube.objects
+    assert "outputs" not in rig.status("a")
+
+
+async def test_deletion_takes_our_rules_out_of_a_users_request_authentication() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "RequestAuthentication",
+        "metadata": {"name": "api", "namespace": NS, "resourceVersion": "3", "annotations": ALLOW},
+        "spec": {"jwtRules": [{"issuer": "https://other.example/", "jwksUri": "https://other.example/jwks"}]},
+    }
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}]}
+    await rig.apply("a", spec)
+    rules = rig.kube.objects[RA]["spec"]["jwtRules"]
+    assert [r["issuer"] for r in rules] == ["https://other.example/", ISSUER]
+    await rig.engine.observe("DELETED", rig.body("a", spec))
+    await rig.settle()
+    assert rig.kube.objects[RA]["spec"]["jwtRules"] == [
+        {"issuer": "https://other.example/", "jwksUri": "https://other.example/jwks"}
+    ]
+
+
+async def test_after_a_restart_a_dropped_output_is_still_released() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    await rig.apply("a", NGINX)
+    rig.restart()
+    await rig.apply("a", {**NGINX, "outputs": []}, generation=2)
+    assert nginx_ref() not in rig.kube.objects
+
+
+async def test_resync_repairs_an_output_deleted_by_hand() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    await rig.apply("a", NGINX)
+    del rig.kube.objects[nginx_ref()]
+    await rig.engine.resync((NS, "a"))
+    assert nginx_kids(rig) == ["k1"]
+
+
+FINALIZER = "jwks.dev/release-outputs"
+
+
+def user_ra() -> dict[str, Any]:
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "RequestAuthentication",
+        "metadata": {"name": "api", "namespace": NS, "resourceVersion": "3", "annotations": ALLOW},
+        "spec": {"selector": {"matchLabels": {"app": "api"}}},
+    }
+
+
+def deleting(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "metadata": {**body["metadata"], "deletionTimestamp": "2026-01-01T12:05:00Z"}}
+
+
+async def test_outputs_hold_a_finalizer_until_their_entries_are_out() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}]}
+    await rig.apply("a", spec)
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+    calls = [c[0] for c in rig.kube.calls]
+    assert calls.index("set_finalizers") < calls.index("write_output"), "held before anything is written"
+
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert "jwtRules" not in rig.kube.objects[RA]["spec"]
+    assert rig.kube.finalizers[(NS, "a")] == [], "let go once the rules are out"
+
+
+async def test_a_jwtsecret_deleted_while_no_operator_ran_is_released_by_the_next_one() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}]}
+    await rig.apply("a", spec)
+    rig.restart()  # deleted meanwhile: the next operator lists it with deletionTimestamp and our finalizer
+    await rig.engine.observe(None, deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert "jwtRules" not in rig.kube.objects[RA]["spec"], "found from the stored status.outputs"
+    assert rig.kube.finalizers[(NS, "a")] == []
+
+
+async def test_dropping_every_output_lets_the_finalizer_go() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    await rig.apply("a", NGINX)
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+    await rig.apply("a", {**NGINX, "outputs": []}, generation=2)
+    assert rig.kube.finalizers[(NS, "a")] == []
+
+
+async def test_a_failing_release_is_retried_and_the_others_still_go() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}, {"nginx": {}}]}
+    await rig.apply("a", spec)
+    rig.kube.fail["write_output"] = [ApiCallError("Kubernetes API error: HTTP 500", status=500)]
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert nginx_ref() not in rig.kube.objects, "the NGINX Secret went although the Istio release failed"
+    assert rig.kube.objects[RA]["spec"].get("jwtRules"), "the Istio rules wait for the retry"
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+    await rig.advance(5)
+    assert "jwtRules" not in rig.kube.objects[RA]["spec"]
+    assert rig.kube.finalizers[(NS, "a")] == []
+
+
+async def test_after_a_restart_a_failing_output_is_retried_at_once() -> None:
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"envoyGateway": {"securityPolicy": "edge"}}]}
+    await rig.apply("a", spec)
+    rig.restart()
+    rig.kube.objects[POLICY] = user_policy()
+    await rig.engine.observe(None, rig.body("a", spec))
+    await rig.settle()
+    assert rig.kube.objects[POLICY]["spec"].get("jwt"), "not left waiting for the URL's next refresh"

@@ -1,0 +1,33 @@
+"""Log output never carries an exception's message: it may quote key material."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+
+from jwks_operator.runtime.logs import JsonFormatter, TextFormatter
+
+DATA = bytes([0xFF]) + b"-SECRET-"  # what a broken Secret value might hold
+
+
+def record_of_failure() -> logging.LogRecord:
+    try:
+        DATA.decode()
+    except UnicodeDecodeError:
+        record = logging.getLogger("t").makeRecord("t", logging.ERROR, __file__, 1, "failed", (), None)
+        record.exc_info = sys.exc_info()
+        return record
+    raise AssertionError("no error")
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+def test_tracebacks_keep_frames_and_type_but_not_the_message(formatter: logging.Formatter) -> None:
+    out = formatter.format(record_of_failure())
+    text = json.loads(out)["exception"] if isinstance(formatter, JsonFormatter) else out
+    assert "UnicodeDecodeError (message withheld" in text
+    assert "record_of_failure" in text, "the frames stay"
+    assert "0xff" not in text
+    assert "SECRET" not in text
