@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from jwks_operator import __version__
 from jwks_operator.fetch.trust import check_ca_bundle
 from jwks_operator.keys.keyset import MIN_HMAC_BYTES
+from jwks_operator.keys.members import printable
 from jwks_operator.kube.http import MERGE_PATCH, ApiHttp, core_path, custom_path
 from jwks_operator.kube.objects import CustomObject, TargetObject
 from jwks_operator.model.errors import ApiCallError, FetchError, SecretNotAvailableError
@@ -236,7 +237,7 @@ class Kube:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": printable(message, 1024),  # escaped: it may echo what a spec author wrote
             "source": {"component": self.component},
             "reportingComponent": self.component,
             "firstTimestamp": now,
