@@ -177,7 +177,9 @@ class FakeKube(Kube):
     def writes(self) -> list[tuple[Any, ...]]:
         return self.called("publish", "publish_shared", "delete_owned")
 
-    def read_secret_key(self, namespace: str, name: str, key: str, jwtsecret: str | None = None) -> bytes:
+    def read_secret_key(
+        self, namespace: str, name: str, key: str, jwtsecret: str | None = None, uid: str | None = None
+    ) -> bytes:
         self._call("read_secret_key", name, key)
         try:
             return self.secrets[(namespace, name)][key]

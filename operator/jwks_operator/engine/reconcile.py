@@ -227,7 +227,8 @@ class Reconciler:
         ref = spec.secret_ref
         assert ref is not None
         read = self.kube.read_secret_key
-        secret = await self.lanes.call(Lane.OUTPUT, read, tracked.namespace, ref.name, ref.key, tracked.name)
+        where = (tracked.namespace, ref.name, ref.key, tracked.name, tracked.uid)
+        secret = await self.lanes.call(Lane.OUTPUT, read, *where)
         return static_keys.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:

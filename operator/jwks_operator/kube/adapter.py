@@ -111,16 +111,20 @@ class Kube:
         self.component = component
 
     @api_errors
-    def read_secret_key(self, namespace: str, name: str, key: str, jwtsecret: str | None = None) -> bytes:
-        """The raw bytes of one key of a Secret whose owner lets JwtSecret `jwtsecret` use it: the Secret's
-        annotation jwks.dev/allow-jwtsecrets lists it, or "*" (for an unnamed caller, only "*" does).
+    def read_secret_key(
+        self, namespace: str, name: str, key: str, jwtsecret: str | None = None, uid: str | None = None
+    ) -> bytes:
+        """The raw bytes of one key of a Secret whose owner lets JwtSecret `jwtsecret` (of `uid`) use it: the
+        Secret's annotation jwks.dev/allow-jwtsecrets lists it (by name, or as name/uid), or "*" (for an
+        unnamed caller, only "*" does).
 
         SecretNotAvailableError otherwise, and when the Secret is absent, lacks the key or holds fewer bytes
         than any HMAC algorithm needs: one message for all, that tells nothing about a Secret that did not
         opt in (whether it exists, its keys, its length)."""
         secret = self._object("Secret", namespace, name).read()
         who = jwtsecret or "*"  # no JwtSecret is named "*": unnamed, only "*" allows
-        value = (secret.get("data") or {}).get(key) if secret is not None and allowed(secret, who) else None
+        readable = secret if secret is not None and allowed(secret, who, uid) else None
+        value = (readable.get("data") or {}).get(key) if readable is not None else None
         try:
             raw = base64.b64decode(value) if isinstance(value, str) else b""
         except ValueError:

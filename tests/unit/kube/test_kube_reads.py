@@ -44,6 +44,15 @@ def test_read_secret_key_only_from_a_secret_that_opted_in(kube: Kube, core: Fake
         kube.read_secret_key(NS, "hmac", "k", "hs")
 
 
+def test_a_secret_may_pin_the_jwtsecret_it_allows_to_its_uid(kube: Kube, core: FakeCore) -> None:
+    """`hs/uid-1` lets JwtSecret hs of uid uid-1 read the Secret, not one created again under that name."""
+    seed(core, "pinned", {"k": b64(SECRET)}, refs=[], resource="secret", **allow("hs/uid-1"))
+    assert kube.read_secret_key(NS, "pinned", "k", "hs", "uid-1") == SECRET
+    for uid in ("uid-2", None):
+        with pytest.raises(SecretNotAvailableError):
+            kube.read_secret_key(NS, "pinned", "k", "hs", uid)
+
+
 def test_a_secret_not_available_tells_nothing_about_itself(kube: Kube, core: FakeCore) -> None:
     """Before: any Secret of the namespace was copied out, and the status told whether it existed, its keys
     and its length. Now every refusal reads the same."""

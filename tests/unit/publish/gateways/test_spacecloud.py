@@ -345,3 +345,14 @@ def test_a_previous_project_configmap_is_released() -> None:
     assert [w.ref.name for w in plan.writes] == ["prod--shop--project--shop", NAME]
     assert config(apply(plan.writes[1], apply(the_write(context()), project(ADMIN))))["secrets"] == [ADMIN]
     assert len(SHOP.plan(context(previous=(NAME,))).writes) == 1
+
+
+def test_an_owner_may_pin_the_jwtsecret_it_allows_to_its_uid() -> None:
+    """`orders/uid-orders` in the allow annotation admits that JwtSecret, not another one created later
+    under its name (a bare name admits whichever bears it)."""
+    pinned = project(allow="billing, orders/uid-orders")
+    assert isinstance(apply(the_write(context(R1)), pinned), dict)
+    with pytest.raises(OutputError) as refused:
+        the_write(context(R1, owner=OLD_ORDERS)).mutate(pinned)
+    assert refused.value.reason == "NotAllowed"
+    assert isinstance(apply(the_write(context(R1, owner=OLD_ORDERS)), project(allow="orders")), dict)
