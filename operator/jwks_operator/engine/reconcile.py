@@ -229,7 +229,10 @@ class Reconciler:
         read = self.kube.read_secret_key
         where = (tracked.namespace, ref.name, ref.key, tracked.name, tracked.uid)
         secret = await self.lanes.call(Lane.OUTPUT, read, *where)
-        return static_keys.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
+        key_set = static_keys.key_from_hmac(
+            secret.raw, kid=ref.kid, algorithms=spec.algorithms, exportable=secret.exportable
+        )
+        return key_set, now
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:
         """Patch the status if anything but its timestamps changed; Warning events for new problems."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -26,7 +27,7 @@ from jwks_operator.kube.objects import CustomObject, TargetObject
 from jwks_operator.model.errors import ApiCallError, FetchError, SecretNotAvailableError
 from jwks_operator.model.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from jwks_operator.publish import bodies
-from jwks_operator.publish.allow import ALLOW_ANNOTATION, allowed
+from jwks_operator.publish.allow import ALLOW_ANNOTATION, HMAC_EXPORT_ANNOTATION, allowed
 from jwks_operator.publish.bodies import Owner, TargetKind
 from jwks_operator.publish.gateways.base import ObjectRef
 from jwks_operator.publish.writes import Known, Mutate, Outcome, write
@@ -39,6 +40,7 @@ __all__ = [
     "Kube",
     "Owner",
     "PublishResult",
+    "SecretKey",
     "TargetKind",
     "api_errors",
     "load_api_client",
@@ -48,6 +50,15 @@ PublishResult = Literal["created", "updated", "unchanged"]
 DEFAULT_TIMEOUT = 30.0
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """One key of a Secret, and whether its owner lets it leave Secrets (HMAC_EXPORT_ANNOTATION lists the
+    JwtSecret that read it)."""
+
+    raw: bytes = field(repr=False)
+    exportable: bool = False
 
 
 def _retry_after(exc: ApiException) -> float | None:
@@ -113,10 +124,10 @@ class Kube:
     @api_errors
     def read_secret_key(
         self, namespace: str, name: str, key: str, jwtsecret: str | None = None, uid: str | None = None
-    ) -> bytes:
+    ) -> SecretKey:
         """The raw bytes of one key of a Secret whose owner lets JwtSecret `jwtsecret` (of `uid`) use it: the
         Secret's annotation jwks.dev/allow-jwtsecrets lists it (by name, or as name/uid), or "*" (for an
-        unnamed caller, only "*" does).
+        unnamed caller, only "*" does); exportable when its jwks.dev/allow-hmac-export lists it too.
 
         SecretNotAvailableError otherwise, and when the Secret is absent, lacks the key or holds fewer bytes
         than any HMAC algorithm needs: one message for all, that tells nothing about a Secret that did not
@@ -134,7 +145,8 @@ class Kube:
                 f"spec.static.secretRef: Secret {name} is not available to this JwtSecret (it must exist, "
                 f"hold the key, and allow it with the annotation {ALLOW_ANNOTATION})"
             )
-        return raw
+        assert readable is not None  # a Secret that did not allow it gives no bytes
+        return SecretKey(raw, allowed(readable, who, uid, HMAC_EXPORT_ANNOTATION))
 
     @api_errors
     def read_ca_bundle(self, namespace: str, ref: CaBundleRef) -> str:

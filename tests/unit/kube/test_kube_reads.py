@@ -10,10 +10,10 @@ import pytest
 import trustme
 
 from jwks_operator.fetch.trust import check_ca_bundle
-from jwks_operator.kube.adapter import Kube
+from jwks_operator.kube.adapter import Kube, SecretKey
 from jwks_operator.model.errors import ApiCallError, FetchError, SecretNotAvailableError, SecretRefError
 from jwks_operator.model.names import GROUP, PLURAL, VERSION
-from jwks_operator.publish.allow import ALLOW_ANNOTATION
+from jwks_operator.publish.allow import ALLOW_ANNOTATION, HMAC_EXPORT_ANNOTATION
 from jwks_operator.resource.spec import CaBundleRef
 from tests.unit.kube.test_kube_writes import NS, FakeCore, core, kube, seed
 
@@ -36,18 +36,46 @@ def allow(names: str) -> dict[str, Any]:
 def test_read_secret_key_only_from_a_secret_that_opted_in(kube: Kube, core: FakeCore) -> None:
     seed(core, "hmac", {"k": b64(SECRET)}, refs=[], resource="secret", **allow("other, hs"))
     seed(core, "any", {"k": b64(SECRET)}, refs=[], resource="secret", **allow("*"))
-    assert kube.read_secret_key(NS, "hmac", "k", "hs") == SECRET
-    assert kube.read_secret_key(NS, "any", "k", "hs") == SECRET
-    assert kube.read_secret_key(NS, "any", "k") == SECRET  # a caller that names no JwtSecret: only "*"
+    assert kube.read_secret_key(NS, "hmac", "k", "hs") == SecretKey(SECRET)
+    assert kube.read_secret_key(NS, "any", "k", "hs") == SecretKey(SECRET)
+    assert kube.read_secret_key(NS, "any", "k") == SecretKey(SECRET)  # a caller naming no JwtSecret: only "*"
     core.fail("read", 403)
     with pytest.raises(ApiCallError, match=r"\(read secret key\): HTTP 403"):
         kube.read_secret_key(NS, "hmac", "k", "hs")
 
 
+def test_a_secrets_key_is_exportable_only_with_its_owners_second_annotation(
+    kube: Kube, core: FakeCore
+) -> None:
+    """jwks.dev/allow-jwtsecrets lets a JwtSecret publish the key to Secrets; only jwks.dev/allow-hmac-export
+    lets it go anywhere else (its entries as those of the first: a name, name/uid or "*")."""
+    for name, export, exportable in [
+        ("plain", None, False),
+        ("other", "billing", False),
+        ("named", "billing, hs", True),
+        ("pinned", "hs/uid-1", True),
+        ("stale-pin", "hs/uid-0", False),
+        ("anyone", "*", True),
+    ]:
+        meta = {ALLOW_ANNOTATION: "hs"} | ({} if export is None else {HMAC_EXPORT_ANNOTATION: export})
+        seed(core, name, {"k": b64(SECRET)}, refs=[], resource="secret", annotations=meta)
+        assert kube.read_secret_key(NS, name, "k", "hs", "uid-1") == SecretKey(SECRET, exportable), name
+    seed(
+        core,
+        "export-only",
+        {"k": b64(SECRET)},
+        refs=[],
+        resource="secret",
+        annotations={HMAC_EXPORT_ANNOTATION: "hs"},
+    )
+    with pytest.raises(SecretNotAvailableError):  # the second annotation alone opens nothing
+        kube.read_secret_key(NS, "export-only", "k", "hs", "uid-1")
+
+
 def test_a_secret_may_pin_the_jwtsecret_it_allows_to_its_uid(kube: Kube, core: FakeCore) -> None:
     """`hs/uid-1` lets JwtSecret hs of uid uid-1 read the Secret, not one created again under that name."""
     seed(core, "pinned", {"k": b64(SECRET)}, refs=[], resource="secret", **allow("hs/uid-1"))
-    assert kube.read_secret_key(NS, "pinned", "k", "hs", "uid-1") == SECRET
+    assert kube.read_secret_key(NS, "pinned", "k", "hs", "uid-1").raw == SECRET
     for uid in ("uid-2", None):
         with pytest.raises(SecretNotAvailableError):
             kube.read_secret_key(NS, "pinned", "k", "hs", uid)
