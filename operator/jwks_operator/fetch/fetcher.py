@@ -26,7 +26,7 @@ from jwks_operator.fetch.deadline import (
     watched_exchange,
 )
 from jwks_operator.fetch.netguard import BlockedAddressError, GuardedAdapter, check_target
-from jwks_operator.fetch.trust import CONTEXTS
+from jwks_operator.fetch.trust import CONTEXTS, MAX_CA_BUNDLE_BYTES
 from jwks_operator.model.errors import FetchError
 from jwks_operator.model.freshness import delta_seconds
 
@@ -103,6 +103,15 @@ class FetchAdapter(GuardedAdapter):
         if getattr(conn, "conn_kw", {}).get("ssl_context") is not None:
             conn.ca_certs = None  # the pool's context already holds the trust: do not parse files again
             conn.ca_cert_dir = None
+
+    def drop_pools(self, context: ssl.SSLContext) -> None:
+        """Close and forget the pools (direct and proxied) whose connections use `context`: a tenant's CA
+        context is kept by the bounded cache alone, not by this thread's pools once its fetch is over."""
+        managers = [self.poolmanager, *self.proxy_manager.values()]
+        for pools in (m.pools for m in managers):
+            for key in pools.keys():  # noqa: SIM118 (urllib3's RecentlyUsedContainer is not iterable)
+                if getattr(key, "key_ssl_context", None) is context:
+                    pools.pop(key, None)  # disposes of it: its connections are closed
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
@@ -187,32 +196,50 @@ class Fetcher:
         allow_http: bool,
         ca_bundle: str | None,
     ) -> FetchResult:
-        try:
-            trust = CONTEXTS.for_pem(ca_bundle) if ca_bundle else None
-        except ssl.SSLError as exc:
-            raise FetchError(f"TLS error: the CA bundle holds no usable certificate ({exc.reason})") from None
+        if ca_bundle and len(ca_bundle.encode()) > MAX_CA_BUNDLE_BYTES:
+            raise FetchError(
+                f"spec.caBundleRef: the CA bundle holds {len(ca_bundle.encode())} bytes, over the "
+                f"{MAX_CA_BUNDLE_BYTES}-byte limit of a CA bundle"
+            )
         headers: dict[str, str] = {}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        trust: ssl.SSLContext | None = None
         current = url
-        for _ in range(self.settings.max_redirects + 1):
-            self._check_scheme(current, allow_http)
-            self._vet(current)
-            response = self._get(current, headers, trust, exchange)
-            with response:
-                if response.status_code in (301, 302, 303, 307, 308):
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise FetchError(f"HTTP {response.status_code} redirect without a Location header")
-                    target = urljoin(current, location)
-                    if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
-                        raise FetchError(f"refused redirect from https to {urlsplit(target).scheme}")
-                    current = target
-                    continue
-                return self._finish(response, current, exchange)
-        raise FetchError(f"more than {self.settings.max_redirects} redirects")
+        try:
+            for _ in range(self.settings.max_redirects + 1):
+                self._check_scheme(current, allow_http)
+                self._vet(current)
+                if ca_bundle and trust is None and urlsplit(current).scheme == "https":
+                    trust = self._trust(ca_bundle)  # only now: the URL passed the guard
+                response = self._get(current, headers, trust, exchange)
+                with response:
+                    if response.status_code in (301, 302, 303, 307, 308):
+                        location = response.headers.get("Location")
+                        if not location:
+                            raise FetchError(
+                                f"HTTP {response.status_code} redirect without a Location header"
+                            )
+                        target = urljoin(current, location)
+                        if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+                            raise FetchError(f"refused redirect from https to {urlsplit(target).scheme}")
+                        current = target
+                        continue
+                    return self._finish(response, current, exchange)
+            raise FetchError(f"more than {self.settings.max_redirects} redirects")
+        finally:
+            if trust is not None:  # the cache alone keeps a tenant's context, not this thread's pools
+                self._session()[1].drop_pools(trust)
+
+    @staticmethod
+    def _trust(ca_bundle: str) -> ssl.SSLContext:
+        """The context of a CA bundle, built (or taken from the cache)."""
+        try:
+            return CONTEXTS.for_pem(ca_bundle)
+        except ssl.SSLError as exc:
+            raise FetchError(f"TLS error: the CA bundle holds no usable certificate ({exc.reason})") from None
 
     def _check_scheme(self, url: str, allow_http: bool) -> None:
         scheme = urlsplit(url).scheme

@@ -19,7 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from jwks_operator import __version__
-from jwks_operator.fetch.trust import check_ca_bundle
+from jwks_operator.fetch.trust import MAX_CA_BUNDLE_BYTES, check_ca_bundle
 from jwks_operator.keys.keyset import MIN_HMAC_BYTES
 from jwks_operator.keys.members import printable
 from jwks_operator.kube.http import MERGE_PATCH, ApiHttp, core_path, custom_path
@@ -155,8 +155,8 @@ class Kube:
         A ConfigMap's text is returned unchecked (see trust.check_ca_bundle), and its errors say what is
         missing. A Secret needs no opt-in: a CA bundle is public, and its text only decides whom this
         JwtSecret's own fetch trusts, never published or shown. But it is checked here, so that every
-        failure (absent, no such key, not UTF-8, no PEM certificate) reads the same and tells nothing
-        about the Secret."""
+        failure (absent, no such key, not UTF-8, too large, no PEM certificate) reads the same and tells
+        nothing about the Secret."""
         found = self._object(ref.kind, namespace, ref.name).read()
         value = (found.get("data") or {}).get(ref.key) if found is not None else None
         if ref.kind == "Secret":
@@ -165,7 +165,7 @@ class Kube:
             except (ValueError, FetchError):  # not base64, not UTF-8 (UnicodeDecodeError), no certificate
                 raise FetchError(
                     f"spec.caBundleRef: Secret {ref.name} holds no PEM CA bundle under key {ref.key!r} (it "
-                    "must exist and hold UTF-8 PEM certificates there)"
+                    f"must exist and hold UTF-8 PEM certificates there, at most {MAX_CA_BUNDLE_BYTES} bytes)"
                 ) from None
         if found is None:
             raise FetchError(f"spec.caBundleRef: {ref.kind} {ref.name} not found")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trustme
 
-from jwks_operator.fetch.trust import check_ca_bundle
+from jwks_operator.fetch.trust import MAX_CA_BUNDLE_BYTES, check_ca_bundle
 from jwks_operator.kube.adapter import Kube, SecretKey
 from jwks_operator.model.errors import ApiCallError, FetchError, SecretNotAvailableError, SecretRefError
 from jwks_operator.model.names import GROUP, PLURAL, VERSION
@@ -141,7 +141,7 @@ def test_a_ca_bundle_secret_that_cannot_be_used_is_one_clear_fetch_error(kube: K
             kube.read_ca_bundle(NS, CaBundleRef("Secret", name, key))
         assert info.value.message == (
             f"spec.caBundleRef: Secret {name} holds no PEM CA bundle under key {key!r} (it must exist and "
-            "hold UTF-8 PEM certificates there)"
+            f"hold UTF-8 PEM certificates there, at most {MAX_CA_BUNDLE_BYTES} bytes)"
         )
 
 
@@ -174,3 +174,30 @@ def test_read_published(kube: Kube, core: FakeCore) -> None:
     assert kube.read_published(NS, "js", via_jwtsecret=True) == {"jwks.json": "{}"}
     with pytest.raises(LookupError, match="JwtSecret ns/new has published nothing yet"):
         kube.read_published(NS, "new", via_jwtsecret=True)
+
+
+def test_a_ca_bundle_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
+    """A tenant's bundle becomes an SSLContext of about 8 times its size: 64 bundles of 1 MB took the
+    fetch path from 45 to 514 MiB. A bundle is capped (a public trust store, certifi's, is 230 KB)."""
+    ref = CaBundleRef("ConfigMap", "cm")
+    big = CA + "#" * (MAX_CA_BUNDLE_BYTES - len(CA) + 1)  # one byte over, and still holding a certificate
+    with pytest.raises(FetchError) as info:
+        check_ca_bundle(big, ref)
+    assert info.value.message == (
+        f"spec.caBundleRef: ConfigMap cm key 'ca.crt' holds {MAX_CA_BUNDLE_BYTES + 1} bytes, over the "
+        f"{MAX_CA_BUNDLE_BYTES}-byte limit of a CA bundle"
+    )
+    assert check_ca_bundle(big[:-1], ref) == big[:-1]
+
+
+def test_a_ca_bundle_secret_over_the_size_limit_reads_like_any_other_unusable_one(
+    kube: Kube, core: FakeCore
+) -> None:
+    big = CA + "#" * MAX_CA_BUNDLE_BYTES
+    seed(core, "sec", {"key": b64(big)}, refs=[], resource="secret")
+    with pytest.raises(FetchError) as info:
+        kube.read_ca_bundle(NS, CaBundleRef("Secret", "sec", "key"))
+    assert info.value.message == (
+        "spec.caBundleRef: Secret sec holds no PEM CA bundle under key 'key' (it must exist and hold UTF-8 "
+        f"PEM certificates there, at most {MAX_CA_BUNDLE_BYTES} bytes)"
+    )
