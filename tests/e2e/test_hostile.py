@@ -258,7 +258,7 @@ def test_a_ca_bundle_secret_that_is_not_utf8_is_a_fetch_error_then_recovers(
         obj = kube.wait_condition(ns, "ca", "False", "FetchFailed")
         assert obj["status"]["lastError"] == (
             "spec.caBundleRef: Secret idp-ca holds no PEM CA bundle under key 'ca.crt' (it must exist and "
-            "hold UTF-8 PEM certificates there)"
+            "hold UTF-8 PEM certificates there, at most 262144 bytes)"
         )
         kube.core.patch_namespaced_secret("idp-ca", ns, {"data": {"ca.crt": base64.b64encode(pem).decode()}})
         obj = kube.wait_condition(ns, "ca", timeout=30)  # retried, with backoff

@@ -55,10 +55,13 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("empty PEM", {"static": {"pem": ""}}, "spec.static.pem in body should be at least 1 chars long"),
     ("secretRef without key", {"static": {"secretRef": {"name": "s"}}}, "spec.static.secretRef.key: Required"),
     ("secretRef without name", {"static": {"secretRef": {"key": "k"}}}, "spec.static.secretRef.name: Required"),
+    ("secretRef name ..", {"static": {"secretRef": {"name": "..", "key": "k"}}}, "spec.static.secretRef.name in body should match"),
+    ("secretRef name a path", {"static": {"secretRef": {"name": "a/b", "key": "k"}}}, "spec.static.secretRef.name in body should match"),
     ("kid beside a JWK Set", {"static": {"jwks": JWKS, "kid": "x"}}, "spec.static.kid: only applies to"),
     ("CA bundle of a Pod", {"jwkUrl": URL, "caBundleRef": {"kind": "Pod", "name": "ca"}}, "spec.caBundleRef.kind"),
     ("CA bundle without name", {"jwkUrl": URL, "caBundleRef": {"key": "ca.crt"}}, "spec.caBundleRef.name: Required"),
     ("CA bundle with empty name", {"jwkUrl": URL, "caBundleRef": {"name": ""}}, "spec.caBundleRef.name in body should be at least 1"),
+    ("CA bundle named .", {"jwkUrl": URL, "caBundleRef": {"name": "."}}, "spec.caBundleRef.name in body should match"),
     ("CA bundle for static keys", {"static": {"jwks": JWKS}, "caBundleRef": {"name": "ca"}}, "spec.caBundleRef: only"),
     ("bad duration", {"jwkUrl": URL, "refresh": {"minInterval": "soon"}}, "spec.refresh.minInterval"),
     (

@@ -38,8 +38,16 @@ class Record:
 class JwksProvider:
     """A JWKS endpoint. Profiles: google, auth0, none, no-cache, no-store (see `headers_for`)."""
 
-    def __init__(self, *, ca: trustme.CA | None = None, profile: str = "google", max_age: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        ca: trustme.CA | None = None,
+        profile: str = "google",
+        max_age: int = 1,
+        hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    ) -> None:
         self.ca = ca
+        self.hosts = hosts  # the names and addresses its TLS certificate is for
         self.profile = profile
         self.max_age = max_age
         self.age: int | None = None
@@ -219,7 +227,7 @@ class JwksProvider:
         server.daemon_threads = True
         if self.ca is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+            self.ca.issue_cert(*self.hosts).configure_cert(context)
             server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True, name="jwks-provider").start()

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from jwks_operator.engine.engine import Backoff, Engine
 from jwks_operator.engine.scheduler import Clock, Item
 from jwks_operator.fetch.fetcher import Fetcher, FetchResult
-from jwks_operator.kube.adapter import Kube, Owner, PublishResult, TargetKind
+from jwks_operator.kube.adapter import Kube, Owner, PublishResult, SecretKey, TargetKind
 from jwks_operator.kube.lanes import Lane
 from jwks_operator.model.errors import SecretRefError
 from jwks_operator.model.names import API_VERSION, KIND
@@ -158,6 +158,7 @@ class FakeKube(Kube):
         self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[tuple[str, str, str]] = []  # (type, reason, message)
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.hmac_export: set[tuple[str, str]] = set()  # Secrets whose owner lets their key leave Secrets
         self.fail: dict[str, list[Exception]] = {}  # method name -> what its next calls raise
         self.gates: dict[str, Gate] = {}  # method name -> the gate its next call waits at
         self.ca_bundles: dict[tuple[str, str], str] = {}  # (namespace, name) -> PEM; default: CA_PEM
@@ -177,10 +178,12 @@ class FakeKube(Kube):
     def writes(self) -> list[tuple[Any, ...]]:
         return self.called("publish", "publish_shared", "delete_owned")
 
-    def read_secret_key(self, namespace: str, name: str, key: str, jwtsecret: str | None = None) -> bytes:
+    def read_secret_key(
+        self, namespace: str, name: str, key: str, jwtsecret: str | None = None, uid: str | None = None
+    ) -> SecretKey:
         self._call("read_secret_key", name, key)
         try:
-            return self.secrets[(namespace, name)][key]
+            return SecretKey(self.secrets[(namespace, name)][key], (namespace, name) in self.hmac_export)
         except KeyError:
             raise SecretRefError(f"spec.static.secretRef: Secret {name} not found") from None
 

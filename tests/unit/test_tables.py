@@ -68,3 +68,12 @@ def test_the_crd_patterns_are_the_parser_patterns() -> None:
     assert len(patterns) == 5
     url = SPEC["properties"]["jwkUrl"]
     assert (url["pattern"], url["maxLength"]) == (spec._URL_RE.pattern, spec.MAX_URL_LENGTH)
+
+
+def test_the_crd_object_name_patterns_are_the_parser_pattern() -> None:
+    static = SPEC["properties"]["static"]["properties"]
+    for name in (
+        static["secretRef"]["properties"]["name"],
+        SPEC["properties"]["caBundleRef"]["properties"]["name"],
+    ):
+        assert (name["pattern"], name["maxLength"]) == (spec.OBJECT_NAME_RE.pattern, spec.MAX_OBJECT_NAME)

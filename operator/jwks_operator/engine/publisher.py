@@ -17,6 +17,7 @@ from jwks_operator.engine.scheduler import Scheduler
 from jwks_operator.engine.sources import Backoff
 from jwks_operator.engine.tracked import Target, Tracked
 from jwks_operator.keys.keyset import KeySet
+from jwks_operator.keys.members import printable
 from jwks_operator.kube.adapter import Kube, Owner
 from jwks_operator.kube.lanes import Lane, Lanes
 from jwks_operator.model.errors import ApiCallError, JwksError
@@ -29,6 +30,7 @@ from jwks_operator.runtime.metrics import Metrics
 EventType = Literal["Normal", "Warning"]
 WriteResult = Literal["created", "updated", "unchanged", "deleted"]
 LeaveKey = tuple[str, str, str]  # (namespace, name, uid) of a deleted JwtSecret leaving shared objects
+MAX_EVENT_MESSAGE = 1024
 
 
 class Writer(Protocol):
@@ -210,8 +212,9 @@ class Publisher:
         return all(data.get(k) == v for k, v in wanted.items())
 
     def event(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
-        """Queue an Event on the JwtSecret (best effort, after every output and status write queued)."""
-        self.lanes.post(self._record, tracked, type_, reason, msg)
+        """Queue an Event on the JwtSecret (best effort, after every output and status write queued), its
+        message escaped and cut to what an Event keeps."""
+        self.lanes.post(self._record, tracked, type_, reason, printable(msg, MAX_EVENT_MESSAGE))
 
     def _record(self, tracked: Tracked, type_: EventType, reason: str, msg: str) -> None:
         try:

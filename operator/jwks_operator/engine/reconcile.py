@@ -227,8 +227,12 @@ class Reconciler:
         ref = spec.secret_ref
         assert ref is not None
         read = self.kube.read_secret_key
-        secret = await self.lanes.call(Lane.OUTPUT, read, tracked.namespace, ref.name, ref.key, tracked.name)
-        return static_keys.key_from_hmac(secret, kid=ref.kid, algorithms=spec.algorithms), now
+        where = (tracked.namespace, ref.name, ref.key, tracked.name, tracked.uid)
+        secret = await self.lanes.call(Lane.OUTPUT, read, *where)
+        key_set = static_keys.key_from_hmac(
+            secret.raw, kid=ref.kid, algorithms=spec.algorithms, exportable=secret.exportable
+        )
+        return key_set, now
 
     async def _report(self, tracked: Tracked, outcome: Outcome) -> None:
         """Patch the status if anything but its timestamps changed; Warning events for new problems."""

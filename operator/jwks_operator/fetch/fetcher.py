@@ -1,38 +1,26 @@
-"""HTTP adapter: fetch a JWK Set URL with requests (a deadline over the whole exchange: fetch.deadline;
-size caps on the wire and decoded: fetch.body; safe redirects, the SSRF guard also through proxies,
-revalidation)."""
+"""Fetch a JWK Set URL with requests: a deadline over the whole exchange (fetch.deadline), size caps on the
+wire and decoded (fetch.body), safe redirects, the SSRF guard before every request (fetch.netguard; through
+a proxy, the proxy is asked for the vetted address: fetch.adapter), revalidation."""
 
 from __future__ import annotations
 
-import os
 import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import requests.utils
 import urllib3
 
 from jwks_operator import __version__
+from jwks_operator.fetch.adapter import FetchAdapter, FetchSession
 from jwks_operator.fetch.body import ACCEPT_ENCODING, body_chunks
-from jwks_operator.fetch.deadline import (
-    PROXIED_POOLS,
-    Exchange,
-    WatchedConnection,
-    WatchedPool,
-    watched_exchange,
-)
-from jwks_operator.fetch.netguard import BlockedAddressError, GuardedAdapter, check_target
-from jwks_operator.fetch.trust import CONTEXTS
+from jwks_operator.fetch.deadline import Exchange, watched_exchange
+from jwks_operator.fetch.netguard import BlockedAddressError, check_target
+from jwks_operator.fetch.trust import CONTEXTS, MAX_CA_BUNDLE_BYTES
 from jwks_operator.model.errors import FetchError
 from jwks_operator.model.freshness import delta_seconds
-
-if TYPE_CHECKING:
-    from requests.adapters import _HostParams, _PoolKwargs
-    from requests.sessions import _Settings
 
 MAX_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
@@ -61,86 +49,6 @@ class FetchSettings:
     max_redirects: int = MAX_REDIRECTS
     allow_http: bool = False
     allow_private_networks: bool = False
-
-
-# -- the adapter -------------------------------------------------------------------------------------
-
-
-class FetchAdapter(GuardedAdapter):
-    """A GuardedAdapter whose connections the deadline watchdog can end, and whose TLS trust comes from
-    shared SSLContexts (trust.CONTEXTS): the request's CA bundle PEM (`trust`, set per request by the
-    Fetcher; this adapter belongs to one thread's session), else the system bundle file, each parsed
-    once per process rather than once per connection."""
-
-    connection_mixins = (WatchedConnection,)
-    pool_mixins = (WatchedPool,)
-
-    def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
-        super().__init__(allow_private=allow_private, **kwargs)
-        self.trust: ssl.SSLContext | None = None
-
-    @staticmethod
-    def _bundle(verify: Any) -> str | None:
-        if verify is True:
-            return str(requests.utils.DEFAULT_CA_BUNDLE_PATH)
-        return verify if isinstance(verify, str) and not os.path.isdir(verify) else None
-
-    def build_connection_pool_key_attributes(
-        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[_HostParams, _PoolKwargs]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        if host_params["scheme"] == "https" and verify is not False:
-            bundle = self._bundle(verify)
-            context = self.trust or (CONTEXTS.for_file(bundle) if bundle is not None else None)
-            if context is not None:
-                pool_kwargs.pop("ca_certs", None)
-                pool_kwargs.pop("ca_cert_dir", None)
-                pool_kwargs["ssl_context"] = context
-        return host_params, pool_kwargs
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
-        if getattr(conn, "conn_kw", {}).get("ssl_context") is not None:
-            conn.ca_certs = None  # the pool's context already holds the trust: do not parse files again
-            conn.ca_cert_dir = None
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if isinstance(manager, urllib3.ProxyManager):
-            manager.pool_classes_by_scheme = PROXIED_POOLS
-        return manager
-
-
-class FetchSession(requests.Session):
-    """A Session that reads the environment (proxy variables and REQUESTS_CA_BUNDLE) once per scheme and
-    host, not on every request: requests scans every variable each time, and a pod carries one set of
-    service variables per Service in its namespace (hundreds, in a large one)."""
-
-    MAX_HOSTS = 256
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._environment: dict[tuple[str, str, Any, Any, Any], _Settings] = {}
-
-    def merge_environment_settings(
-        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> _Settings:
-        if proxies or not self.trust_env or not isinstance(url, str):
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, stream, verify, cert)
-        known = self._environment.get(key)
-        if known is None:
-            if len(self._environment) >= self.MAX_HOSTS:
-                self._environment.clear()
-            known = super().merge_environment_settings(url, {}, stream, verify, cert)
-            self._environment[key] = known
-        fresh = known.copy()
-        fresh["proxies"] = dict(known["proxies"])
-        return fresh
-
-
-# -- the fetcher -------------------------------------------------------------------------------------
 
 
 class Fetcher:
@@ -187,32 +95,50 @@ class Fetcher:
         allow_http: bool,
         ca_bundle: str | None,
     ) -> FetchResult:
-        try:
-            trust = CONTEXTS.for_pem(ca_bundle) if ca_bundle else None
-        except ssl.SSLError as exc:
-            raise FetchError(f"TLS error: the CA bundle holds no usable certificate ({exc.reason})") from None
+        if ca_bundle and len(ca_bundle.encode()) > MAX_CA_BUNDLE_BYTES:
+            raise FetchError(
+                f"spec.caBundleRef: the CA bundle holds {len(ca_bundle.encode())} bytes, over the "
+                f"{MAX_CA_BUNDLE_BYTES}-byte limit of a CA bundle"
+            )
         headers: dict[str, str] = {}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        trust: ssl.SSLContext | None = None
         current = url
-        for _ in range(self.settings.max_redirects + 1):
-            self._check_scheme(current, allow_http)
-            self._vet(current)
-            response = self._get(current, headers, trust, exchange)
-            with response:
-                if response.status_code in (301, 302, 303, 307, 308):
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise FetchError(f"HTTP {response.status_code} redirect without a Location header")
-                    target = urljoin(current, location)
-                    if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
-                        raise FetchError(f"refused redirect from https to {urlsplit(target).scheme}")
-                    current = target
-                    continue
-                return self._finish(response, current, exchange)
-        raise FetchError(f"more than {self.settings.max_redirects} redirects")
+        try:
+            for _ in range(self.settings.max_redirects + 1):
+                self._check_scheme(current, allow_http)
+                vetted = self._vet(current)
+                if ca_bundle and trust is None and urlsplit(current).scheme == "https":
+                    trust = self._trust(ca_bundle)  # only now: the URL passed the guard
+                response = self._get(current, headers, trust, exchange, vetted)
+                with response:
+                    if response.status_code in (301, 302, 303, 307, 308):
+                        location = response.headers.get("Location")
+                        if not location:
+                            raise FetchError(
+                                f"HTTP {response.status_code} redirect without a Location header"
+                            )
+                        target = urljoin(current, location)
+                        if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+                            raise FetchError(f"refused redirect from https to {urlsplit(target).scheme}")
+                        current = target
+                        continue
+                    return self._finish(response, current, exchange)
+            raise FetchError(f"more than {self.settings.max_redirects} redirects")
+        finally:
+            if trust is not None:  # the cache alone keeps a tenant's context, not this thread's pools
+                self._session()[1].drop_pools(trust)
+
+    @staticmethod
+    def _trust(ca_bundle: str) -> ssl.SSLContext:
+        """The context of a CA bundle, built (or taken from the cache)."""
+        try:
+            return CONTEXTS.for_pem(ca_bundle)
+        except ssl.SSLError as exc:
+            raise FetchError(f"TLS error: the CA bundle holds no usable certificate ({exc.reason})") from None
 
     def _check_scheme(self, url: str, allow_http: bool) -> None:
         scheme = urlsplit(url).scheme
@@ -220,10 +146,10 @@ class Fetcher:
             return
         raise FetchError(f"refused {scheme or 'relative'} URL; only https is allowed")
 
-    def _vet(self, url: str) -> None:
-        """The SSRF guard before the request, whatever carries it: through a proxy (HTTPS_PROXY,
-        HTTP_PROXY, ALL_PROXY) the proxy resolves and connects, and the connection guard only sees the
-        proxy. (A direct connection is checked again as it connects.)"""
+    def _vet(self, url: str) -> str:
+        """The SSRF guard before the request, whatever carries it; the address to ask a proxy for. Through
+        a proxy (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) the proxy connects, and the connection guard only sees
+        the proxy. (A direct connection is checked again as it connects.)"""
         parts = urlsplit(url)
         try:
             host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
@@ -232,24 +158,32 @@ class Fetcher:
         if not host:
             raise FetchError("invalid URL: no host")
         try:
-            check_target(host, port, allow_private=self.settings.allow_private_networks)
+            addresses = check_target(host, port, allow_private=self.settings.allow_private_networks)
         except BlockedAddressError as exc:
             raise FetchError(str(exc)) from None
         except (OSError, UnicodeError) as exc:
             raise FetchError(f"connection failed: cannot resolve {host}: {_reason(exc)}") from None
+        if not addresses:
+            raise FetchError(f"connection failed: cannot resolve {host}: no address")
+        return addresses[0]
 
     def _deadline_error(self) -> FetchError:
         return FetchError(f"response took longer than {self.settings.deadline:g}s")
 
     def _get(
-        self, url: str, headers: Mapping[str, str], trust: ssl.SSLContext | None, exchange: Exchange
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        trust: ssl.SSLContext | None,
+        exchange: Exchange,
+        vetted: str,
     ) -> requests.Response:
         remaining = exchange.remaining()
         if remaining <= 0:
             raise self._deadline_error()
         timeout = (min(self.settings.connect_timeout, remaining), min(self.settings.read_timeout, remaining))
         session, adapter = self._session()
-        adapter.trust = trust
+        adapter.trust, adapter.vetted = trust, vetted
         try:
             return session.get(
                 url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False
@@ -269,7 +203,7 @@ class Fetcher:
                 raise FetchError(f"connection failed: {_reason(exc)}") from None
             raise FetchError(f"request failed: {_reason(exc)}") from None
         finally:
-            adapter.trust = None
+            adapter.trust, adapter.vetted = None, None
 
     def _finish(self, response: requests.Response, url: str, exchange: Exchange) -> FetchResult:
         kept = {k: response.headers[k] for k in CACHE_HEADERS if k in response.headers}

@@ -2,9 +2,10 @@
 multicast and broadcast addresses (and, unless allowed, private, loopback and reserved ones), including
 IPv4 addresses carried inside IPv6 ones (mapped, compatible, translated, NAT64, 6to4, Teredo).
 
-Checked twice: `check_target` resolves the URL's host before any request, proxied or not (a proxy would
-otherwise resolve and reach it for us), and direct connections check the resolved addresses again and
-the connected socket's peer (DNS rebinding between the two lookups)."""
+Checked twice: `check_target` resolves the URL's host before any request, proxied or not, and answers the
+addresses it vetted; a proxy is then asked for one of them, never the name (its own lookup could answer
+another address: DNS rebinding). Direct connections check the resolved addresses again and the connected
+socket's peer (rebinding between the two lookups)."""
 
 from __future__ import annotations
 
@@ -153,13 +154,15 @@ def check_host(host: str) -> None:
         raise BlockedAddressError(f"refused to connect to {host}: cloud metadata host name")
 
 
-def check_target(host: str, port: int, *, allow_private: bool) -> None:
-    """Vet a URL's host before any request: its name, then every address it resolves to. Raise
-    BlockedAddressError, or OSError (socket.gaierror) when it does not resolve: an address that was
-    not seen is not sent to a proxy either."""
+def check_target(host: str, port: int, *, allow_private: bool) -> list[str]:
+    """Vet a URL's host before any request: its name, then every address it resolves to; the addresses, in
+    the resolver's order. Raise BlockedAddressError, or OSError (socket.gaierror) when it does not
+    resolve: an address that was not seen is not sent to a proxy either."""
     check_host(host)
-    for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        check_address(str(info[4][0]), allow_private=allow_private)
+    addresses = [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    for address in addresses:
+        check_address(address, allow_private=allow_private)
+    return list(dict.fromkeys(addresses))
 
 
 class GuardMixin:
@@ -182,7 +185,8 @@ class GuardMixin:
 
 class GuardedAdapter(HTTPAdapter):
     """A requests adapter whose direct connections pass the guard. Proxied requests must be vetted
-    with `check_target` before they are sent: the proxy, not this process, connects to the target."""
+    with `check_target` before they are sent, and sent to the address it vetted: the proxy, not this
+    process, connects to the target."""
 
     connection_mixins: tuple[type, ...] = ()  # placed before GuardMixin in every connection class
     pool_mixins: tuple[type, ...] = ()

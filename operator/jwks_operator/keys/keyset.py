@@ -14,7 +14,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -134,10 +134,13 @@ class Rejection:
 
 @dataclass(frozen=True)
 class KeySet:
-    """Validated public (or, for HMAC, secret) JWKs plus what was dropped."""
+    """Validated public (or, for HMAC, secret) JWKs plus what was dropped; `exportable`: for an HMAC
+    secret, its Secret's owner lets it be written outside Secrets (publish.allow.HMAC_EXPORT_ANNOTATION).
+    It says nothing about what the keys are, so it takes no part in comparing key sets."""
 
     keys: tuple[dict[str, Any], ...]
     rejected: tuple[Rejection, ...] = ()
+    exportable: bool = field(default=False, compare=False)
 
     def document(self) -> dict[str, Any]:
         """The JWK Set document `{"keys": [...]}`."""

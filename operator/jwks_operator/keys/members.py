@@ -22,16 +22,15 @@ class InvalidKey(ValueError):
     """One key is unusable; the message is the reason (never contains key material)."""
 
 
-def printable(text: str, limit: int = 120) -> str:
+def printable(text: str, limit: int | None = 120) -> str:
     """`text` with every control, format and line/paragraph separator character escaped (`\\n`, `\\x1b`,
-    `\\u2028`), cut to `limit` characters: what a JWK author wrote can then never start a fake log line
-    or hide text in a status."""
-    if text.isprintable() and len(text) <= limit:
+    `\\u2028`), cut to `limit` characters (None: never cut): what a JWK or spec author wrote can then never
+    start a fake log line or hide text in a status."""
+    if text.isprintable() and (limit is None or len(text) <= limit):
         return text
-    escaped = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode() for c in text[: limit + 1]
-    )
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+    kept = text if limit is None else text[: limit + 1]
+    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in kept)
+    return escaped if limit is None or len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 
 def quoted(value: Any, limit: int = 40) -> str:

@@ -97,8 +97,11 @@ def _public_key_to_jwk(key: Any) -> dict[str, Any]:
     raise InvalidKey(f"unsupported public key type {type(key).__name__}")
 
 
-def key_from_hmac(secret: bytes, *, kid: str | None = None, algorithms: Sequence[str] = ()) -> KeySet:
-    """An `oct` JWK from raw HMAC secret bytes (validated for length; never echoed)."""
+def key_from_hmac(
+    secret: bytes, *, kid: str | None = None, algorithms: Sequence[str] = (), exportable: bool = False
+) -> KeySet:
+    """An `oct` JWK from raw HMAC secret bytes (validated for length; never echoed); `exportable`: its
+    Secret's owner lets it be written outside Secrets."""
     hs = [a for a in algorithms if a in MIN_HMAC_BYTES]
     if algorithms and not hs:
         raise KeySetError("spec.algorithms allows no HS* algorithm for an HMAC secret")
@@ -116,4 +119,4 @@ def key_from_hmac(secret: bytes, *, kid: str | None = None, algorithms: Sequence
     if kid is not None:
         jwk["kid"] = kid
     jwk["use"] = "sig"
-    return KeySet((jwk,))
+    return KeySet((jwk,), exportable=exportable)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -18,14 +19,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from jwks_operator import __version__
-from jwks_operator.fetch.trust import check_ca_bundle
+from jwks_operator.fetch.trust import MAX_CA_BUNDLE_BYTES, check_ca_bundle
 from jwks_operator.keys.keyset import MIN_HMAC_BYTES
+from jwks_operator.keys.members import printable
 from jwks_operator.kube.http import MERGE_PATCH, ApiHttp, core_path, custom_path
 from jwks_operator.kube.objects import CustomObject, TargetObject
 from jwks_operator.model.errors import ApiCallError, FetchError, SecretNotAvailableError
 from jwks_operator.model.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from jwks_operator.publish import bodies
-from jwks_operator.publish.allow import ALLOW_ANNOTATION, allowed
+from jwks_operator.publish.allow import ALLOW_ANNOTATION, HMAC_EXPORT_ANNOTATION, allowed
 from jwks_operator.publish.bodies import Owner, TargetKind
 from jwks_operator.publish.gateways.base import ObjectRef
 from jwks_operator.publish.writes import Known, Mutate, Outcome, write
@@ -38,6 +40,7 @@ __all__ = [
     "Kube",
     "Owner",
     "PublishResult",
+    "SecretKey",
     "TargetKind",
     "api_errors",
     "load_api_client",
@@ -47,6 +50,15 @@ PublishResult = Literal["created", "updated", "unchanged"]
 DEFAULT_TIMEOUT = 30.0
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """One key of a Secret, and whether its owner lets it leave Secrets (HMAC_EXPORT_ANNOTATION lists the
+    JwtSecret that read it)."""
+
+    raw: bytes = field(repr=False)
+    exportable: bool = False
 
 
 def _retry_after(exc: ApiException) -> float | None:
@@ -110,16 +122,20 @@ class Kube:
         self.component = component
 
     @api_errors
-    def read_secret_key(self, namespace: str, name: str, key: str, jwtsecret: str | None = None) -> bytes:
-        """The raw bytes of one key of a Secret whose owner lets JwtSecret `jwtsecret` use it: the Secret's
-        annotation jwks.dev/allow-jwtsecrets lists it, or "*" (for an unnamed caller, only "*" does).
+    def read_secret_key(
+        self, namespace: str, name: str, key: str, jwtsecret: str | None = None, uid: str | None = None
+    ) -> SecretKey:
+        """The raw bytes of one key of a Secret whose owner lets JwtSecret `jwtsecret` (of `uid`) use it: the
+        Secret's annotation jwks.dev/allow-jwtsecrets lists it (by name, or as name/uid), or "*" (for an
+        unnamed caller, only "*" does); exportable when its jwks.dev/allow-hmac-export lists it too.
 
         SecretNotAvailableError otherwise, and when the Secret is absent, lacks the key or holds fewer bytes
         than any HMAC algorithm needs: one message for all, that tells nothing about a Secret that did not
         opt in (whether it exists, its keys, its length)."""
         secret = self._object("Secret", namespace, name).read()
         who = jwtsecret or "*"  # no JwtSecret is named "*": unnamed, only "*" allows
-        value = (secret.get("data") or {}).get(key) if secret is not None and allowed(secret, who) else None
+        readable = secret if secret is not None and allowed(secret, who, uid) else None
+        value = (readable.get("data") or {}).get(key) if readable is not None else None
         try:
             raw = base64.b64decode(value) if isinstance(value, str) else b""
         except ValueError:
@@ -129,7 +145,8 @@ class Kube:
                 f"spec.static.secretRef: Secret {name} is not available to this JwtSecret (it must exist, "
                 f"hold the key, and allow it with the annotation {ALLOW_ANNOTATION})"
             )
-        return raw
+        assert readable is not None  # a Secret that did not allow it gives no bytes
+        return SecretKey(raw, allowed(readable, who, uid, HMAC_EXPORT_ANNOTATION))
 
     @api_errors
     def read_ca_bundle(self, namespace: str, ref: CaBundleRef) -> str:
@@ -138,8 +155,8 @@ class Kube:
         A ConfigMap's text is returned unchecked (see trust.check_ca_bundle), and its errors say what is
         missing. A Secret needs no opt-in: a CA bundle is public, and its text only decides whom this
         JwtSecret's own fetch trusts, never published or shown. But it is checked here, so that every
-        failure (absent, no such key, not UTF-8, no PEM certificate) reads the same and tells nothing
-        about the Secret."""
+        failure (absent, no such key, not UTF-8, too large, no PEM certificate) reads the same and tells
+        nothing about the Secret."""
         found = self._object(ref.kind, namespace, ref.name).read()
         value = (found.get("data") or {}).get(ref.key) if found is not None else None
         if ref.kind == "Secret":
@@ -148,7 +165,7 @@ class Kube:
             except (ValueError, FetchError):  # not base64, not UTF-8 (UnicodeDecodeError), no certificate
                 raise FetchError(
                     f"spec.caBundleRef: Secret {ref.name} holds no PEM CA bundle under key {ref.key!r} (it "
-                    "must exist and hold UTF-8 PEM certificates there)"
+                    f"must exist and hold UTF-8 PEM certificates there, at most {MAX_CA_BUNDLE_BYTES} bytes)"
                 ) from None
         if found is None:
             raise FetchError(f"spec.caBundleRef: {ref.kind} {ref.name} not found")
@@ -236,7 +253,7 @@ class Kube:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": printable(message, 1024),  # escaped: it may echo what a spec author wrote
             "source": {"component": self.component},
             "reportingComponent": self.component,
             "firstTimestamp": now,

@@ -19,6 +19,11 @@ from jwks_operator.model.urls import URL_RE, check_url, redacted
 
 _URL_RE = URL_RE  # the CRD pattern, checked by urls.check_url (tests/unit/test_tables.py reads both)
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# The name of an object the operator reads (secretRef, caBundleRef): Kubernetes' own IsDNS1123Subdomain, the
+# CRD's pattern for them (fullmatch: Python's `$` also matches before a final newline, RE2's does not).
+# Anything else names no object, and `.` or `..` would reach the API as a path.
+OBJECT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_OBJECT_NAME = 253
 _BLANK_RE = re.compile(r"^[\t\n\f\r ]*$")  # what fails the CRD's matches(r'\S') (RE2: \s is [\t\n\f\r ])
 # The private JWK members the CRD's CEL rule rejects in spec.static.jwks.keys (the key would be exposed in
 # the object), checked here too for API servers without CEL. CEL sees only the properties the CRD declares,
@@ -208,10 +213,8 @@ def _parse_static(static: Mapping[str, Any], common: dict[str, Any]) -> JwtSecre
     ref = static["secretRef"]
     if not isinstance(ref, Mapping):
         raise SpecError("spec.static.secretRef", "must be an object with name and key")
-    name = _opt_str(ref, "name", "spec.static.secretRef.name")
+    name = _object_name(ref, "spec.static.secretRef.name")
     key = _opt_str(ref, "key", "spec.static.secretRef.key")
-    if name is None:
-        raise SpecError("spec.static.secretRef.name", "is required")
     if key is None:
         raise SpecError("spec.static.secretRef.key", "is required")
     ref_kid = _opt_str(ref, "kid", "spec.static.secretRef.kid")
@@ -225,10 +228,19 @@ def _ca_bundle(raw: Mapping[str, Any]) -> CaBundleRef | None:
     kind = ref.get("kind", "ConfigMap")
     if kind not in ("ConfigMap", "Secret"):
         raise SpecError("spec.caBundleRef.kind", "must be ConfigMap or Secret")
-    name = _opt_str(ref, "name", "spec.caBundleRef.name")
-    if name is None:
-        raise SpecError("spec.caBundleRef.name", "is required")
+    name = _object_name(ref, "spec.caBundleRef.name")
     return CaBundleRef(kind, name, _opt_str(ref, "key", "spec.caBundleRef.key") or "ca.crt")
+
+
+def _object_name(ref: Mapping[str, Any], path: str) -> str:
+    """The required `name` of a referenced object: an RFC 1123 subdomain, as Kubernetes names objects."""
+    name = _opt_str(ref, "name", path)
+    if name is None:
+        raise SpecError(path, "is required")
+    if len(name) > MAX_OBJECT_NAME or not OBJECT_NAME_RE.fullmatch(name):
+        problem = f"must be a lowercase RFC 1123 subdomain name (at most {MAX_OBJECT_NAME} characters)"
+        raise SpecError(path, problem)
+    return name
 
 
 def _opt_obj(raw: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:

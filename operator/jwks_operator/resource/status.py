@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jwks_operator.keys.keyset import KeySet
+from jwks_operator.keys.members import printable
 from jwks_operator.model.errors import JwksError
 
 READY = "Ready"
 DEGRADED = "Degraded"
 INSECURE = "InsecureConfig"
 OUTPUT_READY = "OutputReady"
+MAX_MESSAGE = 32768  # metav1.Condition's message
 MakeCondition = Callable[[str, bool, str, str], dict[str, Any]]
 
 
@@ -79,7 +81,8 @@ def condition(
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
 ) -> dict[str, Any]:
-    """A condition, keeping lastTransitionTime when its status did not change."""
+    """A condition, keeping lastTransitionTime when its status did not change; its message escaped (what a
+    spec author wrote, e.g. an issuer, is echoed in messages: no control character reaches the status)."""
     value = "True" if status else "False"
     since = timestamp(now)
     for old in previous:
@@ -89,7 +92,7 @@ def condition(
         "type": kind,
         "status": value,
         "reason": reason,
-        "message": message,
+        "message": printable(message, MAX_MESSAGE),
         "lastTransitionTime": since,
         "observedGeneration": generation,
     }
@@ -221,7 +224,7 @@ def build_status(outcome: Outcome, previous: Mapping[str, Any] | None, now: date
             if known not in status and known in old:
                 status[known] = old[known]
     if outcome.error is not None:
-        status["lastError"] = outcome.error.message
+        status["lastError"] = printable(outcome.error.message, MAX_MESSAGE)
     return status
 
 

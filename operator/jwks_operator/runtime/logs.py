@@ -1,5 +1,8 @@
 """Logging setup: text for people, JSON lines for log pipelines (never key material).
 
+A message may echo what a spec author wrote (an issuer, a kid): text lines escape its control characters
+(no forged line, no terminal escape), JSON escapes them by itself.
+
 Tracebacks keep their frames and the exception's type but not its message: an exception raised while
 handling keys or Secrets may quote the data it choked on (a UnicodeDecodeError shows the byte).
 """
@@ -12,6 +15,8 @@ import traceback
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
+
+from jwks_operator.keys.members import printable
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -32,6 +37,10 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The message escaped; a traceback, appended after this, keeps its lines.
+        return printable(super().formatMessage(record), None)
 
     def formatException(self, ei: ExcInfo) -> str:
         return scrubbed(ei)

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jwks_operator.keys.keyset import InvalidKey, validate_jwk
 from jwks_operator.model.names import JWKS_KEY, POLICY_KEY
 
 
@@ -95,10 +97,19 @@ class Policy:
 
 @dataclass(frozen=True)
 class KeySource:
-    """Keys plus the policy they are used with (one JwtSecret's publication)."""
+    """Keys plus the policy they are used with (one JwtSecret's publication).
+
+    Each key passes the operator's own checks (keys.keyset.validate_jwk: members, algorithm, RSA size and
+    factors, Ed25519/Ed448 points of small order, x5c) before it verifies anything, once per source: keys
+    given to the library directly never went through the operator."""
 
     keys: tuple[Mapping[str, Any], ...]
     policy: Policy
+
+    @functools.cached_property
+    def problems(self) -> tuple[str | None, ...]:
+        """Per key, why it may not be used (None: it may)."""
+        return tuple(_problem(key) for key in self.keys)
 
     @classmethod
     def from_data(cls, data: Mapping[str, str], *, require_policy: bool = True) -> KeySource:
@@ -108,6 +119,14 @@ class KeySource:
         if JWKS_KEY not in data:
             raise PublishedDataError(f"no {JWKS_KEY} in the published data")
         return _key_source(data[JWKS_KEY], data.get(POLICY_KEY), JWKS_KEY, POLICY_KEY, require_policy)
+
+
+def _problem(key: Mapping[str, Any]) -> str | None:
+    try:
+        validate_jwk(key, allow_symmetric=True)  # published HMAC keys come in a Secret's jwks.json
+    except InvalidKey as exc:
+        return str(exc)
+    return None
 
 
 def _not_json(constant: str) -> Any:

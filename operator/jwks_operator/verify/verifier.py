@@ -1,7 +1,8 @@
 """Verify JWTs against what jwks-operator publishes (no Kubernetes: published data or a mounted folder).
 
 The rules gateways apply: a token is valid if any one configured key (of the token's `kid`, if it
-names one, and fitting its algorithm) verifies its signature; `exp`, `nbf` and `iat`, when present,
+names one, and fitting its algorithm, and passing the operator's key checks: verify.data) verifies its
+signature; `exp`, `nbf` and `iat`, when present,
 are finite numbers and, within a leeway, `exp` is not past and `nbf` and `iat` are not in the future;
 `aud`, when present, is a string or a list of strings and, when audiences are set, matches one of
 them; `iss` likewise (a string or a list of strings) for the issuers; the algorithm is in the
@@ -122,14 +123,18 @@ def verify_with(source: KeySource, token: str, *, leeway: float, now: float | No
     if policy.from_url and alg in HMAC_ALGS:
         return Result(False, f"algorithm {alg} is never accepted for keys from a URL")
     kid = header.get("kid")
-    candidates = [k for k in source.keys if kid is None or k.get("kid") == kid]
+    candidates = [(i, k) for i, k in enumerate(source.keys) if kid is None or k.get("kid") == kid]
     if not candidates:
         return Result(False, f"no key with kid {kid!r}")
-    candidates = [k for k in candidates if alg in key_algorithms(k)]
+    candidates = [(i, k) for i, k in candidates if alg in key_algorithms(k)]
     if not candidates:
         return Result(False, f"no key for algorithm {alg}" + (f" with kid {kid!r}" if kid else ""))
     last = "signature verification failed"
-    for jwk in candidates:
+    for index, jwk in candidates:
+        problem = source.problems[index]  # the operator's key checks (verify.data)
+        if problem is not None:
+            last = f"key {jwk.get('kid')!r} is unusable: {problem}"
+            continue
         try:
             key = jwt.PyJWK(dict(jwk), algorithm=alg).key
         except (jwt.PyJWTError, ValueError, TypeError) as exc:  # e.g. an `n` that is not base64url

@@ -3,14 +3,17 @@ TLS handshake; compression bombs; targets reached through a proxy; tenants' CA b
 
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 import select
 import socket
+import ssl
 import tempfile
 import threading
 import time
 import tracemalloc
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,9 +21,11 @@ from types import TracebackType
 
 import pytest
 import trustme
+import urllib3.util.ssl_
 
+from jwks_operator.fetch import fetcher as fetcher_module
 from jwks_operator.fetch.fetcher import Fetcher, FetchSettings
-from jwks_operator.fetch.trust import CONTEXTS
+from jwks_operator.fetch.trust import CONTEXTS, MAX_CA_BUNDLE_BYTES, TrustContexts
 from jwks_operator.model.errors import FetchError
 from tests.harness.idp import JwksProvider
 
@@ -448,9 +453,73 @@ def test_distinct_ca_bundles_leave_no_file_and_a_bounded_cache(scratch_tmp: Path
             bundle = (trustme.CA().cert_pem.bytes() + ca.cert_pem.bytes()).decode()
             assert shared.fetch(provider.url, ca_bundle=bundle).status == 200
             assert len(CONTEXTS) <= CONTEXTS.size
+            assert CONTEXTS.cached_bytes() <= CONTEXTS.max_bytes
     assert os.listdir(scratch_tmp) == []
     assert CONTEXTS.size == 64
     assert len([k for k in CONTEXTS.cached() if k[0] == "pem"]) == 64
+
+
+def filler_bundle(ca: trustme.CA, size: int, n: int) -> str:
+    """The CA's certificate first, then distinct CA certificates up to about `size` bytes."""
+    pem = ca.cert_pem.bytes()
+    while len(pem) < size:
+        pem += trustme.CA(organization_name=f"filler {n} {len(pem)}").cert_pem.bytes()
+    return pem.decode()
+
+
+def test_the_ca_context_cache_is_bounded_by_bytes_and_pools_keep_none_it_let_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A context takes about 8 times its bundle's size in memory: the cache counts bytes, not only
+    contexts, and connection pools (a fetch thread keeps 10) drop a fetch's custom-CA pool when it ends,
+    so no context outlives the cache but those in use."""
+    cache = TrustContexts(size=64, max_bytes=40_000)
+    monkeypatch.setattr(fetcher_module, "CONTEXTS", cache)
+    built: list[weakref.ref[ssl.SSLContext]] = []
+    create = urllib3.util.ssl_.create_urllib3_context
+
+    def tracked(*args: object, **kwargs: object) -> ssl.SSLContext:
+        context = create(*args, **kwargs)  # type: ignore[arg-type]
+        built.append(weakref.ref(context))
+        return context
+
+    monkeypatch.setattr(urllib3.util.ssl_, "create_urllib3_context", tracked)
+    ca = trustme.CA()
+    bundles = [filler_bundle(ca, 12_000, n) for n in range(8)]
+    with JwksProvider(ca=ca) as provider:
+        shared = fetcher()
+        for bundle in bundles:
+            assert shared.fetch(provider.url, ca_bundle=bundle).status == 200
+            assert cache.cached_bytes() <= cache.max_bytes
+        gc.collect()
+        alive = [r() for r in built if r() is not None]
+        assert len(cache) == 3, "three of about 12 KB fit in 40 KB"
+        assert len(alive) == len(cache), "no pool keeps a context the cache let go"
+        assert shared.fetch(provider.url, ca_bundle=bundles[-1]).status == 200  # still cached: reused
+        assert len([r for r in built if r() is not None]) == len(cache)
+
+
+def test_a_ca_bundle_over_the_limit_is_refused_by_the_fetcher_too() -> None:
+    ca = trustme.CA()
+    with pytest.raises(FetchError) as info:
+        fetcher().fetch("https://127.0.0.1:9/jwks", ca_bundle=filler_bundle(ca, MAX_CA_BUNDLE_BYTES + 1, 0))
+    assert str(info.value).startswith("spec.caBundleRef: the CA bundle holds ")
+    assert str(info.value).endswith(f"bytes, over the {MAX_CA_BUNDLE_BYTES}-byte limit of a CA bundle")
+
+
+def test_a_ca_context_is_built_only_for_a_url_that_passed_the_guard() -> None:
+    """Before: the context of a tenant's bundle was built (and cached) before the URL was vetted, so a
+    JwtSecret naming a metadata address still made the operator build it, retry after retry."""
+    bundle = (trustme.CA().cert_pem.bytes() + trustme.CA().cert_pem.bytes()).decode()
+    before = CONTEXTS.cached()
+    for url, allow_private in [
+        ("https://169.254.169.254/latest/meta-data/jwks", True),
+        ("https://10.0.0.5/jwks", False),
+        ("https://metadata.google.internal/jwks", True),
+    ]:
+        with pytest.raises(FetchError, match="refused to connect"):
+            Fetcher(FetchSettings(allow_private_networks=allow_private)).fetch(url, ca_bundle=bundle)
+    assert CONTEXTS.cached() == before
 
 
 def test_a_ca_bundle_replaces_the_system_trust(

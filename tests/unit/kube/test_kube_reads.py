@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import trustme
 
-from jwks_operator.fetch.trust import check_ca_bundle
-from jwks_operator.kube.adapter import Kube
+from jwks_operator.fetch.trust import MAX_CA_BUNDLE_BYTES, check_ca_bundle
+from jwks_operator.kube.adapter import Kube, SecretKey
 from jwks_operator.model.errors import ApiCallError, FetchError, SecretNotAvailableError, SecretRefError
 from jwks_operator.model.names import GROUP, PLURAL, VERSION
-from jwks_operator.publish.allow import ALLOW_ANNOTATION
+from jwks_operator.publish.allow import ALLOW_ANNOTATION, HMAC_EXPORT_ANNOTATION
 from jwks_operator.resource.spec import CaBundleRef
 from tests.unit.kube.test_kube_writes import NS, FakeCore, core, kube, seed
 
@@ -36,12 +36,49 @@ def allow(names: str) -> dict[str, Any]:
 def test_read_secret_key_only_from_a_secret_that_opted_in(kube: Kube, core: FakeCore) -> None:
     seed(core, "hmac", {"k": b64(SECRET)}, refs=[], resource="secret", **allow("other, hs"))
     seed(core, "any", {"k": b64(SECRET)}, refs=[], resource="secret", **allow("*"))
-    assert kube.read_secret_key(NS, "hmac", "k", "hs") == SECRET
-    assert kube.read_secret_key(NS, "any", "k", "hs") == SECRET
-    assert kube.read_secret_key(NS, "any", "k") == SECRET  # a caller that names no JwtSecret: only "*"
+    assert kube.read_secret_key(NS, "hmac", "k", "hs") == SecretKey(SECRET)
+    assert kube.read_secret_key(NS, "any", "k", "hs") == SecretKey(SECRET)
+    assert kube.read_secret_key(NS, "any", "k") == SecretKey(SECRET)  # a caller naming no JwtSecret: only "*"
     core.fail("read", 403)
     with pytest.raises(ApiCallError, match=r"\(read secret key\): HTTP 403"):
         kube.read_secret_key(NS, "hmac", "k", "hs")
+
+
+def test_a_secrets_key_is_exportable_only_with_its_owners_second_annotation(
+    kube: Kube, core: FakeCore
+) -> None:
+    """jwks.dev/allow-jwtsecrets lets a JwtSecret publish the key to Secrets; only jwks.dev/allow-hmac-export
+    lets it go anywhere else (its entries as those of the first: a name, name/uid or "*")."""
+    for name, export, exportable in [
+        ("plain", None, False),
+        ("other", "billing", False),
+        ("named", "billing, hs", True),
+        ("pinned", "hs/uid-1", True),
+        ("stale-pin", "hs/uid-0", False),
+        ("anyone", "*", True),
+    ]:
+        meta = {ALLOW_ANNOTATION: "hs"} | ({} if export is None else {HMAC_EXPORT_ANNOTATION: export})
+        seed(core, name, {"k": b64(SECRET)}, refs=[], resource="secret", annotations=meta)
+        assert kube.read_secret_key(NS, name, "k", "hs", "uid-1") == SecretKey(SECRET, exportable), name
+    seed(
+        core,
+        "export-only",
+        {"k": b64(SECRET)},
+        refs=[],
+        resource="secret",
+        annotations={HMAC_EXPORT_ANNOTATION: "hs"},
+    )
+    with pytest.raises(SecretNotAvailableError):  # the second annotation alone opens nothing
+        kube.read_secret_key(NS, "export-only", "k", "hs", "uid-1")
+
+
+def test_a_secret_may_pin_the_jwtsecret_it_allows_to_its_uid(kube: Kube, core: FakeCore) -> None:
+    """`hs/uid-1` lets JwtSecret hs of uid uid-1 read the Secret, not one created again under that name."""
+    seed(core, "pinned", {"k": b64(SECRET)}, refs=[], resource="secret", **allow("hs/uid-1"))
+    assert kube.read_secret_key(NS, "pinned", "k", "hs", "uid-1").raw == SECRET
+    for uid in ("uid-2", None):
+        with pytest.raises(SecretNotAvailableError):
+            kube.read_secret_key(NS, "pinned", "k", "hs", uid)
 
 
 def test_a_secret_not_available_tells_nothing_about_itself(kube: Kube, core: FakeCore) -> None:
@@ -104,7 +141,7 @@ def test_a_ca_bundle_secret_that_cannot_be_used_is_one_clear_fetch_error(kube: K
             kube.read_ca_bundle(NS, CaBundleRef("Secret", name, key))
         assert info.value.message == (
             f"spec.caBundleRef: Secret {name} holds no PEM CA bundle under key {key!r} (it must exist and "
-            "hold UTF-8 PEM certificates there)"
+            f"hold UTF-8 PEM certificates there, at most {MAX_CA_BUNDLE_BYTES} bytes)"
         )
 
 
@@ -137,3 +174,30 @@ def test_read_published(kube: Kube, core: FakeCore) -> None:
     assert kube.read_published(NS, "js", via_jwtsecret=True) == {"jwks.json": "{}"}
     with pytest.raises(LookupError, match="JwtSecret ns/new has published nothing yet"):
         kube.read_published(NS, "new", via_jwtsecret=True)
+
+
+def test_a_ca_bundle_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
+    """A tenant's bundle becomes an SSLContext of about 8 times its size: 64 bundles of 1 MB took the
+    fetch path from 45 to 514 MiB. A bundle is capped (a public trust store, certifi's, is 230 KB)."""
+    ref = CaBundleRef("ConfigMap", "cm")
+    big = CA + "#" * (MAX_CA_BUNDLE_BYTES - len(CA) + 1)  # one byte over, and still holding a certificate
+    with pytest.raises(FetchError) as info:
+        check_ca_bundle(big, ref)
+    assert info.value.message == (
+        f"spec.caBundleRef: ConfigMap cm key 'ca.crt' holds {MAX_CA_BUNDLE_BYTES + 1} bytes, over the "
+        f"{MAX_CA_BUNDLE_BYTES}-byte limit of a CA bundle"
+    )
+    assert check_ca_bundle(big[:-1], ref) == big[:-1]
+
+
+def test_a_ca_bundle_secret_over_the_size_limit_reads_like_any_other_unusable_one(
+    kube: Kube, core: FakeCore
+) -> None:
+    big = CA + "#" * MAX_CA_BUNDLE_BYTES
+    seed(core, "sec", {"key": b64(big)}, refs=[], resource="secret")
+    with pytest.raises(FetchError) as info:
+        kube.read_ca_bundle(NS, CaBundleRef("Secret", "sec", "key"))
+    assert info.value.message == (
+        "spec.caBundleRef: Secret sec holds no PEM CA bundle under key 'key' (it must exist and hold UTF-8 "
+        f"PEM certificates there, at most {MAX_CA_BUNDLE_BYTES} bytes)"
+    )

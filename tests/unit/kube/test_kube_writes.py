@@ -534,3 +534,21 @@ def test_any_object_too_large_for_the_api_server_is_refused_before_the_request(c
     with pytest.raises(OutputTooLargeError, match="over the 1048576-byte limit of one object"):
         write(store, lambda existing: {"metadata": {"name": "obj"}, "data": {"n": huge}}, absent=True)
     assert "create" not in core.calls
+
+
+def test_an_event_message_is_escaped_and_cut_to_what_an_event_keeps() -> None:
+    sent: list[tuple[str, str, Any]] = []
+
+    class Http:
+        def request(self, method: str, where: str, body: Any = None, **_: Any) -> Body:
+            sent.append((method, where, body))
+            return {}
+
+    kube = Kube(client.ApiClient())
+    kube.http = Http()  # type: ignore[assignment]
+    kube.event(OWNER, "Warning", "OutputFailed", "issuer https://idp/\n2026 forged\x1b[2J " + "x" * 2000)
+    ((method, where, body),) = sent
+    assert (method, where) == ("POST", f"/api/v1/namespaces/{NS}/events")
+    assert body["message"].startswith("issuer https://idp/\\n2026 forged\\x1b[2J x")
+    assert len(body["message"]) == 1024
+    assert body["message"].isprintable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -263,6 +264,35 @@ def test_refresh_overrides_and_defaults() -> None:
     assert spec.refresh.policy(default) == RefreshPolicy(90, 86400, None, 5400)
     assert spec.retain_removed_for == 600
     assert parse_spec({"jwkUrl": URL}).refresh.policy(default) == default
+
+
+@pytest.mark.parametrize(
+    "name", [".", "..", "a..b", ".a", "a.", "-a", "A", "a/b", "a%2fb", "a b", "a\n", "a" * 254]
+)
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        (lambda n: {"static": {"secretRef": {"name": n, "key": "k"}}}, "spec.static.secretRef.name"),
+        (lambda n: {"jwkUrl": URL, "caBundleRef": {"name": n}}, "spec.caBundleRef.name"),
+    ],
+    ids=["secretRef", "caBundleRef"],
+)
+def test_names_of_objects_read_must_be_dns_subdomains(
+    name: str, where: Callable[[str], dict[str, Any]], field: str
+) -> None:
+    """`.` and `..` would reach the API as collection paths (GET .../secrets/..), and no object can have
+    any other name that is not an RFC 1123 subdomain: refused like the CRD's pattern refuses them."""
+    with pytest.raises(SpecError) as info:
+        parse_spec(where(name))
+    assert info.value.field == field
+    problem = "must be a lowercase RFC 1123 subdomain name (at most 253 characters)"
+    assert info.value.message == f"{field}: {problem}"
+
+
+@pytest.mark.parametrize("name", ["s", "hmac-key", "a.b-c.d0", "0", "a" * 64 + "." + "b" * 188])
+def test_names_that_are_dns_subdomains_are_accepted(name: str) -> None:
+    assert parse_spec({"static": {"secretRef": {"name": name, "key": "k"}}}).secret_ref.name == name  # type: ignore[union-attr]
+    assert parse_spec({"jwkUrl": URL, "caBundleRef": {"name": name}}).ca_bundle.name == name  # type: ignore[union-attr]
 
 
 def test_ca_bundle_reference() -> None:

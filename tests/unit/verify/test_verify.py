@@ -310,6 +310,49 @@ def test_unusable_keys_are_a_reason_not_an_exception() -> None:
         assert verify_with(KeySource(({**good, **broken}, good), Policy()), sign(GOOD), leeway=0, now=NOW)
 
 
+SMALL_ORDER_X = b64(b"\x01" + bytes(31))  # the identity point of Ed25519, as a public key
+
+
+def forged_eddsa_token(claims: dict[str, Any], kid: str = "small") -> str:
+    """A token "signed" for the Ed25519 public key SMALL_ORDER_X without any private key: R the identity
+    and S = 0 satisfy [S]B = R + [k]A for every message, since [k]A is the identity too."""
+    header, payload = json.dumps({"alg": "EdDSA", "kid": kid}), json.dumps(claims)
+    signature = b"\x01" + bytes(63)  # R: the identity; S: 0
+    return f"{b64(header.encode())}.{b64(payload.encode())}.{b64(signature)}"
+
+
+@pytest.mark.parametrize("how", ["from_data", "KeySource"])
+def test_a_small_order_ed25519_key_given_to_the_library_is_refused_when_loaded(how: str) -> None:
+    """The operator never publishes such a key (keys.checks), but the library also reads keys it was given
+    directly: it runs the same checks on them, so the forged token does not verify."""
+    small = {"kty": "OKP", "crv": "Ed25519", "x": SMALL_ORDER_X, "kid": "small", "alg": "EdDSA", "use": "sig"}
+    token = forged_eddsa_token(GOOD)
+    if how == "from_data":
+        data = {**published(algorithms=[]), "jwks.json": json.dumps({"keys": [small]})}
+        result = Verifier.from_data(data).verify(token, now=NOW)
+    else:
+        result = verify_with(KeySource((small,), Policy()), token, leeway=0, now=NOW)
+    assert not result.valid
+    assert result.reason == (
+        "key 'small' is unusable: Ed25519 public key is a point of small order (signatures could be forged)"
+    )
+
+
+def test_the_operators_key_checks_run_on_keys_given_to_the_library() -> None:
+    """A weak RSA key, an encryption key: refused by the library as by the operator (the other keys of
+    the source still verify)."""
+    weak = public_jwk(rsa_key(bits=1024), kid="r1", alg="RS256")
+    for bad, problem in [
+        (weak, "RSA key is 1024 bits; at least 2048 are required"),
+        ({**public_jwk(RSA, kid="r1"), "use": "enc"}, "use 'enc' is not a signature key"),
+    ]:
+        result = verify_with(KeySource((bad,), Policy()), sign(GOOD), leeway=0, now=NOW)
+        assert result.reason.startswith("key 'r1' is unusable: "), result.reason
+        assert problem in result.reason
+        both = KeySource((bad, public_jwk(RSA, kid="r1")), Policy())
+        assert verify_with(both, sign(GOOD), leeway=0, now=NOW)
+
+
 def published(**policy: Any) -> dict[str, str]:
     """What the operator publishes for URL_SPEC with RSA, the policy.json members replaced (None: dropped)."""
     data = render(parse_spec(URL_SPEC), KeySet((public_jwk(RSA, kid="r1", alg="RS256"),)))

@@ -167,7 +167,7 @@ def with_entries(meta: Mapping[str, Any], owner: Owner, ids: Sequence[str]) -> d
 
 def require_allowed(existing: Mapping[str, Any], ref: ObjectRef, owner: Owner, what: str) -> None:
     """NotAllowed unless the object's owner lets this JwtSecret manage its `what` (releases never ask)."""
-    if not allowed(existing, owner.name):
+    if not allowed(existing, owner.name, owner.uid):
         raise OutputError(
             "NotAllowed",
             f"{ref} does not allow JwtSecret {owner.name} to manage its {what}: add the annotation "

@@ -9,7 +9,9 @@ writes read the ConfigMap and replace data.data only: annotations survive. Secre
 RS256_PUBLIC verifies RS256 with `publicKey` and may not be primary, HS256 uses the bytes of `secret`
 (utils/jwt); secretSource "admin" swaps the list for the admin secret (modules/auth/setters.go).
 
-We write one RS256_PUBLIC entry per RSA key (HS256 per HMAC key, with allowHmac), its kid the key's (or
+We write one RS256_PUBLIC entry per RSA key (HS256 per HMAC key: only with allowHmac on the output and
+the consent of the Secret's owner, HMAC_EXPORT_ANNOTATION on the Secret; refused, the entries this output
+wrote before come out), its kid the key's (or
 its RFC 7638 thumbprint), into the ConfigMap, which must exist and list the JwtSecret in its
 ALLOW_ANNOTATION; the JwtSecret must be in namespace space-cloud. MANAGED_ANNOTATION lists each
 JwtSecret's kids; an entry of a wanted kid that our mark does not list is someone else's (a conflict),
@@ -29,6 +31,7 @@ from typing import Any
 
 from jwks_operator.keys.keyset import thumbprint
 from jwks_operator.model.errors import SpecError
+from jwks_operator.publish.allow import HMAC_EXPORT_ANNOTATION
 from jwks_operator.publish.bodies import Owner
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
@@ -43,11 +46,12 @@ from jwks_operator.publish.gateways.base import (
     with_entries,
 )
 from jwks_operator.publish.gateways.pem import algorithm_for, hmac_text, public_pem
-from jwks_operator.publish.writes import Body
+from jwks_operator.publish.writes import Body, Mutate
 
 NAMESPACE = "space-cloud"  # where Space Cloud reads its ConfigMaps
 DEFAULT_CLUSTER = "default"  # the Helm chart's clusterId
 DATA_KEY = "data"
+HMAC_REFUSED = ("SecretNotAllowed", "HmacExportNotAllowed")  # the HMAC secret may not go into the ConfigMap
 # A Secret entry's fields as Space Cloud serialises them; each reads as its zero value when missing.
 FIELDS = ("isPrimary", "alg", "kid", "jwkUrl", "aud", "iss", "secret", "publicKey", "privateKey")
 ZERO: Mapping[str, Any] = {
@@ -101,8 +105,13 @@ class SpaceCloudOutput:
                 f"Space Cloud reads project ConfigMaps in namespace {NAMESPACE} only, and this JwtSecret "
                 f"is in {ns}: create it in {NAMESPACE}",
             )
-        entries, notes = _entries(ctx, self.allow_hmac)
         ref = _ref(ns, self.configmap)
+        try:
+            entries, notes = _entries(ctx, self.allow_hmac, ref)
+        except OutputError as refused:
+            if refused.reason not in HMAC_REFUSED:
+                raise
+            return _refused(ctx, ref, refused)
         writes = [Write(ref, ProjectWrite(ref, ctx.owner, entries, self.project_id))]
         writes += [Write(r, ProjectWrite(r, ctx.owner)) for r in _refs(ns, ctx.previous) if r != ref]
         return Plan(tuple(writes), (ref.name,), len(entries), notes)
@@ -158,14 +167,46 @@ class ProjectWrite:
         return {**existing, "data": data, "metadata": with_entries(meta, self.owner, kids)}
 
 
-def _entries(ctx: Context, allow_hmac: bool) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+def _refused(ctx: Context, ref: ObjectRef, refused: OutputError) -> Plan:
+    """The plan of an output whose HMAC secret may not go into the ConfigMap: the entries it wrote before
+    (when the consent was there) come out first, then the refusal is reported."""
+    if not ctx.previous:
+        raise OutputError(refused.reason, f"{refused.message}; nothing was written")
+    held = ", ".join(dict.fromkeys(ctx.previous))
+    error = OutputError(
+        refused.reason, f"{refused.message}; the entries this JwtSecret had written in {held} were removed"
+    )
+    writes = [Write(r, ProjectWrite(r, ctx.owner)) for r in _refs(ref.namespace, ctx.previous)]
+    return Plan((*writes, Write(ref, _raising(error))), (), 0)
+
+
+def _raising(error: OutputError) -> Mutate:
+    """A write that reports `error` once the writes before it in the plan are done."""
+
+    def mutate(existing: Mapping[str, Any] | None) -> Body | None:
+        raise error
+
+    return mutate
+
+
+def _entries(ctx: Context, allow_hmac: bool, ref: ObjectRef) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     """The entries Space Cloud can verify, and notes on the keys it cannot."""
-    if (ctx.spec.symmetric or any(k.get("kty") == "oct" for k in ctx.key_set.keys)) and not allow_hmac:
-        raise OutputError(
-            "SecretNotAllowed",
-            "the HMAC secret would be stored in the Space Cloud project's ConfigMap, readable by whoever may "
-            "read ConfigMaps in its namespace; set allowHmac: true on this output to accept that",
-        )
+    if ctx.spec.symmetric or any(k.get("kty") == "oct" for k in ctx.key_set.keys):
+        if not allow_hmac:
+            raise OutputError(
+                "SecretNotAllowed",
+                "the HMAC secret would be stored in the Space Cloud project's ConfigMap, readable by whoever "
+                "may read ConfigMaps in its namespace; set allowHmac: true on this output to accept that",
+            )
+        if not ctx.key_set.exportable:  # the Secret's owner decides whether its secret may leave Secrets
+            secret = ctx.spec.secret_ref.name if ctx.spec.secret_ref is not None else "?"
+            who = ctx.owner
+            raise OutputError(
+                "HmacExportNotAllowed",
+                f"the HMAC secret of Secret {secret} would be stored in {ref}, and the Secret's owner has "
+                f"not allowed it to leave Secrets: add the annotation {HMAC_EXPORT_ANNOTATION}: {who.name} "
+                f'(or {who.name}/{who.uid}, or "*") to Secret {secret}',
+            )
     entries: dict[str, dict[str, Any]] = {}
     skipped: Counter[str] = Counter()
     for key in ctx.key_set.keys:

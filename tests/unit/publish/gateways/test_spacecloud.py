@@ -298,19 +298,30 @@ def test_a_key_without_kid_gets_its_thumbprint() -> None:
     assert marks(body) == {MINE: [thumbprint(bare)]}
 
 
-def test_hmac_needs_allow_hmac_and_then_writes_hs256() -> None:
+def test_hmac_needs_allow_hmac_and_the_secrets_consent_and_then_writes_hs256() -> None:
     secret = "a-shared-secret-of-32-bytes-or-more"
-    ctx = context(spec=HMAC_SPEC, key_set=key_from_hmac(secret.encode(), kid="h1"))
+    ctx = context(spec=HMAC_SPEC, key_set=key_from_hmac(secret.encode(), kid="h1", exportable=True))
     with pytest.raises(OutputError, match="stored in the Space Cloud project's ConfigMap") as refused:
         SHOP.plan(ctx)
     assert refused.value.reason == "SecretNotAllowed"
+    unconsented = context(spec=HMAC_SPEC, key_set=key_from_hmac(secret.encode(), kid="h1"))
+    with pytest.raises(OutputError) as refused:
+        SpaceCloudOutput("shop", allow_hmac=True).plan(unconsented)
+    assert refused.value.reason == "HmacExportNotAllowed"
+    assert str(refused.value) == (
+        f"the HMAC secret of Secret hmac would be stored in ConfigMap {NAME}, and the Secret's owner has not "
+        "allowed it to leave Secrets: add the annotation jwks.dev/allow-hmac-export: orders (or "
+        'orders/uid-orders, or "*") to Secret hmac; nothing was written'
+    )
     body = apply(the_write(ctx, SpaceCloudOutput("shop", allow_hmac=True)), project(ADMIN))
     hs = {**entry(R1, alg="HS256", kid="h1", iss=[], secret=secret), "publicKey": ""}
     assert config(body)["secrets"] == [ADMIN, hs]
-    binary = context(spec=HMAC_SPEC, key_set=key_from_hmac(b"\xff" * 32, kid="h2"))
+    binary = context(spec=HMAC_SPEC, key_set=key_from_hmac(b"\xff" * 32, kid="h2", exportable=True))
     with pytest.raises(OutputError, match="keeps the secret as text and this one is not UTF-8"):
         SpaceCloudOutput("shop", allow_hmac=True).plan(binary)
-    hs512 = context(spec=HMAC_SPEC, key_set=key_from_hmac(b"x" * 64, kid="h3", algorithms=["HS512"]))
+    hs512 = context(
+        spec=HMAC_SPEC, key_set=key_from_hmac(b"x" * 64, kid="h3", algorithms=["HS512"], exportable=True)
+    )
     with pytest.raises(OutputError, match=r"1 HMAC key\(s\) not written: Space Cloud verifies HS256 only"):
         SpaceCloudOutput("shop", allow_hmac=True).plan(hs512)
 
@@ -345,3 +356,43 @@ def test_a_previous_project_configmap_is_released() -> None:
     assert [w.ref.name for w in plan.writes] == ["prod--shop--project--shop", NAME]
     assert config(apply(plan.writes[1], apply(the_write(context()), project(ADMIN))))["secrets"] == [ADMIN]
     assert len(SHOP.plan(context(previous=(NAME,))).writes) == 1
+
+
+def test_an_owner_may_pin_the_jwtsecret_it_allows_to_its_uid() -> None:
+    """`orders/uid-orders` in the allow annotation admits that JwtSecret, not another one created later
+    under its name (a bare name admits whichever bears it)."""
+    pinned = project(allow="billing, orders/uid-orders")
+    assert isinstance(apply(the_write(context(R1)), pinned), dict)
+    with pytest.raises(OutputError) as refused:
+        the_write(context(R1, owner=OLD_ORDERS)).mutate(pinned)
+    assert refused.value.reason == "NotAllowed"
+    assert isinstance(apply(the_write(context(R1, owner=OLD_ORDERS)), project(allow="orders")), dict)
+
+
+@pytest.mark.parametrize(
+    ("output", "exportable", "reason"),
+    [
+        (SpaceCloudOutput("shop", allow_hmac=True), False, "HmacExportNotAllowed"),
+        (SHOP, True, "SecretNotAllowed"),
+    ],
+    ids=["consent-withdrawn", "allowHmac-dropped"],
+)
+def test_an_hmac_secret_no_longer_allowed_in_the_configmap_is_taken_out(
+    output: SpaceCloudOutput, exportable: bool, reason: str
+) -> None:
+    """What was written while both allowed it comes out before the refusal is reported (the entries of
+    others stay), and the message says so."""
+    secret = "a-shared-secret-of-32-bytes-or-more"
+    allowed = context(spec=HMAC_SPEC, key_set=key_from_hmac(secret.encode(), kid="h1", exportable=True))
+    written = apply(the_write(allowed, SpaceCloudOutput("shop", allow_hmac=True)), project(ADMIN))
+    keys = key_from_hmac(secret.encode(), kid="h1", exportable=exportable)
+    plan = output.plan(context(spec=HMAC_SPEC, key_set=keys, previous=(NAME,)))
+    (release, refusal) = plan.writes
+    assert (plan.objects, plan.keys) == ((), 0)
+    released = apply(release, written)
+    assert config(released)["secrets"] == [ADMIN]
+    assert MANAGED_ANNOTATION not in released["metadata"].get("annotations", {})
+    with pytest.raises(OutputError) as refused:
+        refusal.mutate(released)
+    assert refused.value.reason == reason
+    assert str(refused.value).endswith(f"; the entries this JwtSecret had written in {NAME} were removed")
