@@ -88,5 +88,6 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("two gateways in one output", {"jwkUrl": URL, "outputs": [{"istio": {"name": "a"}, "nginx": {}}]}, "exactly one of istio, envoyGateway"),
     ("an empty output", {"jwkUrl": URL, "outputs": [{}]}, "exactly one of istio, envoyGateway"),
     ("istio output without name", {"jwkUrl": URL, "outputs": [{"istio": {}}]}, "spec.outputs[0].istio.name: Required"),
+    ("istio allow not a name", {"jwkUrl": URL, "outputs": [{"istio": {"name": "a", "allow": ["Team_A"]}}]}, "spec.outputs[0].istio.allow[0] in body should match"),
     ("envoy provider not a name", {"jwkUrl": URL, "outputs": [{"envoyGateway": {"securityPolicy": "p", "provider": "a b"}}]}, "spec.outputs[0].envoyGateway.provider in body should match"),
 ]  # fmt: skip

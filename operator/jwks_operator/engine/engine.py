@@ -168,7 +168,11 @@ class Engine:
             held = RELEASE_FINALIZER in (meta.get("finalizers") or [])
             if tracked is None and held and not gone:  # deleted while no operator ran: its status says where
                 uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
-                tracked = track(key, uid, generation, body, None, self.policy)
+                pending = self.publisher.pending((*key, uid))
+                if pending is not None:  # e.g. the echo of the status its release reports: it goes on
+                    pending.seen(body)  # with the newest finalizers and resourceVersion
+                else:
+                    tracked = track(key, uid, generation, body, None, self.policy)
             if tracked is not None and not gone:
                 tracked.seen(body)
             elif tracked is not None:

@@ -4,6 +4,13 @@ Each output is independent: one failing (its object missing, someone else's entr
 gateway's CRD not installed) leaves the others and the JwtSecret's ConfigMap served, and shows in its
 own OutputReady condition. An output is written again only when what it is rendered from changed (or
 on resync, which repairs hand edits: the gateways' objects are not watched).
+
+A deleted JwtSecret's release is retried until every output is out (its finalizer holds the deletion
+meanwhile), with one bound: an output whose object cannot be read (MalformedObjectError: a spec replaced
+by a list, entries or marks of the wrong type; or an unexpected error reading it) is given up after
+MALFORMED_RELEASE_ATTEMPTS attempts in a row, so that a broken object cannot hold a deletion (and its
+namespace's) forever. Each failure shows in the output's condition; an Event records the first, and
+another what was given up.
 """
 
 from __future__ import annotations
@@ -17,10 +24,16 @@ from jwks_operator.keys.keyset import KeySet
 from jwks_operator.kube.adapter import Kube
 from jwks_operator.kube.lanes import Lane, Lanes
 from jwks_operator.model.errors import ApiCallError, JwksError
+from jwks_operator.model.names import RELEASE_FINALIZER
 from jwks_operator.publish.gateways import Context, Output, OutputError, Plan, restore
+from jwks_operator.publish.gateways.base import MalformedObjectError
 from jwks_operator.resource.spec import JwtSecretSpec
 from jwks_operator.resource.status import OutputStatus
 from jwks_operator.runtime.metrics import Metrics
+
+MALFORMED_RELEASE_ATTEMPTS = (
+    5  # releases that cannot read an output's object, in a row, before it is given up
+)
 
 
 class GatewayOutputs:
@@ -69,19 +82,57 @@ class GatewayOutputs:
             if result != "unchanged":
                 self.metrics.api_writes.labels(write.ref.kind, result.removesuffix("d")).inc()
 
-    async def release_all(self, tracked: Tracked) -> None:
+    async def release_all(self, tracked: Tracked) -> dict[str, Exception]:
         """A deleted JwtSecret's keys out of every output: each is tried, one failing does not keep the
-        others' keys trusted (raises the first failure after: the caller retries those left)."""
-        failed: list[Exception] = []
+        others' keys trusted. Returns the failures by output id (those released leave tracked.outputs)."""
+        failed: dict[str, Exception] = {}
         for output_id, status in list(tracked.outputs.items()):
             try:
                 await self.release(tracked, output_id, status.objects)
             except Exception as exc:
-                failed.append(exc)
+                failed[output_id] = exc
                 continue
             del tracked.outputs[output_id]
-        if failed:
-            raise failed[0]
+            tracked.release_attempts.pop(output_id, None)
+        return failed
+
+    def blocked(self, tracked: Tracked, failed: dict[str, Exception]) -> tuple[list[str], list[str]]:
+        """Failed releases recorded in their outputs' status; an output whose object could not be read
+        MALFORMED_RELEASE_ATTEMPTS times in a row is given up (out of tracked.outputs). Returns the
+        messages of the Events to record now (a new problem), and of those given up."""
+        new: list[str] = []
+        given_up: list[str] = []
+        for output_id, exc in failed.items():
+            status = tracked.outputs[output_id]
+            error = _as_error(exc, "removing")
+            note = ""
+            if isinstance(exc, MalformedObjectError) or not isinstance(exc, JwksError):
+                attempts = tracked.release_attempts[output_id] = (
+                    tracked.release_attempts.get(output_id, 0) + 1
+                )
+                if attempts >= MALFORMED_RELEASE_ATTEMPTS:
+                    del tracked.outputs[output_id]
+                    del tracked.release_attempts[output_id]
+                    where = f"{status.kind} {', '.join(status.objects)}"
+                    given_up.append(
+                        f"output {output_id}: gave up removing this JwtSecret's entries from {where} after "
+                        f"{attempts} attempts ({error.message}): whatever it holds of them stays there"
+                    )
+                    tracked.log(logging.WARNING, "%s", given_up[-1])
+                    continue
+                note = (
+                    f" (attempt {attempts} of {MALFORMED_RELEASE_ATTEMPTS}; after the last, the finalizer "
+                    f"{RELEASE_FINALIZER} is removed anyway)"
+                )
+            else:
+                tracked.release_attempts.pop(output_id, None)
+            message = f"could not remove this output: {error.message}{note}"
+            if status.ready or status.reason != error.reason:
+                new.append(f"output {output_id}: {message}")
+            tracked.outputs[output_id] = OutputStatus(
+                output_id, status.kind, status.objects, False, error.reason, message
+            )
+        return new, given_up
 
     async def _write(self, tracked: Tracked, output: Output, context: Context) -> OutputStatus:
         plan: Plan | None = None

@@ -25,6 +25,7 @@ from jwks_operator.model.names import JWKS_KEY, POLICY_KEY, RELEASE_FINALIZER
 from jwks_operator.publish.outputs import digest, part_keys, render
 from jwks_operator.publish.writes import Known
 from jwks_operator.resource.spec import JwtSecretSpec
+from jwks_operator.resource.status import output_entries
 from jwks_operator.runtime.metrics import Metrics
 
 EventType = Literal["Normal", "Warning"]
@@ -143,13 +144,20 @@ class Publisher:
 
     def withdraw(self, tracked: Tracked, target: Target | None) -> None:
         """A deleted JwtSecret takes its part out of a shared target (the last one out deletes it) and its
-        keys out of its gateway outputs, retried with backoff until done: gateways trust every key there."""
+        keys out of its gateway outputs, retried with backoff until done: gateways trust every key there
+        (an output whose object cannot be read is given up after a bound: gateway_outputs.blocked)."""
         key = (tracked.namespace, tracked.name, tracked.uid)
         self.leaving[key] = (tracked, target, 0)
         self.scheduler.schedule(("leave", key), 0.0)
 
+    def pending(self, key: LeaveKey) -> Tracked | None:
+        """The deleted JwtSecret whose withdraw is under way, if any."""
+        entry = self.leaving.get(key)
+        return entry[0] if entry is not None else None
+
     async def leave(self, key: LeaveKey) -> None:
-        """One attempt at a pending withdraw; a failure plans the next."""
+        """One attempt at a pending withdraw: failed outputs are reported (status, Events) and a failure
+        plans the next; once none is left, the finalizer goes, then the Events of what was given up."""
         if key not in self.leaving:
             return
         entry = self.leaving[key]
@@ -158,9 +166,23 @@ class Publisher:
             async with tracked.lock:  # after a pass still under way: what it wrote is released too
                 if target is not None:
                     await self._remove(tracked, target)
-                await self.gateways.release_all(tracked)
-                if tracked.holds_release:
+                failed = await self.gateways.release_all(tracked)
+                if failed:
+                    new, given_up = self.gateways.blocked(tracked, failed)
+                    tracked.given_up += given_up
+                    for message in new:
+                        self.event(tracked, "Warning", "ReleaseBlocked", message)
+                    await self._report_outputs(tracked)
+                    left = [exc for output_id, exc in failed.items() if output_id in tracked.outputs]
+                    if left:
+                        raise left[0]
+                held = tracked.holds_release
+                if held:
                     await self.let_go(tracked)
+                for message in tracked.given_up:
+                    removed = f"; the finalizer {RELEASE_FINALIZER} was removed" if held else ""
+                    self.event(tracked, "Warning", "ReleaseAbandoned", message + removed)
+                tracked.given_up = []
         except Exception as exc:
             delay = self.retry.delay(failures + 1, getattr(exc, "retry_after", None))
             self.leaving[key] = (tracked, target, failures + 1)
@@ -171,6 +193,26 @@ class Publisher:
             return
         if self.leaving.get(key) is entry:  # not a newer request made meanwhile
             del self.leaving[key]
+
+    async def _report_outputs(self, tracked: Tracked) -> None:
+        """A deleted JwtSecret's status.outputs: those its release has not taken out yet, and why."""
+        if not tracked.outputs:
+            return
+        now = self.scheduler.clock.now()
+        previous = tracked.status.get("outputs") or []
+        entries = output_entries(tuple(tracked.outputs.values()), previous, tracked.generation, now)
+        if entries == previous:
+            return
+        try:
+            await self.lanes.call(
+                Lane.STATUS, self.kube.patch_status, tracked.namespace, tracked.name, {"outputs": entries}
+            )
+        except ApiCallError as exc:
+            if exc.status != 404:  # gone: nobody to tell
+                tracked.log(logging.WARNING, "could not report the release in the status: %s", exc.message)
+            return
+        tracked.status = {**tracked.status, "outputs": entries}
+        self.metrics.api_writes.labels("JwtSecret/status", "patch").inc()
 
     async def hold(self, tracked: Tracked) -> None:
         """Add our finalizer: the JwtSecret's deletion then waits until its entries in shared gateway

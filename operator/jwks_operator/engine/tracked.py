@@ -82,6 +82,8 @@ class Tracked:
     # and a hash of what each was last rendered from (unchanged inputs write nothing).
     outputs: dict[str, OutputStatus] = field(default_factory=dict)
     output_stamps: dict[str, str] = field(default_factory=dict)
+    release_attempts: dict[str, int] = field(default_factory=dict)  # deleted: failed unreadable releases
+    given_up: list[str] = field(default_factory=list)  # outputs a release gave up, for the Event after it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # shared by its generations: one pass at a time
 
     @property

@@ -29,6 +29,7 @@ from tests.harness.gomod import gateway_crds, istio_validator
 from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
 from tests.harness.tools import kubectl
+from tests.material import static_spec
 
 SPACE = "space-cloud"  # Space Cloud keeps project ConfigMaps in this namespace
 PROJECT_CM = "default--shop--project--shop"
@@ -278,3 +279,45 @@ def gone_or_none(kube: ClusterClient, name: str) -> dict[str, Any] | None:
         if exc.status == 404:
             return None
         raise
+
+
+def output_condition(kube: ClusterClient, name: str, reason: str) -> dict[str, Any] | None:
+    """The OutputReady condition of a JwtSecret's first output, once it has this reason."""
+    outputs = (kube.get(SPACE, name).get("status") or {}).get("outputs") or []
+    found: dict[str, Any] | None = outputs[0]["conditions"][0] if outputs else None
+    return found if found is not None and found["reason"] == reason else None
+
+
+def test_an_operator_made_request_authentication_admits_no_one_unasked_and_keeps_a_users_rule(
+    gateways: Path, kube: ClusterClient
+) -> None:
+    """Issue 23, items 1 and 2 on Istio's own CRD: another JwtSecret naming team-a's RequestAuthentication
+    gets NotAllowed and adds nothing; a rule a user adds for team-a's issuer survives team-a's release,
+    byte for byte (the object is then the user's)."""
+    output = [{"istio": {"name": "team-a-auth", "selector": {"matchLabels": {"app": "payments"}}}}]
+    kube.create(SPACE, "team-a", static_spec("a", issuers=[ISSUER], outputs=output))
+    wait_for(lambda: output_condition(kube, "team-a", "Written"), PATIENCE, what="team-a's rule written")
+    evil = [{"istio": {"name": "team-a-auth"}}]
+    kube.create(SPACE, "intruder", static_spec("evil", issuers=["https://evil.example/"], outputs=evil))
+    refused = wait_for(lambda: output_condition(kube, "intruder", "NotAllowed"), PATIENCE, what="refused")
+    assert "team-a's spec.outputs[].istio.allow must list intruder" in refused["message"]
+    ra = custom(kube, ISTIO, "team-a-auth")
+    assert [r["issuer"] for r in ra["spec"]["jwtRules"]] == [ISSUER]
+    assert [o["name"] for o in ra["metadata"]["ownerReferences"]] == ["team-a"]
+
+    theirs = {"issuer": ISSUER, "jwksUri": "https://idp.test/their-keys", "forwardOriginalToken": True}
+    ra["spec"]["jwtRules"].append(theirs)
+    stored = kube.custom.replace_namespaced_custom_object(*ISTIO[:2], SPACE, ISTIO[2], "team-a-auth", ra)
+    theirs = stored["spec"]["jwtRules"][1]  # as the API server keeps it (its keys in its order)
+    kube.delete(SPACE, "intruder")
+    kube.delete(SPACE, "team-a")
+    wait_for(lambda: gone_or_none(kube, "team-a") is None, PATIENCE, what="team-a gone")
+
+    def handed_over() -> dict[str, Any] | None:
+        found = custom(kube, ISTIO, "team-a-auth")
+        return None if "ownerReferences" in found["metadata"] else found
+
+    left = wait_for(handed_over, PATIENCE, what="our rule out, the object handed over")
+    assert [json.dumps(r) for r in left["spec"]["jwtRules"]] == [json.dumps(theirs)]
+    assert "annotations" not in left["metadata"], "none of our annotations left"
+    kube.custom.delete_namespaced_custom_object(*ISTIO[:2], SPACE, ISTIO[2], "team-a-auth")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from jwks_operator.engine.scheduler import Item
 from jwks_operator.model.errors import ApiCallError
 from jwks_operator.publish.gateways import ObjectRef
 from tests.unit.fakes import NS, Rig, jwk
@@ -241,3 +242,84 @@ async def test_after_a_restart_a_failing_output_is_retried_at_once() -> None:
     await rig.engine.observe(None, rig.body("a", spec))
     await rig.settle()
     assert rig.kube.objects[POLICY]["spec"].get("jwt"), "not left waiting for the URL's next refresh"
+
+
+async def test_the_release_finalizer_does_not_hold_deletion_forever_on_a_malformed_object() -> None:
+    """Issue 23, item 5: a RequestAuthentication whose spec was replaced by a list cannot be read: the
+    release reports it on the JwtSecret (its output's condition, a Warning Event), keeps trying a bounded
+    number of times, then removes the finalizer and records in an Event what it left behind. The other
+    outputs are released at once; the object is never written."""
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}, {"nginx": {}}]}
+    await rig.apply("a", spec)
+    rig.kube.objects[RA]["spec"] = [{"jwtRules": "a list, by hand"}]
+    malformed = json.dumps(rig.kube.objects[RA])
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert nginx_ref() not in rig.kube.objects, "the NGINX Secret went at once"
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER], "held while it tries"
+    (entry,) = rig.status("a")["outputs"]
+    ready = entry["conditions"][0]
+    assert (entry["output"], ready["status"], ready["reason"]) == ("istio/api", "False", "MalformedObject")
+    assert ready["message"] == (
+        "could not remove this output: RequestAuthentication api: spec is not an object; left untouched "
+        "(attempt 1 of 5; after the last, the finalizer jwks.dev/release-outputs is removed anyway)"
+    )
+    warnings = [(r, m) for t, r, m in rig.kube.events if t == "Warning"]
+    assert warnings == [("ReleaseBlocked", f"output istio/api: {ready['message']}")]
+
+    def ra_writes() -> int:
+        return len([c for c in rig.kube.called("write_output") if c[1] == "RequestAuthentication"])
+
+    before = ra_writes()
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))  # the echo of that status
+    await rig.settle()
+    assert ra_writes() == before, "the release goes on as it was: no new one, no attempt now"
+    attempts = 1
+    while rig.kube.finalizers[(NS, "a")] and attempts < 20:
+        await rig.advance(rig.due(("leave", (NS, "a", rig.uids["a"]))) or 0)
+        attempts = ra_writes() - 1
+    assert attempts == 5, "five attempts, then the finalizer is removed"
+    assert rig.kube.finalizers[(NS, "a")] == []
+    assert json.dumps(rig.kube.objects[RA]) == malformed, "never written"
+    reasons = [r for t, r, _ in rig.kube.events if t == "Warning"]
+    assert reasons == ["ReleaseBlocked", "ReleaseAbandoned"], "one Event when blocked, one when abandoned"
+    assert rig.kube.events[-1][2] == (
+        "output istio/api: gave up removing this JwtSecret's entries from RequestAuthentication api after 5 "
+        "attempts (RequestAuthentication api: spec is not an object; left untouched): whatever it holds of "
+        "them stays there; the finalizer jwks.dev/release-outputs was removed"
+    )
+
+
+async def test_only_unreadable_objects_bound_the_release() -> None:
+    """API errors are retried for as long as they last (the object may be fine); an unexpected error while
+    reading the object counts as unreadable."""
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}]}
+    await rig.apply("a", spec)
+    leave: Item = ("leave", (NS, "a", rig.uids["a"]))
+    rig.kube.fail["write_output"] = [ApiCallError("Kubernetes API error: HTTP 500", status=500)] * 8
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))
+    for _ in range(8):
+        await rig.advance(rig.due(leave) or 0)
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER], "still held after eight failed attempts"
+    (entry,) = rig.status("a")["outputs"]
+    assert entry["conditions"][0]["reason"] == "ApiError"
+    assert entry["conditions"][0]["message"] == "could not remove this output: Kubernetes API error: HTTP 500"
+    rig.kube.fail["write_output"] = [TypeError("a bug reading it")] * 5
+    for _ in range(5):
+        await rig.advance(rig.due(leave) or 0)
+    assert rig.kube.finalizers[(NS, "a")] == [], "five unexpected errors in a row: given up"
+    assert rig.kube.objects[RA]["spec"].get("jwtRules"), "our rule left behind, as the Event says"
+    blocked = [m for t, r, m in rig.kube.events if r == "ReleaseBlocked"]
+    assert blocked == [
+        "output istio/api: could not remove this output: Kubernetes API error: HTTP 500",
+        "output istio/api: could not remove this output: unexpected TypeError while removing (see the "
+        "operator log) (attempt 1 of 5; after the last, the finalizer jwks.dev/release-outputs is removed "
+        "anyway)",
+    ]
+    assert [r for _, r, _ in rig.kube.events].count("ReleaseAbandoned") == 1

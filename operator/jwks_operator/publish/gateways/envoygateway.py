@@ -5,7 +5,10 @@ v1.4+), so rotated keys reach Envoy without touching the SecurityPolicy. One pro
 spec.issuers (`<provider>`, `<provider>-2`, ...), one without an issuer when the spec has none. The
 SecurityPolicy is the user's (its targetRefs choose the routes): never created nor deleted here, and
 written only if its ALLOW_ANNOTATION lists the JwtSecret. The MANAGED_ANNOTATION records each
-JwtSecret's provider names; other providers and the fields a user added to ours (claimToHeaders,
+JwtSecret's providers by name and fingerprint (of `name`, `issuer`, `audiences` and `localJWKS` as written):
+a provider is ours only while those hold what we wrote, so a provider of our name that we did not write (or
+that was changed by hand) is never taken for ours: a conflict for our writes (provider names are unique),
+left as it is by our release. Other providers and the fields a user added to ours (claimToHeaders,
 extractFrom, ...) are left alone.
 """
 
@@ -22,11 +25,15 @@ from jwks_operator.publish.bodies import Owner
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
+    MalformedObjectError,
     ObjectRef,
     OutputError,
     Plan,
     Write,
+    claim,
+    fingerprint,
     marks_of,
+    metadata,
     require_allowed,
     with_entries,
 )
@@ -40,9 +47,10 @@ MAX_ISSUER = 253
 _QUALIFIED_NAME_RE = re.compile(  # Kubernetes' IsQualifiedName: [DNS subdomain prefix/]name of 63 at most
     r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
-# The fields of a provider of ours the operator sets (issuer, audiences: removed when the spec has none) or
-# removes (remoteJWKS: the CRD allows only one of remoteJWKS and localJWKS).
-DROPPED = ("name", "issuer", "audiences", "localJWKS", "remoteJWKS")
+# The fields of a provider of ours the operator sets (issuer, audiences: removed when the spec has none): its
+# fingerprint; and those it removes from it besides (remoteJWKS: the CRD allows one of it and localJWKS).
+OURS = ("name", "issuer", "audiences", "localJWKS")
+DROPPED = (*OURS, "remoteJWKS")
 
 
 @dataclass(frozen=True)
@@ -140,58 +148,82 @@ def _provider(
     return provider
 
 
-def _providers(body: Mapping[str, Any]) -> list[Any]:
-    jwt = (body.get("spec") or {}).get("jwt") or {}
-    providers = jwt.get("providers") if isinstance(jwt, Mapping) else None
-    return list(providers) if isinstance(providers, list) else []
+def _providers(body: Mapping[str, Any], ref: ObjectRef) -> list[Any]:
+    """The policy's jwt providers (MalformedObjectError when spec, jwt or providers have the wrong type)."""
+    spec = body.get("spec")
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping):
+        raise MalformedObjectError(str(ref), "spec is not an object")
+    jwt = spec.get("jwt")
+    if jwt is None:
+        return []
+    if not isinstance(jwt, Mapping):
+        raise MalformedObjectError(str(ref), "spec.jwt is not an object")
+    providers = jwt.get("providers")
+    if providers is None:
+        return []
+    if not isinstance(providers, list):
+        raise MalformedObjectError(str(ref), "spec.jwt.providers is not a list")
+    return list(providers)
 
 
 def _name(provider: Any) -> Any:
     return provider.get("name") if isinstance(provider, Mapping) else None
 
 
+def _prints(provider: Any) -> str:
+    """A provider's fingerprint: the fields of OURS it has."""
+    return (
+        fingerprint({k: provider[k] for k in OURS if k in provider}) if isinstance(provider, Mapping) else ""
+    )
+
+
 def _publish(ref: ObjectRef, owner: Owner, providers: list[dict[str, Any]]) -> Mutate:
-    names = [p["name"] for p in providers]
+    wanted = {p["name"]: p for p in providers}
 
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is None:
             raise OutputError(
                 "NotFound",
                 f"{ref} not found: create it with targetRefs; jwks-operator manages its jwt provider "
-                + ", ".join(names),
+                + ", ".join(wanted),
             )
+        current = _providers(existing, ref)
         require_allowed(existing, ref, owner, "jwt providers")
-        marks = marks_of(existing, owner)
-        mine, theirs = set(marks.mine), marks.theirs
-        for name in names:
+        marks = marks_of(existing, owner, str(ref))
+        theirs = marks.theirs
+        ours = claim(current, {n: f for n, f in marks.mine.items() if n not in theirs}, _name, _prints)
+        for name in wanted:
             if name in theirs:
                 raise OutputError(
                     "OutputConflict",
                     f"{ref}: JwtSecret {theirs[name]} already manages jwt provider {name}; left untouched",
                 )
-            if name not in mine and any(_name(p) == name for p in _providers(existing)):
+            if any(_name(p) == name for i, p in enumerate(current) if i not in ours):
                 raise OutputError(
                     "OutputConflict",
-                    f"{ref} has its own jwt provider {name} (not made by jwks-operator); left untouched",
+                    f"{ref} has a jwt provider {name} that jwks-operator did not write (or its issuer, "
+                    "audiences or localJWKS were changed since); left untouched",
                 )
-        body: Body = copy.deepcopy(dict(existing))
-        wanted = {p["name"]: p for p in providers}
         merged: list[Any] = []
-        for provider in _providers(body):
-            name = _name(provider)
-            if name not in mine or name in theirs:
+        for i, provider in enumerate(current):
+            name = ours.get(i)
+            if name is None:
                 merged.append(provider)
             elif name in wanted:  # ours: our fields set, a user's additions kept, remoteJWKS dropped
                 merged.append({**{k: v for k, v in provider.items() if k not in DROPPED}, **wanted[name]})
-        merged += [p for n, p in wanted.items() if all(_name(m) != n for m in merged)]
+        merged += [copy.deepcopy(p) for n, p in wanted.items() if n not in ours.values()]
         if len(merged) > MAX_PROVIDERS:
             raise OutputError(
                 "TooManyProviders",
                 f"{ref} would have {len(merged)} jwt providers with ours; it takes {MAX_PROVIDERS} at most",
             )
+        body: Body = copy.deepcopy(dict(existing))
         spec = body["spec"] = body.get("spec") or {}
         spec["jwt"] = {**(spec.get("jwt") or {}), "providers": merged}
-        body["metadata"] = with_entries(body.get("metadata") or {}, owner, names)
+        meta = copy.deepcopy(dict(metadata(existing, str(ref))))
+        body["metadata"] = with_entries(meta, owner, {n: _prints(p) for n, p in wanted.items()})
         return None if body == existing else body
 
     return mutate
@@ -201,11 +233,13 @@ def _release(ref: ObjectRef, owner: Owner) -> Mutate:
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is None:
             return None
-        marks = marks_of(existing, owner)
+        providers = _providers(existing, ref)
+        marks = marks_of(existing, owner, str(ref))
+        theirs = marks.theirs
+        ours = claim(providers, {n: f for n, f in marks.mine.items() if n not in theirs}, _name, _prints)
         body: Body = copy.deepcopy(dict(existing))
-        body["metadata"] = with_entries(body.get("metadata") or {}, owner, [])
-        providers = _providers(body)
-        kept = [p for p in providers if _name(p) not in marks.mine or _name(p) in marks.theirs]
+        body["metadata"] = with_entries(copy.deepcopy(dict(metadata(existing, str(ref)))), owner, {})
+        kept = [p for i, p in enumerate(providers) if i not in ours]
         if len(kept) != len(providers):
             spec = body["spec"]
             if kept:
@@ -225,5 +259,11 @@ def _release(ref: ObjectRef, owner: Owner) -> Mutate:
 
 def _jwt_principals(spec: Mapping[str, Any]) -> bool:
     """Whether authorization rules match JWT claims (the CRD then requires jwt)."""
-    rules = (spec.get("authorization") or {}).get("rules") or []
-    return any(isinstance(r, Mapping) and "jwt" in (r.get("principal") or {}) for r in rules)
+    authorization = spec.get("authorization")
+    rules = authorization.get("rules") if isinstance(authorization, Mapping) else None
+    if not isinstance(rules, list):
+        return False
+    return any(
+        isinstance(r, Mapping) and isinstance(r.get("principal"), Mapping) and "jwt" in r["principal"]
+        for r in rules
+    )

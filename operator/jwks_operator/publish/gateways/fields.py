@@ -9,6 +9,7 @@ from typing import Any
 from jwks_operator.model.errors import SpecError
 
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+MAX_NAMES = 64  # items of a list of JwtSecret names (the CRD's maxItems)
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
@@ -39,6 +40,23 @@ def name(raw: Mapping[str, Any], key: str, path: str, *, required: bool = False)
     if value is not None and (len(value) > 253 or not _DNS_SUBDOMAIN_RE.match(value)):
         raise SpecError(f"{path}.{key}", "must be a lowercase RFC 1123 subdomain name")
     return value
+
+
+def jwtsecret_names(raw: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+    """A list of JwtSecret names (or "*"), without repeats, as a hashable tuple (absent: empty)."""
+    value = raw.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SpecError(f"{path}.{key}", "must be a list")
+    if len(value) > MAX_NAMES:
+        raise SpecError(f"{path}.{key}", f"must have at most {MAX_NAMES} items")
+    for i, item in enumerate(value):
+        if item != "*" and (
+            not isinstance(item, str) or len(item) > 253 or not _DNS_SUBDOMAIN_RE.match(item)
+        ):
+            raise SpecError(f"{path}.{key}[{i}]", 'must be a JwtSecret name or "*"')
+    return tuple(dict.fromkeys(value))
 
 
 def flag(raw: Mapping[str, Any], key: str, path: str) -> bool:

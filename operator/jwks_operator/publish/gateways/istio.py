@@ -2,12 +2,19 @@
 
 One rule per issuer of spec.issuers: `issuer`, `audiences` and `jwks` (the JWK Set as a JSON string;
 istiod never fetches it). The object may be shared: a user's own RequestAuthentication, or one several
-JwtSecrets contribute to. The MANAGED_ANNOTATION records the issuers of each JwtSecret's rules; the rest
-of the object, and the fields a user added to our rules (fromHeaders, outputPayloadToHeader, ...), are
-left alone. An object the operator creates has a non-controller ownerReference per contributing
-JwtSecret, so the garbage collector deletes it with the last one (a release deletes it only while it
-holds no rule of a user's); a user's object gets none, and is written only if its ALLOW_ANNOTATION
-lists the JwtSecret.
+JwtSecrets contribute to. The MANAGED_ANNOTATION records each JwtSecret's rules by issuer and fingerprint
+(of `issuer`, `audiences` and `jwks` as written): a rule is ours only while those hold what we wrote, so a
+user's rule of the same issuer, or one of ours changed by hand, is never taken for ours: our writes and
+releases keep it as it is, and writing ours where it is in the way is an OutputConflict. The fields a user
+added to our rules (fromHeaders, outputPayloadToHeader, ...) and the rest of the object are left alone.
+
+An object the operator creates records its creator (SHARED_OWNER_ANNOTATION, proven by the creator's
+ownerReference) and the creator's `allow` (ALLOW_ANNOTATION): no other JwtSecret adds rules to it unless
+listed there, and the creator's write takes out the rules of those it no longer lists. It has a
+non-controller ownerReference per contributing JwtSecret, so the garbage collector deletes it with the last
+one (a release deletes it only while it holds no rule of a user's; the last one out of an object holding a
+user's rules hands it over: our ownerReferences and annotations go). A user's object gets none, and is
+written only if its ALLOW_ANNOTATION lists the JwtSecret.
 """
 
 from __future__ import annotations
@@ -19,16 +26,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from jwks_operator.model.errors import SpecError
-from jwks_operator.model.names import GROUP, KIND
+from jwks_operator.model.names import GROUP, KIND, OWNER_LABEL, SHARED_OWNER_ANNOTATION
+from jwks_operator.publish.allow import ALLOW_ANNOTATION, allowed
 from jwks_operator.publish.bodies import Owner
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
+    MalformedObjectError,
     ObjectRef,
     OutputError,
     Plan,
     Write,
+    claim,
+    fingerprint,
     marks_of,
+    metadata,
     require_allowed,
     with_entries,
 )
@@ -36,9 +48,9 @@ from jwks_operator.publish.outputs import labels, owner_reference
 from jwks_operator.publish.writes import DELETE, Body, Mutate, Verdict
 
 API_GROUP = "security.istio.io"
-# The fields of a rule of ours the operator sets (audiences: removed when the spec has none) or removes (the
-# CRD allows one of jwks, jwksUri and its alias jwks_uri).
-DROPPED = ("issuer", "audiences", "jwks", "jwksUri", "jwks_uri")
+OURS = ("issuer", "audiences", "jwks")  # the fields of a rule of ours the operator sets: its fingerprint
+# ...and those it removes from it besides (the CRD allows one of jwks, jwksUri and its alias jwks_uri).
+DROPPED = (*OURS, "jwksUri", "jwks_uri")
 _LABEL_KEY_RE = re.compile(
     r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
@@ -46,10 +58,12 @@ _LABEL_KEY_RE = re.compile(
 
 @dataclass(frozen=True)
 class IstioOutput:
-    """spec.outputs[].istio: the RequestAuthentication's name and the selector it is created with."""
+    """spec.outputs[].istio: the RequestAuthentication's name, the selector it is created with, and who else
+    may add rules to it when this JwtSecret creates it."""
 
     name: str
     match_labels: tuple[tuple[str, str], ...] = ()
+    allow: tuple[str, ...] = ()  # JwtSecret names, or "*"
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], path: str) -> IstioOutput:
@@ -60,7 +74,7 @@ class IstioOutput:
         for key, _ in match_labels:
             if not _LABEL_KEY_RE.match(key):
                 raise SpecError(f"{path}.selector.matchLabels.{key}", "must be a label key")
-        return cls(name, match_labels)
+        return cls(name, match_labels, fields.jwtsecret_names(raw, "allow", path))
 
     @property
     def id(self) -> str:
@@ -84,11 +98,12 @@ class IstioOutput:
         jwks = ctx.key_set.rendered.rstrip("\n")  # the same strict, compact text as the ConfigMap's
         rules = [_rule(issuer, ctx.spec.audiences, jwks) for issuer in ctx.spec.issuers]
         ref = self.ref(ctx.owner.namespace)
-        write = Write(ref, _publish(ref, ctx.owner, rules, dict(self.match_labels)))
+        write = Write(ref, _publish(ref, ctx.owner, rules, dict(self.match_labels), self.allow))
         return Plan((write,), (ref.name,), len(ctx.key_set.keys))
 
     def release(self, owner: Owner, objects: Sequence[str]) -> tuple[Write, ...]:
-        return tuple(Write(self.ref(owner.namespace, name), _release(owner)) for name in objects)
+        refs = [self.ref(owner.namespace, name) for name in objects]
+        return tuple(Write(ref, _release(ref, owner)) for ref in refs)
 
 
 def _rule(issuer: str, audiences: Sequence[str], jwks: str) -> dict[str, Any]:
@@ -99,6 +114,30 @@ def _rule(issuer: str, audiences: Sequence[str], jwks: str) -> dict[str, Any]:
     return rule
 
 
+def _prints(rule: Any) -> str:
+    """A rule's fingerprint: the fields of OURS it has."""
+    return fingerprint({k: rule[k] for k in OURS if k in rule}) if isinstance(rule, Mapping) else ""
+
+
+def _issuer(rule: Any) -> Any:
+    return rule.get("issuer") if isinstance(rule, Mapping) else None
+
+
+def _rules(existing: Mapping[str, Any], ref: ObjectRef) -> list[Any]:
+    """The object's jwtRules (MalformedObjectError when the spec or its jwtRules have the wrong type)."""
+    spec = existing.get("spec")
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping):
+        raise MalformedObjectError(str(ref), "spec is not an object")
+    rules = spec.get("jwtRules")
+    if rules is None:
+        return []
+    if not isinstance(rules, list):
+        raise MalformedObjectError(str(ref), "spec.jwtRules is not a list")
+    return list(rules)
+
+
 def _made_by_us(meta: Mapping[str, Any]) -> bool:
     """Whether the operator created the object: its owners are JwtSecrets only (a user's has none)."""
     refs = meta.get("ownerReferences") or []
@@ -107,95 +146,185 @@ def _made_by_us(meta: Mapping[str, Any]) -> bool:
     )
 
 
-def _rules(existing: Mapping[str, Any]) -> list[Any]:
-    rules = (existing.get("spec") or {}).get("jwtRules") or []
-    return list(rules) if isinstance(rules, list) else []
+def _named_creator(meta: Mapping[str, Any]) -> str | None:
+    """The JwtSecret the object was created for, as recorded (an object created before the annotation
+    existed: its owner label, which joiners never change)."""
+    name = (meta.get("annotations") or {}).get(SHARED_OWNER_ANNOTATION) or (meta.get("labels") or {}).get(
+        OWNER_LABEL
+    )
+    return str(name) if name else None
 
 
-def _issuer(rule: Any) -> Any:
-    return rule.get("issuer") if isinstance(rule, Mapping) else None
+def _creator(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(name, uid) of the JwtSecret the object was created for, while it is one of its owners (a JwtSecret
+    recreated under its name later is not)."""
+    name = _named_creator(meta)
+    refs = meta.get("ownerReferences") or []
+    uid = next((r.get("uid") for r in refs if r.get("kind") == KIND and r.get("name") == name), None)
+    return (str(name), str(uid)) if name and uid else None
+
+
+def _admitted(annotations: Mapping[str, Any], who: str, creator: str | None) -> bool:
+    """Whether JwtSecret `who` may have rules in an object the operator created."""
+    return who == creator or allowed({"metadata": {"annotations": annotations}}, who)
+
+
+def _not_allowed(ref: ObjectRef, who: str, meta: Mapping[str, Any]) -> str:
+    """Why JwtSecret `who` may not add rules to an object the operator created, and what to set."""
+    creator = _creator(meta)
+    if creator is not None and creator[0] != who:
+        return (
+            f"{ref} was created by jwks-operator for JwtSecret {creator[0]}, which does not allow JwtSecret "
+            f"{who} to add jwtRules to it: {creator[0]}'s spec.outputs[].istio.allow must list {who} "
+            f"(kept in the annotation {ALLOW_ANNOTATION}); left untouched"
+        )
+    if creator is not None:
+        whom = f"an earlier JwtSecret {who} (uid {creator[1]}, not this one)"
+    else:
+        whom = f"JwtSecret {_named_creator(meta) or 'unknown'}, no longer among its owners,"
+    return (
+        f"{ref} was created by jwks-operator for {whom} and its annotation {ALLOW_ANNOTATION} does not list "
+        f'JwtSecret {who}: add {who} to it (or "*"); left untouched'
+    )
 
 
 def _publish(
-    ref: ObjectRef, owner: Owner, rules: list[dict[str, Any]], match_labels: dict[str, str]
+    ref: ObjectRef,
+    owner: Owner,
+    rules: list[dict[str, Any]],
+    match_labels: dict[str, str],
+    allow: Sequence[str],
 ) -> Mutate:
-    issuers = [r["issuer"] for r in rules]
+    wanted = {r["issuer"]: r for r in rules}
 
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is None:
-            return _created(ref, owner, rules, match_labels)
-        if not _made_by_us(existing.get("metadata") or {}):
+            return _created(ref, owner, rules, match_labels, allow)
+        where = str(ref)
+        meta: dict[str, Any] = copy.deepcopy(dict(metadata(existing, where)))
+        current = _rules(existing, ref)
+        marks = marks_of(existing, owner, where)
+        revoked: list[str] = []
+        if _made_by_us(meta):
+            creator = _creator(meta)
+            if creator == (owner.name, owner.uid):  # the creator: its allow is the object's
+                annotations = {**(meta.get("annotations") or {}), SHARED_OWNER_ANNOTATION: owner.name}
+                annotations.pop(ALLOW_ANNOTATION, None)
+                if allow:
+                    annotations[ALLOW_ANNOTATION] = ",".join(allow)
+                meta["annotations"] = annotations
+                revoked = [
+                    key
+                    for key in marks.others
+                    if not _admitted(annotations, key.partition("/")[0], owner.name)
+                ]
+            elif not _admitted(meta.get("annotations") or {}, owner.name, None):
+                raise OutputError("NotAllowed", _not_allowed(ref, owner.name, meta))
+        else:
             require_allowed(existing, ref, owner, "jwtRules")
-        marks = marks_of(existing, owner)
-        mine, theirs = set(marks.mine), marks.theirs
-        for issuer in issuers:
+        if revoked:  # the rules of JwtSecrets the creator no longer allows go, with their marks and owners
+            gone = {i for key in revoked for i in claim(current, marks.others[key], _issuer, _prints)}
+            current = [r for i, r in enumerate(current) if i not in gone]
+            marks = marks.without(revoked)
+            meta["ownerReferences"] = [
+                r for r in meta["ownerReferences"] if f"{r.get('name')}/{r.get('uid')}" not in revoked
+            ]
+        theirs = marks.theirs
+        ours = claim(current, {i: f for i, f in marks.mine.items() if i not in theirs}, _issuer, _prints)
+        for issuer in wanted:
             if issuer in theirs:
                 raise OutputError(
                     "OutputConflict",
                     f"{ref}: JwtSecret {theirs[issuer]} already manages the jwtRule of issuer {issuer}; "
                     "left untouched",
                 )
-            if issuer not in mine and any(_issuer(r) == issuer for r in _rules(existing)):
+            if issuer not in ours.values() and any(
+                _issuer(r) == issuer for i, r in enumerate(current) if i not in ours
+            ):
                 raise OutputError(
                     "OutputConflict",
-                    f"{ref} has its own jwtRule for issuer {issuer} (not made by jwks-operator); "
-                    "left untouched",
+                    f"{ref} has a jwtRule for issuer {issuer} that jwks-operator did not write (or its "
+                    "issuer, audiences or jwks were changed since); left untouched",
                 )
-        body: Body = copy.deepcopy(dict(existing))
-        wanted = {r["issuer"]: r for r in rules}
         merged: list[Any] = []
-        for rule in _rules(body):
-            issuer = _issuer(rule)
-            if issuer not in mine or issuer in theirs:
+        for i, rule in enumerate(current):
+            issuer = ours.get(i)
+            if issuer is None:
                 merged.append(rule)
             elif issuer in wanted:  # ours: our fields set, a user's additions kept, jwksUri dropped
                 merged.append({**{k: v for k, v in rule.items() if k not in DROPPED}, **wanted[issuer]})
-        merged += [r for i, r in wanted.items() if all(_issuer(m) != i for m in merged)]
+        placed = {ours[i] for i in ours if ours[i] in wanted}
+        merged += [copy.deepcopy(r) for i, r in wanted.items() if i not in placed]
+        body: Body = copy.deepcopy(dict(existing))
         body["spec"] = {**(body.get("spec") or {}), "jwtRules": merged}
-        meta = with_entries(body.get("metadata") or {}, owner, issuers)
+        meta = with_entries(meta, owner, {i: _prints(r) for i, r in wanted.items()}, drop=revoked)
         if _made_by_us(meta) and all(r.get("uid") != owner.uid for r in meta["ownerReferences"]):
-            ours = owner_reference(owner.name, owner.uid, controller=False)
-            meta["ownerReferences"] = [*meta["ownerReferences"], ours]
+            ours_ref = owner_reference(owner.name, owner.uid, controller=False)
+            meta["ownerReferences"] = [*meta["ownerReferences"], ours_ref]
         body["metadata"] = meta
         return None if body == existing else body
 
     return mutate
 
 
-def _created(ref: ObjectRef, owner: Owner, rules: list[dict[str, Any]], match_labels: dict[str, str]) -> Body:
-    """A new RequestAuthentication: our rules, the selector if given, and this JwtSecret as an owner."""
+def _created(
+    ref: ObjectRef,
+    owner: Owner,
+    rules: list[dict[str, Any]],
+    match_labels: dict[str, str],
+    allow: Sequence[str],
+) -> Body:
+    """A new RequestAuthentication: our rules, the selector if given, this JwtSecret as its creator (and
+    an owner), and whom it allows to join."""
+    annotations = {SHARED_OWNER_ANNOTATION: owner.name}
+    if allow:
+        annotations[ALLOW_ANNOTATION] = ",".join(allow)
     meta = {
         "name": ref.name,
         "namespace": ref.namespace,
         "labels": labels(owner.name),
+        "annotations": annotations,
         "ownerReferences": [owner_reference(owner.name, owner.uid, controller=False)],
     }
     spec: dict[str, Any] = {"selector": {"matchLabels": match_labels}} if match_labels else {}
     return {
         "apiVersion": ref.api_version,
         "kind": ref.kind,
-        "metadata": with_entries(meta, owner, [r["issuer"] for r in rules]),
+        "metadata": with_entries(meta, owner, {r["issuer"]: _prints(r) for r in rules}),
         "spec": {**spec, "jwtRules": copy.deepcopy(rules)},
     }
 
 
-def _release(owner: Owner) -> Mutate:
+def _release(ref: ObjectRef, owner: Owner) -> Mutate:
     def mutate(existing: Mapping[str, Any] | None) -> Body | Verdict | None:
         if existing is None:
             return None
-        marks = marks_of(existing, owner)
-        body: Body = copy.deepcopy(dict(existing))
-        meta = with_entries(body.get("metadata") or {}, owner, [])
-        rules = _rules(body)
-        kept = [r for r in rules if _issuer(r) not in marks.mine or _issuer(r) in marks.theirs]
+        where = str(ref)
+        meta: dict[str, Any] = copy.deepcopy(dict(metadata(existing, where)))
+        rules = _rules(existing, ref)
+        marks = marks_of(existing, owner, where)
+        theirs = marks.theirs
+        ours = claim(rules, {i: f for i, f in marks.mine.items() if i not in theirs}, _issuer, _prints)
+        kept = [r for i, r in enumerate(rules) if i not in ours]
+        made = _made_by_us(meta)
+        meta = with_entries(meta, owner, {})
         refs = meta.get("ownerReferences") or []
         left = [r for r in refs if r.get("uid") != owner.uid]
-        if _made_by_us(meta) and not left and not kept:
+        if made and not left and not kept:
             return DELETE
-        if len(left) != len(refs):  # the last one gone, the garbage collector leaves it to the user
+        if len(left) != len(refs):
             meta["ownerReferences"] = left
-            if not left:
-                del meta["ownerReferences"]
+        if made and not left:  # the last one gone: the object is the user's, without what we set on it
+            del meta["ownerReferences"]
+            annotations = {
+                k: v
+                for k, v in (meta.get("annotations") or {}).items()
+                if k not in (SHARED_OWNER_ANNOTATION, ALLOW_ANNOTATION)
+            }
+            meta["annotations"] = annotations
+            if not annotations:
+                del meta["annotations"]
+        body: Body = copy.deepcopy(dict(existing))
         body["metadata"] = meta
         if len(kept) != len(rules):
             spec = body["spec"]

@@ -12,18 +12,20 @@ ES256-512, PS256-512, EdDSA; ES512, PS* and EdDSA since Kong 3.7).
 The Secrets are ours alone (controller ownerReference), named after the consumer and the key (its kid and
 thumbprint): a rotation creates new ones and deletes the stale, and a new consumer (a new output id) gets
 its own while the old output's are released. With `consumer`, the KongConsumer (which must exist and
-list the JwtSecret in its ALLOW_ANNOTATION) lists our current Secrets; its MANAGED_ANNOTATION names
-them, and the entries of others are kept. The consumer is checked before any Secret is written, so a
-missing or forbidding consumer leaves no Secret that status.outputs does not record. Plan objects are the
-Secret names plus "KongConsumer/<name>", so a later plan or a release finds the consumer.
+list the JwtSecret in its ALLOW_ANNOTATION) lists our current Secrets; its MANAGED_ANNOTATION names the
+entries we added (one each: the same name listed by someone else is theirs, and stays), and the entries of
+others are kept. The consumer is checked before any Secret is written, so a missing or forbidding consumer
+leaves no Secret that status.outputs does not record. Plan objects are the Secret names plus
+"KongConsumer/<name>", so a later plan or a release finds the consumer.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +34,16 @@ from jwks_operator.publish.bodies import Owner, owned_by, released
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
+    MalformedObjectError,
     Marks,
     ObjectRef,
     OutputError,
     Plan,
     Write,
+    claim,
+    fingerprint,
     marks_of,
+    metadata,
     owned_metadata,
     require_allowed,
     unchanged,
@@ -81,14 +87,14 @@ class KongOutput:
         if self.consumer is not None:  # checked first: a Secret written before a failure is unrecorded
             ref = _consumer_ref(owner, self.consumer)
             writes.insert(0, Write(ref, _checked(ref, owner, list(creds))))
-            writes.append(Write(ref, _consumer(ref, owner, list(creds), stale, required=True)))
+            writes.append(Write(ref, _consumer(ref, owner, list(creds), required=True)))
         else:
             notes += (
                 "no consumer set: Kong uses these Secrets once a KongConsumer lists them (set consumer to "
                 "keep that list current as keys rotate)",
             )
         writes += [
-            Write(_consumer_ref(owner, c), _consumer(_consumer_ref(owner, c), owner, [], secrets))
+            Write(_consumer_ref(owner, c), _consumer(_consumer_ref(owner, c), owner, []))
             for c in consumers
             if c != self.consumer
         ]
@@ -99,8 +105,7 @@ class KongOutput:
     def release(self, owner: Owner, objects: Sequence[str]) -> tuple[Write, ...]:
         secrets, consumers = _split(objects)
         writes = [
-            Write(_consumer_ref(owner, c), _consumer(_consumer_ref(owner, c), owner, [], secrets))
-            for c in consumers
+            Write(_consumer_ref(owner, c), _consumer(_consumer_ref(owner, c), owner, [])) for c in consumers
         ]
         return (*writes, *(Write(_secret_ref(owner, n), released(owner)) for n in secrets))
 
@@ -173,28 +178,33 @@ def _secret(ref: ObjectRef, owner: Owner, data: Mapping[str, str]) -> Mutate:
     return mutate
 
 
-def _consumer(
-    ref: ObjectRef, owner: Owner, wanted: Sequence[str], drop: Collection[str], *, required: bool = False
-) -> Mutate:
-    """The KongConsumer's credentials: ours (by our mark, or in `drop`) set to `wanted`, others' kept."""
+def _consumer(ref: ObjectRef, owner: Owner, wanted: Sequence[str], *, required: bool = False) -> Mutate:
+    """The KongConsumer's credentials: ours (those our mark proves) set to `wanted`, the others' kept."""
 
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is None and not required:
             return None
         current, marks = _consumer_credentials(ref, owner, existing, wanted if required else None)
         assert existing is not None
-        ours = {c for c in (*marks.mine, *drop) if c not in marks.theirs}
-        kept = [c for c in current if c not in ours or c in wanted]
-        kept += [c for c in wanted if c not in kept]
-        ids = sorted(set(wanted))
-        if kept == current and list(marks.mine) == ids:
+        theirs = marks.theirs
+        ours = claim(current, {c: f for c, f in marks.mine.items() if c not in theirs}, _name, fingerprint)
+        kept = [c for i, c in enumerate(current) if i not in ours or c in wanted]
+        added = [c for c in wanted if c not in kept]  # one listed by someone else already is theirs
+        kept += added
+        ids = {c: fingerprint(c) for c in wanted if c in added or c in ours.values()}
+        if kept == current and marks.mine == ids:
             return None
-        body: Body = {**existing, "metadata": with_entries(existing.get("metadata") or {}, owner, ids)}
+        meta = with_entries(copy.deepcopy(dict(metadata(existing, str(ref)))), owner, ids)
+        body: Body = {**existing, "metadata": meta}
         if kept or "credentials" in existing:
             body["credentials"] = kept
         return body
 
     return mutate
+
+
+def _name(credential: Any) -> Any:
+    return credential
 
 
 def _checked(ref: ObjectRef, owner: Owner, wanted: Sequence[str]) -> Mutate:
@@ -219,17 +229,18 @@ def _consumer_credentials(
         )
     current = existing.get("credentials") or []
     if not isinstance(current, list) or not all(isinstance(c, str) for c in current):
-        raise OutputError(
-            "InvalidKongConsumer", f"KongConsumer {ref.name}: credentials is not a list of names"
+        raise MalformedObjectError(
+            f"KongConsumer {ref.name}", "credentials is not a list of names", "InvalidKongConsumer"
         )
-    marks = marks_of(existing, owner)
+    marks = marks_of(existing, owner, f"KongConsumer {ref.name}")
     if wanted is not None:
         require_allowed(existing, ref, owner, "credentials")
+        theirs = marks.theirs
         for name in wanted:
-            if name in marks.theirs:
+            if name in theirs:
                 raise OutputError(
                     "OutputConflict",
-                    f"KongConsumer {ref.name}: JwtSecret {marks.theirs[name]} already manages credential "
+                    f"KongConsumer {ref.name}: JwtSecret {theirs[name]} already manages credential "
                     f"{name}; left untouched",
                 )
     return current, marks

@@ -14,9 +14,12 @@ the consent of the Secret's owner, HMAC_EXPORT_ANNOTATION on the Secret; refused
 wrote before come out), its kid the key's (or
 its RFC 7638 thumbprint), into the ConfigMap, which must exist and list the JwtSecret in its
 ALLOW_ANNOTATION; the JwtSecret must be in namespace space-cloud. MANAGED_ANNOTATION lists each
-JwtSecret's kids; an entry of a wanted kid that our mark does not list is someone else's (a conflict),
-identical or not. The rest of `data` is kept (parsed, `secrets` edited, re-serialised); missing and null
-fields read as empty, as Space Cloud rewrites entries from its struct. The output's id carries projectId
+JwtSecret's entries by kid and fingerprint (of every field, as written; missing and null fields read as
+empty, as Space Cloud rewrites entries from its struct): an entry is ours only while it holds what we wrote.
+Any other entry of a kid we write (another JwtSecret's, Space Cloud's own, one the admin added beside ours or
+changed by hand, identical or not) is a conflict, since Space Cloud indexes secrets by kid: ours is not
+written over it, and our release leaves it as it is. The rest of `data` is kept (parsed, `secrets` edited,
+re-serialised). The output's id carries projectId
 and clusterId: the same project on two clusters is two outputs.
 """
 
@@ -36,12 +39,16 @@ from jwks_operator.publish.bodies import Owner
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
+    MalformedObjectError,
     Marks,
     ObjectRef,
     OutputError,
     Plan,
     Write,
+    claim,
+    fingerprint,
     marks_of,
+    metadata,
     require_allowed,
     with_entries,
 )
@@ -138,7 +145,7 @@ class ProjectWrite:
                 f"Space Cloud project {self.project} has no ConfigMap {name} in namespace "
                 f"{self.ref.namespace} (Space Cloud creates it with the project; jwks-operator never does)",
             )
-        meta = existing.get("metadata") or {}
+        meta = metadata(existing, f"ConfigMap {name}")
         if self.project is not None:
             if (meta.get("labels") or {}).get("kind") != "project":
                 raise OutputError(
@@ -147,17 +154,19 @@ class ProjectWrite:
                 )
             require_allowed(existing, self.ref, self.owner, "secrets")
         data = existing.get("data") or {}
+        if not isinstance(data, Mapping):
+            raise MalformedObjectError(f"ConfigMap {name}", "data is not a map of strings")
         config, secrets = _config(data.get(DATA_KEY), name)
-        marks = marks_of(existing, self.owner)
+        marks = marks_of(existing, self.owner, f"ConfigMap {name}")
         merged = _merge(secrets, marks, self.entries, name)
-        kids = sorted({e["kid"] for e in self.entries})
+        kids = {e["kid"]: _prints(e) for e in self.entries}
         if config.get("secretSource") == "admin" and kids:
             raise OutputError(
                 "SecretsIgnored",
                 f"Space Cloud project {self.project} has secretSource: admin, so it ignores its secrets and "
                 'verifies tokens with its admin secret only; nothing was written (set secretSource to "")',
             )
-        if merged == secrets and list(marks.mine) == kids:
+        if merged == secrets and marks.mine == kids:
             return None
         if merged:
             config["secrets"] = merged
@@ -244,29 +253,47 @@ def _entry(ctx: Context, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None,
 def _merge(
     secrets: list[dict[str, Any]], marks: Marks, entries: Sequence[dict[str, Any]], where: str
 ) -> list[dict[str, Any]]:
-    """`secrets` with our entries (by our mark) replaced by `entries`, in place, new ones appended; the
-    others' kept as they are. A wanted kid held by an entry our mark does not list (another JwtSecret's,
-    Space Cloud's own, unmarked even if identical) or by the primary secret: OutputConflict."""
+    """`secrets` with our entries (those our mark proves) replaced by `entries`, in place, new ones appended;
+    the others kept as they are. A wanted kid held by any entry our mark does not prove (another JwtSecret's,
+    Space Cloud's own, the admin's, the primary secret, identical or not): OutputConflict."""
     wanted = {e["kid"]: e for e in entries}
+    theirs = marks.theirs
+    ours = claim(secrets, {k: f for k, f in marks.mine.items() if k not in theirs}, _our_kid, _prints)
+    for i, entry in enumerate(secrets):
+        kid = _kid(entry)
+        if kid in wanted and i not in ours:
+            if entry.get("isPrimary"):
+                holder = "the primary secret"
+            elif kid in theirs:
+                holder = f"an entry of JwtSecret {theirs[kid]}"
+            else:
+                holder = "an entry we did not write (or one of ours changed since)"
+            held = f"also held by {holder}" if kid in ours.values() else holder
+            raise OutputError("OutputConflict", f"kid {kid} in ConfigMap {where} is {held}; left untouched")
     result: list[dict[str, Any]] = []
-    placed: set[str] = set()
-    for entry in secrets:
-        kid = entry.get("kid") if isinstance(entry.get("kid"), str) else None
-        mine = kid in marks.mine and not entry.get("isPrimary")
-        if kid is not None and not mine and kid in wanted:
-            holder = (
-                f"JwtSecret {marks.theirs[kid]}'s" if kid in marks.theirs else "an entry we did not write"
-            )
-            holder = "the primary secret" if entry.get("isPrimary") else holder
-            raise OutputError("OutputConflict", f"kid {kid} in ConfigMap {where} is {holder}; left untouched")
-        if not mine:
+    for i, entry in enumerate(secrets):
+        kid = ours.get(i)
+        if kid is None:
             result.append(entry)
-        elif kid in wanted and kid not in placed:
-            assert kid is not None
+        elif kid in wanted:
             result.append(entry if _same(entry, wanted[kid]) else dict(wanted[kid]))
-            placed.add(kid)
-    result.extend(dict(e) for kid, e in wanted.items() if kid not in placed)
+    result.extend(dict(e) for kid, e in wanted.items() if kid not in ours.values())
     return result
+
+
+def _kid(entry: Any) -> str | None:
+    kid = entry.get("kid") if isinstance(entry, Mapping) else None
+    return kid if isinstance(kid, str) else None
+
+
+def _our_kid(entry: Any) -> str | None:
+    """The kid of an entry that may be ours (we never write the primary secret)."""
+    return None if isinstance(entry, Mapping) and entry.get("isPrimary") else _kid(entry)
+
+
+def _prints(entry: Mapping[str, Any]) -> str:
+    """An entry's fingerprint: every field Space Cloud keeps, a missing or null one as its zero value."""
+    return fingerprint({f: ZERO[f] if entry.get(f) is None else entry[f] for f in FIELDS})
 
 
 def _same(entry: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
@@ -283,10 +310,11 @@ def _config(raw: Any, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     secrets = config.get("secrets", []) if isinstance(config, dict) else None
     secrets = [] if secrets is None and isinstance(config, dict) else secrets
     if not isinstance(secrets, list) or not all(isinstance(e, dict) for e in secrets):
-        raise OutputError(
+        raise MalformedObjectError(
+            f"ConfigMap {name}",
+            f"data.{DATA_KEY} is not a Space Cloud project's JSON (an object whose secrets are a list of "
+            "objects)",
             "InvalidProjectConfig",
-            f"ConfigMap {name}: data.{DATA_KEY} is not a Space Cloud project's JSON (an object whose "
-            "secrets are a list of objects)",
         )
     assert isinstance(config, dict)
     return config, secrets

@@ -58,8 +58,9 @@ def policy(*providers: dict[str, Any], allow: str | None = "*", **spec: Any) -> 
 
 
 def mark(existing: dict[str, Any]) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = json.loads(existing["metadata"]["annotations"][MANAGED_ANNOTATION])
-    return result
+    """The provider names each mark lists (their fingerprints left out)."""
+    marks = json.loads(existing["metadata"]["annotations"][MANAGED_ANNOTATION])
+    return {key: sorted(names) for key, names in marks.items()}
 
 
 def ours(
@@ -117,8 +118,12 @@ def test_adds_our_provider_reading_our_configmap() -> None:
     assert body["spec"] == {**existing["spec"], "jwt": {"providers": [ours()]}}
     assert body["metadata"] == {
         **existing["metadata"],
-        "annotations": {ALLOW_ANNOTATION: "*", MANAGED_ANNOTATION: '{"orders/uid-orders":["orders"]}'},
+        "annotations": {
+            ALLOW_ANNOTATION: "*",
+            MANAGED_ANNOTATION: body["metadata"]["annotations"][MANAGED_ANNOTATION],
+        },
     }
+    assert mark(body) == {MINE: ["orders"]}
     assert "ownerReferences" not in body["metadata"]
     assert "labels" not in body["metadata"]
 
@@ -164,14 +169,24 @@ def test_keeps_other_providers_jwt_settings_and_user_fields_on_ours() -> None:
     assert body["spec"]["jwt"] == {"optional": True, "providers": [USER_PROVIDER, ours()]}
     provider = body["spec"]["jwt"]["providers"][1]
     extra = {"claimToHeaders": [{"header": "x-sub", "claim": "sub"}], "extractFrom": {"cookies": ["tok"]}}
-    provider.update(extra, remoteJWKS={"uri": "https://evil.example.com/keys"}, issuer="edited")
+    provider.update(extra, remoteJWKS={"uri": "https://evil.example.com/keys"})
     fixed = apply(write(context()), body)
     assert fixed["spec"]["jwt"]["providers"] == [USER_PROVIDER, {**extra, **ours()}]
+    provider.update(issuer="edited")  # no longer what we wrote: not provably ours
+    with pytest.raises(
+        OutputError, match="or its issuer, audiences or localJWKS were changed since"
+    ) as changed:
+        write(context()).mutate(body)
+    assert changed.value.reason == "OutputConflict"
+    assert apply(OUTPUT.release(ORDERS, ["orders-jwt"])[0], body)["spec"]["jwt"]["providers"] == [
+        USER_PROVIDER,
+        provider,
+    ]
 
 
 def test_a_users_provider_of_our_name_is_a_conflict() -> None:
     existing = policy({**USER_PROVIDER, "name": "orders"})
-    with pytest.raises(OutputError, match="not made by jwks-operator") as conflict:
+    with pytest.raises(OutputError, match="that jwks-operator did not write") as conflict:
         write(context()).mutate(existing)
     assert conflict.value.reason == "OutputConflict"
 

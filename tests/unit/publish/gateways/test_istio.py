@@ -10,6 +10,7 @@ import pytest
 
 from jwks_operator.keys.keyset import KeySet, build_key_set
 from jwks_operator.model.errors import SpecError
+from jwks_operator.model.names import SHARED_OWNER_ANNOTATION
 from jwks_operator.publish.allow import ALLOW_ANNOTATION
 from jwks_operator.publish.bodies import Owner
 from jwks_operator.publish.gateways import parse_outputs
@@ -25,6 +26,7 @@ MINE, THEIRS = "orders/uid-orders", "billing/uid-billing"  # their mark keys
 KEYS = build_key_set([public_jwk(ec_key(), kid="e1"), public_jwk(rsa_key(), kid="r1")])
 ROTATED = build_key_set([public_jwk(ec_key(n=1), kid="e2")])
 OUTPUT = IstioOutput("api-auth", (("app", "orders"),))
+SHARING = IstioOutput("api-auth", (("app", "orders"),), ("billing", "orders"))  # its creator lets these join
 
 
 def context(owner: Owner = ORDERS, key_set: KeySet = KEYS, **spec: Any) -> Context:
@@ -42,8 +44,9 @@ def compact(key_set: KeySet) -> str:
 
 
 def mark(existing: dict[str, Any]) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = json.loads(existing["metadata"]["annotations"][MANAGED_ANNOTATION])
-    return result
+    """The issuers each mark lists (their fingerprints left out)."""
+    marks = json.loads(existing["metadata"]["annotations"][MANAGED_ANNOTATION])
+    return {key: sorted(ids) for key, ids in marks.items()}
 
 
 def user_object(*rules: dict[str, Any], allow: str | None = "orders, billing") -> dict[str, Any]:
@@ -80,6 +83,14 @@ def test_parse_and_registry() -> None:
         IstioOutput.parse({"name": "a", "selector": {"matchLabels": {"bad key": "x"}}}, "p")
     with pytest.raises(SpecError, match="label value"):
         IstioOutput.parse({"name": "a", "selector": {"matchLabels": {"app": "*"}}}, "p")
+    assert IstioOutput.parse({"name": "a", "allow": ["b", "*", "b"]}, "p") == IstioOutput(
+        "a", allow=("b", "*")
+    )
+    for bad, field in (("b", r"p\.allow"), (["Team_A"], r"p\.allow\[0\]"), ([1], r"p\.allow\[0\]")):
+        with pytest.raises(SpecError, match=field):
+            IstioOutput.parse({"name": "a", "allow": bad}, "p")
+    with pytest.raises(SpecError, match="at most 64"):
+        IstioOutput.parse({"name": "a", "allow": [f"n{i}" for i in range(65)]}, "p")
 
 
 def test_plan_names_the_object_and_counts_keys() -> None:
@@ -103,6 +114,8 @@ def test_creates_with_rules_selector_labels_and_a_non_controller_owner() -> None
     assert (meta["name"], meta["namespace"]) == ("api-auth", "apps")
     assert meta["labels"] == labels("orders")
     assert meta["ownerReferences"] == [owner_reference("orders", "uid-orders", controller=False)]
+    assert meta["annotations"][SHARED_OWNER_ANNOTATION] == "orders", "its creator"
+    assert ALLOW_ANNOTATION not in meta["annotations"], "nobody else may join"
     assert mark(body) == {MINE: [ISSUER]}
     assert body["spec"] == {
         "selector": {"matchLabels": {"app": "orders"}},
@@ -143,7 +156,9 @@ def test_our_previous_output_unchanged_then_rotated() -> None:
     assert rotated["spec"]["jwtRules"] == [
         {"issuer": ISSUER, "audiences": ["orders"], "jwks": compact(ROTATED)}
     ]
-    assert rotated["metadata"] == created["metadata"]
+    assert {**rotated["metadata"], "annotations": {}} == {**created["metadata"], "annotations": {}}
+    assert mark(rotated) == mark(created)
+    assert rotated["metadata"]["annotations"] != created["metadata"]["annotations"], "a new fingerprint"
     assert OUTPUT.plan(context(key_set=ROTATED)).keys == 1
 
 
@@ -165,14 +180,14 @@ def test_a_users_object_keeps_its_rules_and_fields_and_gets_no_owner() -> None:
 
 def test_a_users_rule_for_our_issuer_is_a_conflict() -> None:
     existing = user_object({"issuer": ISSUER, "jwksUri": "https://idp.example.com/keys"})
-    with pytest.raises(OutputError, match="not made by jwks-operator") as conflict:
+    with pytest.raises(OutputError, match="that jwks-operator did not write") as conflict:
         write(context()).mutate(existing)
     assert conflict.value.reason == "OutputConflict"
     assert ISSUER in str(conflict.value)
 
 
 def test_another_jwtsecrets_issuer_is_a_conflict() -> None:
-    theirs = apply(write(context(owner=BILLING)), None)
+    theirs = apply(write(context(owner=BILLING), SHARING), None)
     with pytest.raises(OutputError, match="JwtSecret billing") as conflict:
         write(context()).mutate(theirs)
     assert conflict.value.reason == "OutputConflict"
@@ -183,7 +198,7 @@ def test_another_jwtsecrets_issuer_is_a_conflict() -> None:
 
 
 def test_a_rule_both_mark_stays_when_we_drop_its_issuer() -> None:
-    theirs = apply(write(context(owner=BILLING)), None)
+    theirs = apply(write(context(owner=BILLING), SHARING), None)
     theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps({THEIRS: [ISSUER], MINE: [ISSUER]})
     body = write(context(issuers=["https://orders.example.com"])).mutate(theirs)
     assert isinstance(body, dict)
@@ -199,11 +214,29 @@ def test_user_fields_on_our_rule_are_kept_and_jwks_uri_removed() -> None:
         "fromHeaders": [{"name": "x-token", "prefix": "Bearer "}],
     }
     rule.update(extra, jwksUri="https://idp.example.com/keys", jwks_uri="https://idp.example.com/keys")
-    rule["audiences"] = ["edited"]
     body = apply(write(context()), created)
     assert body["spec"]["jwtRules"] == [
         {**extra, "issuer": ISSUER, "audiences": ["orders"], "jwks": compact(KEYS)}
     ]
+
+
+@pytest.mark.parametrize("field", ["audiences", "jwks", "issuer"])
+def test_a_rule_of_ours_changed_by_hand_is_no_longer_ours(field: str) -> None:
+    """A rule whose issuer, audiences or jwks no longer hold what we wrote is not provably ours: our write
+    does not go over it, and our release leaves it."""
+    created = apply(write(context()), user_object(USER_RULE))
+    changed = {**created["spec"]["jwtRules"][1], field: ["edited"] if field == "audiences" else "edited"}
+    created["spec"]["jwtRules"][1] = changed
+    if field != "issuer":
+        with pytest.raises(
+            OutputError, match="or its issuer, audiences or jwks were changed since"
+        ) as conflict:
+            write(context()).mutate(created)
+        assert conflict.value.reason == "OutputConflict"
+    else:  # our issuer's rule is gone: written again, beside the edited one
+        assert apply(write(context()), created)["spec"]["jwtRules"][1] == changed
+    released = apply(OUTPUT.release(ORDERS, ["api-auth"])[0], created)
+    assert released["spec"]["jwtRules"] == [USER_RULE, changed]
 
 
 def test_spec_changes_remove_what_is_no_longer_ours() -> None:
@@ -223,7 +256,7 @@ def test_a_deleted_rule_of_ours_comes_back() -> None:
 
 
 def test_a_second_jwtsecret_joins_an_object_we_made_and_owns_it_too() -> None:
-    ours = apply(write(context()), None)
+    ours = apply(write(context(), SHARING), None)
     joint = apply(write(context(owner=BILLING, issuers=["https://billing.example.com"])), ours)
     assert [r["issuer"] for r in joint["spec"]["jwtRules"]] == [ISSUER, "https://billing.example.com"]
     assert joint["metadata"]["ownerReferences"] == [
@@ -267,7 +300,7 @@ def test_release_from_a_users_object_takes_only_ours() -> None:
 def test_release_leaves_others_alone() -> None:
     (release,) = OUTPUT.release(ORDERS, ["api-auth"])
     assert release.mutate(user_object(USER_RULE)) is None
-    theirs = apply(write(context(owner=BILLING)), None)
+    theirs = apply(write(context(owner=BILLING), SHARING), None)
     assert release.mutate(theirs) is None
     theirs["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps({THEIRS: [ISSUER], MINE: [ISSUER]})
     kept = release.mutate(theirs)
@@ -284,6 +317,12 @@ def test_release_of_several_objects() -> None:
 
 def test_a_jwtsecret_recreated_under_the_same_name_is_another_owner() -> None:
     old = apply(write(context(owner=OLD_ORDERS)), None)
+    with pytest.raises(
+        OutputError, match=r"for an earlier JwtSecret orders \(uid uid-old, not this one\)"
+    ) as no:
+        write(context()).mutate(old)
+    assert no.value.reason == "NotAllowed", "the earlier one's rights are not this one's"
+    old = apply(write(context(owner=OLD_ORDERS), SHARING), None)
     with pytest.raises(OutputError, match=r"JwtSecret orders \(uid uid-old, not this one\)") as conflict:
         write(context()).mutate(old)
     assert conflict.value.reason == "OutputConflict"
@@ -320,3 +359,93 @@ def test_release_keeps_an_object_we_made_once_a_user_added_rules() -> None:
     assert left["spec"] == {"selector": {"matchLabels": {"app": "orders"}}, "jwtRules": [USER_RULE]}
     assert "ownerReferences" not in left["metadata"]
     assert "annotations" not in left["metadata"]
+
+
+def test_a_release_removes_no_rule_it_did_not_write() -> None:
+    """Issue 23, item 2: our rule for issuer X is in a user's RequestAuthentication and the user adds a
+    second rule of their own for X; our writes and our release keep it byte for byte."""
+    ours = apply(write(context()), user_object(USER_RULE))
+    theirs = {"issuer": ISSUER, "jwksUri": "https://idp.example.com/their-keys", "forwardOriginalToken": True}
+    ours["spec"]["jwtRules"].append(theirs)
+    rotated = apply(write(context(key_set=ROTATED)), ours)
+    assert [json.dumps(r) for r in rotated["spec"]["jwtRules"]] == [
+        json.dumps(USER_RULE),
+        json.dumps({"issuer": ISSUER, "audiences": ["orders"], "jwks": compact(ROTATED)}),
+        json.dumps(theirs),
+    ]
+    released = apply(OUTPUT.release(ORDERS, ["api-auth"])[0], rotated)
+    assert [json.dumps(r) for r in released["spec"]["jwtRules"]] == [
+        json.dumps(USER_RULE),
+        json.dumps(theirs),
+    ]
+    assert MANAGED_ANNOTATION not in released["metadata"]["annotations"]
+
+
+TEAM_A, INTRUDER = Owner("apps", "team-a", "uid-a"), Owner("apps", "intruder", "uid-i")
+PAYMENTS = IstioOutput("api-auth", (("app", "payments"),))
+
+
+def test_joining_an_operator_made_request_authentication_needs_permission() -> None:
+    """Issue 23, item 1: a RequestAuthentication the operator created for team-a takes no rule of another
+    JwtSecret of the namespace unless team-a allows it; the refusal names what to set."""
+    made = apply(write(context(owner=TEAM_A), PAYMENTS), None)
+    evil = context(owner=INTRUDER, issuers=["https://evil.example/"])
+    with pytest.raises(OutputError) as refused:
+        write(evil, IstioOutput("api-auth")).mutate(made)
+    assert refused.value.reason == "NotAllowed"
+    assert str(refused.value) == (
+        "RequestAuthentication api-auth was created by jwks-operator for JwtSecret team-a, which does not "
+        "allow JwtSecret intruder to add jwtRules to it: team-a's spec.outputs[].istio.allow must list "
+        "intruder (kept in the annotation jwks.dev/allow-jwtsecrets); left untouched"
+    )
+
+
+def test_the_creator_allows_others_in_and_takes_them_out() -> None:
+    made = apply(write(context(owner=TEAM_A), IstioOutput("api-auth", allow=("intruder",))), None)
+    assert made["metadata"]["annotations"][ALLOW_ANNOTATION] == "intruder"
+    joined = apply(
+        write(context(owner=INTRUDER, issuers=["https://b.example/"]), IstioOutput("api-auth")), made
+    )
+    assert [r["issuer"] for r in joined["spec"]["jwtRules"]] == [ISSUER, "https://b.example/"]
+    assert [r["name"] for r in joined["metadata"]["ownerReferences"]] == ["team-a", "intruder"]
+    joined["spec"]["jwtRules"].append(USER_RULE)
+    revoked = apply(write(context(owner=TEAM_A), IstioOutput("api-auth")), joined)
+    assert revoked["spec"]["jwtRules"] == [joined["spec"]["jwtRules"][0], USER_RULE], (
+        "its rules out, a user's kept"
+    )
+    assert [r["name"] for r in revoked["metadata"]["ownerReferences"]] == ["team-a"]
+    assert mark(revoked) == {"team-a/uid-a": [ISSUER]}
+    assert ALLOW_ANNOTATION not in revoked["metadata"]["annotations"]
+    with pytest.raises(OutputError) as refused:
+        write(context(owner=INTRUDER, issuers=["https://b.example/"]), IstioOutput("api-auth")).mutate(
+            revoked
+        )
+    assert refused.value.reason == "NotAllowed"
+    for allow in (("*",), ("intruder", "other")):  # "*" admits any JwtSecret of the namespace
+        opened = apply(write(context(owner=TEAM_A), IstioOutput("api-auth", allow=allow)), revoked)
+        assert opened["metadata"]["annotations"][ALLOW_ANNOTATION] == ",".join(allow)
+        joiner = context(owner=INTRUDER, issuers=["https://b.example/"])
+        assert isinstance(write(joiner, IstioOutput("api-auth")).mutate(opened), dict)
+
+
+def test_once_its_creator_is_gone_the_allow_list_stays_as_it_was() -> None:
+    made = apply(write(context(owner=TEAM_A), IstioOutput("api-auth", allow=("billing",))), None)
+    joined = apply(
+        write(context(owner=BILLING, issuers=["https://b.example/"]), IstioOutput("api-auth")), made
+    )
+    left = apply(OUTPUT.release(TEAM_A, ["api-auth"])[0], joined)
+    assert [r["name"] for r in left["metadata"]["ownerReferences"]] == ["billing"]
+    assert left["metadata"]["annotations"][ALLOW_ANNOTATION] == "billing"
+    assert isinstance(write(context(owner=BILLING), IstioOutput("api-auth")).mutate(left), dict), (
+        "still allowed"
+    )
+    recreated = Owner("apps", "team-a", "uid-a2")  # its name's rights do not pass to a new JwtSecret
+    with pytest.raises(
+        OutputError, match="for JwtSecret team-a, no longer among its owners, and its annotation"
+    ):
+        write(context(owner=recreated), IstioOutput("api-auth", allow=("*",))).mutate(left)
+    left["spec"]["jwtRules"].append(USER_RULE)
+    handed = apply(OUTPUT.release(BILLING, ["api-auth"])[0], left)
+    assert handed["spec"]["jwtRules"] == [USER_RULE]
+    assert "ownerReferences" not in handed["metadata"]
+    assert "annotations" not in handed["metadata"], "the user's now: nobody allowed in by what we set"

@@ -65,6 +65,11 @@ def consumer(*credentials: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def marked(body: dict[str, Any]) -> dict[str, list[str]]:
+    """The credentials each mark lists (their fingerprints left out)."""
+    return {key: sorted(names) for key, names in managed_entries(body).items()}
+
+
 def by_kind(plan_writes: tuple[Write, ...]) -> list[tuple[str, str]]:
     return [(w.ref.kind, w.ref.name) for w in plan_writes]
 
@@ -171,8 +176,13 @@ def test_stale_secrets_are_deleted_if_ours_after_the_consumer_is_updated() -> No
     assert delete(apply(API.plan(context(R2)).writes[1], None)) is DELETE
     assert delete({"metadata": {"name": stale}}) is None
     assert delete(None) is None
-    updated = apply(plan.writes[2], consumer("basic-x", name(R1), stale))
-    assert updated["credentials"] == ["basic-x", name(R1)], "stale ours out even without our mark"
+    listed = apply(API.plan(context(R2)).writes[-1], consumer("basic-x"))
+    listed["credentials"].insert(1, name(R1))  # listed by the consumer's owner before we write it: theirs
+    updated = apply(plan.writes[2], listed)
+    assert updated["credentials"] == ["basic-x", name(R1)], "stale ours out (by our mark), theirs kept"
+    assert marked(updated) == {}, "listed, but not by us: not ours to take out"
+    unmarked = apply(plan.writes[2], consumer("basic-x", stale))
+    assert unmarked["credentials"] == ["basic-x", stale, name(R1)], "not ours without our mark"
 
 
 def test_the_consumer_lists_ours_and_keeps_the_others() -> None:
@@ -182,7 +192,7 @@ def test_the_consumer_lists_ours_and_keeps_the_others() -> None:
     )  # fmt: skip
     body = apply(w, consumer("basic-x", "key-y"))
     assert body["credentials"] == ["basic-x", "key-y", name(R1), name(EC)]
-    assert managed_entries(body) == {MINE: sorted([name(R1), name(EC)])}
+    assert marked(body) == {MINE: sorted([name(R1), name(EC)])}
     assert (body["username"], body["metadata"]["annotations"]["a"]) == ("api", "b")
     assert body["metadata"]["annotations"][ALLOW_ANNOTATION] == "orders"
     fresh = consumer()
@@ -281,8 +291,8 @@ def test_a_jwtsecret_recreated_under_the_same_name_is_another_owner() -> None:
     assert conflict.value.reason == "OutputConflict"
     joint = apply(API.plan(context(R1)).writes[-1], old)
     assert joint["credentials"] == ["basic-x", name(R2), name(R1)]
-    assert managed_entries(joint) == {"orders/uid-old": [name(R2)], MINE: [name(R1)]}
+    assert marked(joint) == {"orders/uid-old": [name(R2)], MINE: [name(R1)]}
     release = API.release(OLD_ORDERS, (name(R2), name(R1), "KongConsumer/api-user"))[0]
     left = apply(release, joint)
     assert left["credentials"] == ["basic-x", name(R1)], "the old one's release leaves the new one's"
-    assert managed_entries(left) == {MINE: [name(R1)]}
+    assert marked(left) == {MINE: [name(R1)]}

@@ -93,7 +93,10 @@ def config(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def marks(body: dict[str, Any]) -> Any:
-    return json.loads(body["metadata"]["annotations"][MANAGED_ANNOTATION])
+    """The kids each mark lists (their fingerprints left out)."""
+    return {
+        k: sorted(ids) for k, ids in json.loads(body["metadata"]["annotations"][MANAGED_ANNOTATION]).items()
+    }
 
 
 def entry(key: dict[str, Any], **over: Any) -> dict[str, Any]:
@@ -208,12 +211,17 @@ def test_rotation_replaces_ours_in_place_and_keeps_the_others() -> None:
             {},
             "kid r1 in ConfigMap default--shop--project--shop is an entry we did not write",
         ),
-        (entry(R1), {"billing/u": ["r1"]}, "is JwtSecret billing's"),
-        (entry(R1), {"orders/uid-old": ["r1"]}, r"is JwtSecret orders \(uid uid-old, not this one\)'s"),
+        (entry(R1), {"billing/u": ["r1"]}, "is an entry of JwtSecret billing"),
+        (
+            entry(R1),
+            {"orders/uid-old": ["r1"]},
+            r"is an entry of JwtSecret orders \(uid uid-old, not this one\)",
+        ),
         (entry(R1), {}, "is an entry we did not write"),
         ({**entry(R1), "extra": 1}, {"orders/uid-old": ["r2"]}, "is an entry we did not write"),
         ({**ADMIN, "kid": "r1"}, {}, "is the primary secret"),
         ({**entry(R1), "isPrimary": True}, {MINE: ["r1"]}, "is the primary secret"),
+        (entry(R1), {MINE: {"r1": "0" * 32}}, "is an entry we did not write"),  # not the fingerprint we wrote
     ],
 )
 def test_a_kid_held_by_an_entry_not_ours_is_a_conflict(
@@ -396,3 +404,18 @@ def test_an_hmac_secret_no_longer_allowed_in_the_configmap_is_taken_out(
         refusal.mutate(released)
     assert refused.value.reason == reason
     assert str(refused.value).endswith(f"; the entries this JwtSecret had written in {NAME} were removed")
+
+
+def test_an_entry_the_project_admin_adds_later_with_a_kid_we_use_is_kept() -> None:
+    """Issue 23, item 3: entries are ours by what we wrote, not by kid. The admin's entry of our kid r1 (other
+    key material) is neither replaced by our next write (a conflict: Space Cloud indexes secrets by kid)
+    nor deleted by our release."""
+    ours = apply(the_write(context()), project(ADMIN))
+    theirs = {**entry(R1), "publicKey": PEMS["r3"], "aud": ["admin-api"]}
+    ours["data"]["data"] = json.dumps({**config(ours), "secrets": [*config(ours)["secrets"], theirs]})
+    with pytest.raises(OutputError, match=f"kid r1 in ConfigMap {NAME} is also held by an entry") as conflict:
+        the_write(context()).mutate(ours)
+    assert conflict.value.reason == "OutputConflict"
+    released = apply(SHOP.release(ORDERS, [NAME])[0], ours)
+    assert [json.dumps(e) for e in config(released)["secrets"]] == [json.dumps(ADMIN), json.dumps(theirs)]
+    assert MANAGED_ANNOTATION not in released["metadata"]["annotations"]
