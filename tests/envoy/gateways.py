@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
+from jwt.algorithms import get_default_algorithms
 
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.envoy import Envoy
@@ -29,9 +29,11 @@ def b64(raw: bytes) -> str:
 
 
 def sign(claims: Mapping[str, Any], key: Any, alg: str, header: Mapping[str, Any] | None = None) -> str:
-    """A JWS of any claims (an `iss` list, a `crit` header...: what PyJWT's encode refuses to make)."""
-    payload = json.dumps(dict(claims), separators=(",", ":")).encode()
-    return jwt.api_jws.encode(payload, key, algorithm=alg, headers=dict(header or {}))
+    """A JWS of any header and claims (an `iss` list, a `kid` number...: what PyJWT's encode refuses)."""
+    algorithm = get_default_algorithms()[alg]
+    head = {"alg": alg, "typ": "JWT", **(header or {})}
+    signing_input = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(dict(claims)).encode())}"
+    return f"{signing_input}.{b64(algorithm.sign(signing_input.encode(), algorithm.prepare_key(key)))}"
 
 
 def unsigned(claims: Mapping[str, Any], header: Mapping[str, Any]) -> str:

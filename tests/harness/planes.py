@@ -4,6 +4,7 @@ Gateway push over xDS)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -71,6 +72,19 @@ class EnvoyGatewayPlane:
         return gateway_config(policy, configmaps)
 
 
+def trusted_kids(config: GatewayConfig) -> frozenset[str]:
+    """The kids of every inline JWKS in a configuration's jwt_authn providers (either JSON spelling)."""
+    kids: set[str] = set()
+    for http_filter in config.http_filters:
+        typed = http_filter.get("typed_config") or http_filter.get("typedConfig") or {}
+        for provider in (typed.get("providers") or {}).values():
+            local = provider.get("local_jwks") or provider.get("localJwks") or {}
+            inline = local.get("inline_string") or local.get("inlineString")
+            if inline:
+                kids.update(str(k.get("kid")) for k in json.loads(inline).get("keys") or [])
+    return frozenset(kids)
+
+
 @dataclass
 class Pusher:
     """One control plane feeding one Envoy: `sync()` translates and pushes when the result changed."""
@@ -78,7 +92,8 @@ class Pusher:
     plane: Plane
     envoy: Envoy
     last: GatewayConfig | None = None
-    pushes: list[bool] = field(default_factory=list)  # per push: whether Envoy replaced the listener
+    pushes: list[tuple[frozenset[str], bool]] = field(default_factory=list)  # per push: its kids, and
+    # whether Envoy replaced the listener
 
     def start(self) -> Pusher:
         self.last = self.plane.config()
@@ -89,6 +104,6 @@ class Pusher:
         """Push the current translation if it changed since the last push; return it."""
         config = self.plane.config()
         if config != self.last:
-            self.pushes.append(self.envoy.push(config))
+            self.pushes.append((trusted_kids(config), self.envoy.push(config)))
             self.last = config
         return config
