@@ -20,7 +20,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.envoy.gateways import AUDIENCE, ISSUER, b64, sign, unsigned
+from tests.envoy.tokens import b64, sign, unsigned
+from tests.harness.twogateways import AUDIENCE, ISSUER
 from tests.material import private_pem
 
 

@@ -16,11 +16,11 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric import ed448
 
 from jwks_operator.verify import Verifier
-from tests.envoy.gateways import AUDIENCE, ISSUER, Gateways, gateways, outputs, platform, published
 from tests.envoy.matrix import CASES, GATEWAYS, Key, Verdict, table
 from tests.harness import ROOT
 from tests.harness.client import ClusterClient
 from tests.harness.idp import JwksProvider
+from tests.harness.twogateways import AUDIENCE, ISSUER, Gateways, gateways, outputs, platform, published
 from tests.material import ec_key, ed_key, public_jwk, rsa_key
 
 DOC = ROOT / "docs" / "data-plane.md"

@@ -11,11 +11,20 @@ from pathlib import Path
 
 import trustme
 
-from tests.envoy.gateways import AUDIENCE, ISSUER, PATIENCE, Gateways, gateways, outputs, platform, published
 from tests.envoy.matrix import good
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.envoy import GatewayConfig
 from tests.harness.idp import JwksProvider
+from tests.harness.twogateways import (
+    AUDIENCE,
+    ISSUER,
+    PATIENCE,
+    Gateways,
+    gateways,
+    outputs,
+    platform,
+    published,
+)
 
 
 def verdicts(gws: Gateways, token: str | None) -> dict[str, int]:

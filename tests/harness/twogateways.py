@@ -1,17 +1,14 @@
-"""What the Envoy tier's tests share: tokens of any shape, and a namespace whose JwtSecret feeds both
-gateways (an Istio sidecar that requires a principal, an Envoy Gateway route) through the operator."""
+"""A namespace whose JwtSecret feeds both gateways through the operator: an Istio sidecar that requires a
+principal of the issuer, and an Envoy Gateway route whose SecurityPolicy lets JwtSecrets in; each gateway
+an Envoy fed by its control plane (planes.py). Used by the Envoy tier and benchmarks/gateway.py."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from jwt.algorithms import get_default_algorithms
 
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.envoy import Envoy
@@ -22,23 +19,6 @@ AUDIENCE = "shop-api"
 LABELS = {"app": "shop"}
 ALLOW = {"jwks.dev/allow-jwtsecrets": "*"}
 PATIENCE = 30.0
-
-
-def b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def sign(claims: Mapping[str, Any], key: Any, alg: str, header: Mapping[str, Any] | None = None) -> str:
-    """A JWS of any header and claims (an `iss` list, a `kid` number...: what PyJWT's encode refuses)."""
-    algorithm = get_default_algorithms()[alg]
-    head = {"alg": alg, "typ": "JWT", **(header or {})}
-    signing_input = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(dict(claims)).encode())}"
-    return f"{signing_input}.{b64(algorithm.sign(signing_input.encode(), algorithm.prepare_key(key)))}"
-
-
-def unsigned(claims: Mapping[str, Any], header: Mapping[str, Any]) -> str:
-    head = b64(json.dumps({**header, "alg": "none"}).encode())
-    return f"{head}.{b64(json.dumps(dict(claims)).encode())}."
 
 
 def outputs() -> list[dict[str, Any]]:
