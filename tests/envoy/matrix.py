@@ -135,6 +135,7 @@ class Verdict:
     envoy_body: str
     verify_valid: bool
     verify_reason: str
+    as_gateway: tuple[tuple[str, bool, str], ...] = ()  # `verify --as <profile>`: (profile, valid, reason)
 
     @property
     def envoy_accepts(self) -> bool:

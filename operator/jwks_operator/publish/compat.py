@@ -1,7 +1,8 @@
 """Which published keys each gateway can use (pure), so that an output gives its gateway only those and
 names the others in its OutputReady message.
 
-- Envoy (Istio and Envoy Gateway both configure Envoy's jwt_authn): EdDSA with Ed25519 keys only. An Ed448
+- Envoy (Istio and Envoy Gateway both configure Envoy's jwt_authn): EdDSA with Ed25519 keys only
+  (verify.profiles.envoy_verifies, which `jwks-operator verify --as envoy` applies too). An Ed448
   key in its JWKS is ignored without a warning, and its tokens are refused ("Jwks doesn't have key to
   match kid or alg from Jwt"), as the Envoy tier measures (tests/envoy, docs/data-plane.md). RSA (RS*,
   PS*), EC P-256/384/521 and Ed25519 are all verified.
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jwks_operator.keys.keyset import KeySet, key_algorithms, thumbprint
+from jwks_operator.verify.profiles import envoy_verifies
 
-ENVOY_EDDSA_CURVES = frozenset({"Ed25519"})
 SPACE_CLOUD_ALG = "RS256"
 
 
@@ -41,9 +42,7 @@ class Fit:
     note: str = ""
 
 
-def envoy_usable(key: Mapping[str, Any]) -> bool:
-    """Whether Envoy's jwt_authn can verify with the key (every kind but an OKP key of another curve)."""
-    return key.get("kty") != "OKP" or key.get("crv") in ENVOY_EDDSA_CURVES
+envoy_usable = envoy_verifies  # the rule `jwks-operator verify --as envoy` applies too
 
 
 def envoy_fit(keys: Sequence[Mapping[str, Any]]) -> Fit:
