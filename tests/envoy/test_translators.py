@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import yaml
 
@@ -20,7 +21,7 @@ from tests.harness.envoy import GatewayConfig, running
 from tests.harness.envoygateway import JWT_FILTER, TranslationError, gateway_config, ir_jwt, jwt_authn
 from tests.harness.gomod import ENVOY_GATEWAY, istio_envoy, module_dir
 from tests.harness.istio import istio_config
-from tests.material import ec_key, public_jwk
+from tests.material import ec_key, private_pem, public_jwk
 
 TESTDATA = Path("internal/gatewayapi/testdata")
 XDS_TESTDATA = Path("internal/xds/translator/testdata")
@@ -277,3 +278,21 @@ def test_a_value_ref_reads_the_configmaps_jwks_key_first() -> None:
     assert ir_jwt(policy, {"idp-jwks": {"only": "this"}}) == {
         "providers": [{"name": "idp", "localJWKS": "this"}]
     }
+
+
+@pytest.mark.parametrize(("principal", "status"), [("https://idp.test/*", 403), ("https://idp.test//*", 200)])
+def test_an_issuer_ending_in_a_slash_needs_its_slash_in_request_principals(
+    tmp_path: Path, principal: str, status: int
+) -> None:
+    """istiod splits a request principal at its last "/": for the issuer https://idp.test/ (Auth0's
+    kind), "https://idp.test/*" names the issuer https://idp.test and refuses every token."""
+    key = ec_key("P-256", 3)
+    jwks = json.dumps({"keys": [public_jwk(key, kid="k1", alg="ES256")]})
+    authn = request_authentication(jwks, {"app": "shop"})
+    authn["spec"]["jwtRules"][0]["issuer"] = "https://idp.test/"
+    authz = authorization_policy()
+    authz["spec"]["rules"][0]["from"][0]["source"]["requestPrincipals"] = [principal]
+    claims = {"iss": "https://idp.test/", "aud": "shop-api", "sub": "alice", "exp": 2**31}
+    token = jwt.encode(claims, private_pem(key), "ES256", headers={"kid": "k1"})
+    with running(tmp_path, istio_config([authn, authz], "shop", {"app": "shop"})) as envoy:
+        assert envoy.request(token).status == status

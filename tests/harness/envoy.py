@@ -63,20 +63,6 @@ def envoy_binary() -> Path:
     return path
 
 
-def validate(config: Mapping[str, Any], workdir: Path) -> tuple[bool, str]:
-    """`envoy --mode validate`: whether Envoy accepts a whole bootstrap, and its last words."""
-    path = workdir / "validate.json"
-    path.write_text(json.dumps(config))
-    done = subprocess.run(
-        [str(envoy_binary()), "--mode", "validate", "-c", str(path), "--log-level", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return done.returncode == 0, (done.stdout + done.stderr).strip()
-
-
 @dataclass(frozen=True)
 class GatewayConfig:
     """What a control plane gives the gateway for its one route: HTTP filters (before the router) and the
@@ -97,10 +83,6 @@ class Answer:
     status: int
     body: str
     www_authenticate: str = ""
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == 200 and self.body == ACCEPTED
 
 
 def listener(port: int, config: GatewayConfig) -> dict[str, Any]:
