@@ -37,6 +37,7 @@ ROUTER = {
 }
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ACCEPTED = "accepted by the gateway"
+REFUSALS = ("lds.update_rejected", "lds.update_failure")  # an LDS file Envoy refused, or could not parse
 
 
 class EnvoyUnavailable(RuntimeError):
@@ -168,6 +169,9 @@ class Envoy:
                 raise EnvoyUnavailable(f"envoy exited with {self.process.returncode}:\n{self.log()[-4000:]}")
             if self._serving():
                 return self
+            if self._refused():
+                self.stop()
+                raise EnvoyUnavailable(f"envoy refused its first listener:\n{self.log()[-4000:]}")
             time.sleep(0.05)
         self.stop()
         raise EnvoyUnavailable(f"envoy did not serve its listener in {timeout} s:\n{self.log()[-4000:]}")
@@ -214,7 +218,7 @@ class Envoy:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             now = self.stats()
-            if now["lds.update_rejected"] > before["lds.update_rejected"]:
+            if any(now[k] > before[k] for k in REFUSALS):  # rejected (invalid), or failed (unparsable)
                 raise AssertionError(f"Envoy rejected LDS version {self.version}:\n{self.log()[-4000:]}")
             took = now["lds.update_success"] > before["lds.update_success"]
             if took and not now["total_listeners_warming"]:
@@ -237,6 +241,11 @@ class Envoy:
             if value.isdigit():
                 found[name.removeprefix("listener_manager.")] = int(value)
         return found
+
+    def _refused(self) -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            return any(self.stats().get(k, 0) for k in REFUSALS)
+        return False
 
     def _serving(self) -> bool:
         with contextlib.suppress(OSError, ValueError):
