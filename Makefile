@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-emulator test-real control-plane lint typecheck unit e2e bench tools sync-crds deploy clean
+.PHONY: demo test test-emulator test-envoy test-real control-plane lint typecheck unit e2e bench tools sync-crds deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo
 
-## Lint, type-check and run the whole test suite: the emulator tier, then the real control-plane tier.
-test: lint typecheck test-emulator test-real
+## Lint, type-check and run the whole test suite: the emulator tier, the Envoy tier, then the real control-plane tier.
+test: lint typecheck test-emulator test-envoy test-real
 
 test-emulator: $(STAMP)
 	$(BIN)/python -m pytest
+
+## Real Envoy judging what the operator publishes, configured by istiod's translation (tests/gateways/istio-envoy,
+## built once) and Envoy Gateway's: the token matrix, rotation, the docs' recipes.
+test-envoy: $(STAMP)
+	$(BIN)/python -m tests.harness.gomod envoy
+	$(BIN)/python -m pytest tests/envoy
 
 ## The e2e suite and tests/e2e/real on etcd + kube-apiserver + kube-controller-manager (built once).
 test-real: control-plane

@@ -35,17 +35,31 @@ OPERATOR_ARGS = [
     "--fetch-timeout", "2", "--fetch-deadline", "3", "--allow-private-networks",
 ]  # fmt: skip
 REAL_TIER = Path(__file__).parent / "e2e" / "real"  # as pytest names the items' paths
+ENVOY_TIER = Path(__file__).parent / "envoy"
+
+
+def envoy_tier_named(config: pytest.Config) -> bool:
+    """Whether the command line names tests/envoy or something in it (`make test-envoy`)."""
+    for arg in config.args:
+        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+        if path == ENVOY_TIER or ENVOY_TIER in path.parents:
+            return True
+    return False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect (not skip) what does not belong to this tier: tests/e2e/real/ needs the real control
-    plane (JWKS_BACKEND=real); tests marked `emulator_only` need the emulator. Then move the tests
-    marked `last` to the end."""
+    plane (JWKS_BACKEND=real); tests/envoy/ runs only when named (`make test-envoy`: it needs Go for
+    istiod's translation); tests marked `emulator_only` need the emulator. Then move the tests marked
+    `last` to the end."""
     real = BACKEND == "real" and not os.environ.get("JWKS_E2E_KUBECONFIG")
+    envoy = envoy_tier_named(config)
 
     def wanted(item: pytest.Item) -> bool:
         if REAL_TIER in Path(str(item.path)).parents:
             return real
+        if ENVOY_TIER in Path(str(item.path)).parents:
+            return envoy
         return not (BACKEND == "real" and item.get_closest_marker("emulator_only"))
 
     keep = [item for item in items if wanted(item)]

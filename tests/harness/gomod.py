@@ -3,7 +3,9 @@
 `go mod download` fetches a module at a pinned version through the Go module proxy into Go's module
 cache; tests read CRDs (Envoy Gateway's SecurityPolicy, prometheus-operator's ServiceMonitor, Istio's
 RequestAuthentication, Kong's KongConsumer) from it. `istio_validator()` builds tests/gateways/istio,
-which judges a RequestAuthentication with istiod's own validation webhook code.
+which judges a RequestAuthentication with istiod's own validation webhook code; `istio_envoy()` builds
+tests/gateways/istio-envoy, which prints the Envoy HTTP filters istiod generates for RequestAuthentications
+and AuthorizationPolicies (the Envoy tier, tests/envoy).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ KONG_CONFIGURATION = ("github.com/kong/kubernetes-configuration", "v1.5.3")  # v
 # istio.io/istio has no semver tags: a master commit, as pinned by tests/gateways/istio/go.mod
 ISTIO = ("istio.io/istio", "v0.0.0-20260827124520-eed52ebb66ad")
 ISTIO_VALIDATOR_SOURCE = Path(__file__).resolve().parents[1] / "gateways" / "istio"
+ISTIO_ENVOY_SOURCE = Path(__file__).resolve().parents[1] / "gateways" / "istio-envoy"
 GATEWAY_TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "gateways"
 
 
@@ -100,16 +103,27 @@ def gateway_crds() -> list[dict[str, Any]]:
 
 @functools.cache
 def istio_validator() -> Path:
-    """tests/gateways/istio's `istio-validate`, built once per go.mod + go.sum + main.go into .tools/gateways.
+    """tests/gateways/istio's `istio-validate`, built once per go.mod + go.sum + main.go (go_program)."""
+    return go_program(ISTIO_VALIDATOR_SOURCE, "istio-validate")
+
+
+@functools.cache
+def istio_envoy() -> Path:
+    """tests/gateways/istio-envoy's `istio-envoy`, built once per go.mod + go.sum + main.go (go_program)."""
+    return go_program(ISTIO_ENVOY_SOURCE, "istio-envoy")
+
+
+def go_program(source: Path, name: str) -> Path:
+    """The Go program in `source`, built once per go.mod + go.sum + main.go into .tools/gateways.
 
     A cold build compiles ~1,500 packages of Istio and Kubernetes (minutes); a later one reuses the binary
     or Go's build cache. It builds under a temporary name and is renamed when done, so an interrupted
     build is never taken for a finished one. `-mod=readonly`: the committed go.sum pins every module.
     """
     digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):
-        digest.update(f"{name}\0".encode() + (ISTIO_VALIDATOR_SOURCE / name).read_bytes() + b"\0")
-    target = GATEWAY_TOOLS / f"istio-validate-{digest.hexdigest()[:16]}"
+    for part in ("go.mod", "go.sum", "main.go"):
+        digest.update(f"{part}\0".encode() + (source / part).read_bytes() + b"\0")
+    target = GATEWAY_TOOLS / f"{name}-{digest.hexdigest()[:16]}"
     if target.is_file():
         return target
     GATEWAY_TOOLS.mkdir(parents=True, exist_ok=True)
@@ -123,7 +137,7 @@ def istio_validator() -> Path:
     started = time.monotonic()
     done = subprocess.run(
         command,
-        cwd=ISTIO_VALIDATOR_SOURCE,
+        cwd=source,
         env=env,
         capture_output=True,
         text=True,
@@ -132,13 +146,18 @@ def istio_validator() -> Path:
     )
     if done.returncode:
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"building istio-validate failed:\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"building {name} failed:\n{done.stderr[-4000:]}")
     os.replace(partial, target)
     print(f"built {target} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     return target
 
 
-if __name__ == "__main__":  # `make test-real` fetches them before the tests' timeouts start
-    for module in (ENVOY_GATEWAY, PROMETHEUS_OPERATOR, ISTIO_API, KONG_CONFIGURATION, ISTIO):
-        print(module_dir(*module))
-    print(istio_validator())  # a cold build takes minutes: not inside a test's timeout
+if __name__ == "__main__":  # `make test-real` and `make test-envoy` fetch and build before the tests start
+    if sys.argv[1:] == ["envoy"]:  # the Envoy tier: the gateway CRDs, Envoy Gateway's test data, istio-envoy
+        for module in (ENVOY_GATEWAY, ISTIO_API, KONG_CONFIGURATION):
+            print(module_dir(*module))
+        print(istio_envoy())
+    else:
+        for module in (ENVOY_GATEWAY, PROMETHEUS_OPERATOR, ISTIO_API, KONG_CONFIGURATION, ISTIO):
+            print(module_dir(*module))
+        print(istio_validator())  # a cold build takes minutes: not inside a test's timeout

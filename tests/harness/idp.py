@@ -87,6 +87,11 @@ class JwksProvider:
             self._modified = email.utils.formatdate(usegmt=True)
         return kid
 
+    def private_key(self, kid: str) -> tuple[Any, str]:
+        """The private key of `kid` and its algorithm (to sign tokens of any shape)."""
+        with self._lock:
+            return self._keys[kid]
+
     def retire(self, kid: str) -> None:
         with self._lock:
             del self._keys[kid]

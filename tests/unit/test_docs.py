@@ -90,15 +90,23 @@ def test_envoy_gateway_policy_points_at_a_published_configmap() -> None:
             assert len(provider.get("audiences", [])) <= 8  # Envoy Gateway's limit
 
 
-def test_envoy_file_mount_matches_the_filter_config() -> None:
-    config = next(d for _, d in DOCS if d["kind"] == "ConfigMap" and "jwt_authn.yaml" in d["data"])
-    jwt_filter = yaml.safe_load(config["data"]["jwt_authn.yaml"])
-    filename = jwt_filter["typed_config"]["providers"]["firebase"]["local_jwks"]["filename"]
+def test_envoy_sidecar_recipe_fetches_the_mounted_published_configmap() -> None:
+    """The Envoy recipe: remote_jwks on loopback, served by the Pod's sidecar from the whole mounted
+    ConfigMap of a documented JwtSecret (tests/envoy/test_recipes.py runs it)."""
+    config = next(d for _, d in DOCS if d["kind"] == "ConfigMap" and "envoy.yaml" in d["data"])
+    bootstrap = yaml.safe_load(config["data"]["envoy.yaml"])
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    jwt_filter = next(f for f in manager["http_filters"] if f["name"] == "envoy.filters.http.jwt_authn")
+    remote = jwt_filter["typed_config"]["providers"]["firebase"]["remote_jwks"]
+    assert remote["http_uri"]["uri"] == "http://127.0.0.1:8081/jwks.json"
     pod = next(d for _, d in DOCS if d["kind"] == "Pod")
-    (mount,) = pod["spec"]["containers"][0]["volumeMounts"]
-    (volume,) = pod["spec"]["volumes"]
-    assert filename == f"{mount['mountPath']}/{volume['configMap']['items'][0]['path']}"
-    assert volume["configMap"]["items"][0]["key"] == "jwks.json"
+    sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == "jwks")
+    assert sidecar["command"][-1] == sidecar["volumeMounts"][0]["mountPath"]
+    assert "8081" in sidecar["command"]
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "jwks")
+    assert "items" not in volume["configMap"], "the whole ConfigMap: jwks.json and policy.json"
+    assert all("subPath" not in m for c in pod["spec"]["containers"] for m in c.get("volumeMounts", []))
     published = {target_name(d["metadata"]["name"], parse_spec(d["spec"])) for _, d in JWTSECRETS}
     assert volume["configMap"]["name"] in published
 

@@ -42,6 +42,7 @@ from jwks_operator.model.freshness import RefreshPolicy
 from jwks_operator.runtime import logs
 from jwks_operator.runtime.leadership import Leadership
 from jwks_operator.runtime.metrics import Metrics
+from jwks_operator.verify.profiles import PROFILES, SEED, Profile
 from jwks_operator.verify.verifier import DirectoryVerifier, MissingPolicyError, PublishedDataError, Verifier
 
 DIR_HINT = "give the folder where the published ConfigMap or Secret is mounted"
@@ -173,8 +174,15 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--leeway",
         type=seconds(zero_means="none"),
-        default=30.0,
-        help="clock skew allowed for exp/nbf/iat (s)",
+        default=None,
+        help="clock skew allowed for exp/nbf/iat (s; default the profile's: 30, envoy 60, spacecloud 0)",
+    )
+    verify.add_argument(
+        "--as",
+        dest="profile",
+        choices=list(PROFILES),
+        default=SEED.name,
+        help="that gateway's rules (leeway, iss lists, crit, iat, keys and algorithms; docs/data-plane.md)",
     )
     verify.add_argument(
         "--no-policy",
@@ -190,7 +198,10 @@ def verify_command(args: argparse.Namespace) -> int:
     """Print the claims (exit 0) or the reason (exit 1); a CliError when it cannot decide."""
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: the CliError says it
     token = sys.stdin.read() if args.token == "-" else args.token  # noqa: S105 - "-" means stdin
-    verifier = _directory(args.dir, args.leeway, not args.no_policy) if args.dir else _published(args)
+    profile, where = PROFILES[args.profile], args.dir
+    verifier = (
+        _directory(where, args.leeway, not args.no_policy, profile) if where else _published(args, profile)
+    )
     result = verifier.verify(token)
     if result:
         print(json.dumps(dict(result.claims), indent=2, sort_keys=True))
@@ -199,11 +210,11 @@ def verify_command(args: argparse.Namespace) -> int:
     return 1
 
 
-def _directory(path: str, leeway: float, require_policy: bool) -> DirectoryVerifier:
+def _directory(path: str, leeway: float | None, require_policy: bool, profile: Profile) -> DirectoryVerifier:
     subject = f"--dir {path}"
     if not os.path.isdir(path):
         raise CliError(subject, "not a directory" if os.path.exists(path) else "no such directory", DIR_HINT)
-    verifier = DirectoryVerifier(path, leeway=leeway, require_policy=require_policy)
+    verifier = DirectoryVerifier(path, leeway=leeway, require_policy=require_policy, profile=profile)
     try:
         verifier.reload_if_changed()
     except MissingPolicyError as exc:
@@ -216,7 +227,7 @@ def _directory(path: str, leeway: float, require_policy: bool) -> DirectoryVerif
     return verifier
 
 
-def _published(args: argparse.Namespace) -> Verifier:
+def _published(args: argparse.Namespace, profile: Profile) -> Verifier:
     kind = "JwtSecret" if args.jwtsecret else "ConfigMap"
     namespace, name = args.jwtsecret or args.configmap
     subject = f"--{kind.lower()} {namespace}/{name}"
@@ -232,7 +243,9 @@ def _published(args: argparse.Namespace) -> Verifier:
     except (ApiException, urllib3.exceptions.HTTPError) as exc:
         raise api_error(subject, exc, api.configuration.host, kind, namespace) from None
     try:
-        return Verifier.from_data(data, leeway=args.leeway, require_policy=not args.no_policy)
+        return Verifier.from_data(
+            data, leeway=args.leeway, require_policy=not args.no_policy, profile=profile
+        )
     except MissingPolicyError as exc:
         look = f"see the JwtSecret's status (the operator publishes {exc.entry}), {NO_POLICY_HINT}"
         raise CliError(subject, f"unusable published data: {exc.problem}", look) from None

@@ -262,7 +262,8 @@ def build_key_set(
     candidates: Iterable[Any], *, allow_symmetric: bool = False, algorithms: Sequence[str] = ()
 ) -> KeySet:
     """Validate candidate JWKs; drop invalid ones, those past MAX_KEYS (not examined), repeats of an earlier
-    key, and every key of a kid that names different key material. KeySetError when the keys kept would
+    key, and every key of a kid that names different key material. A public key without a kid gets its
+    RFC 7638 thumbprint as kid, so that every output names it alike. KeySetError when the keys kept would
     render over MAX_RENDERED_BYTES."""
     accepted: list[tuple[int, dict[str, Any]]] = []
     rejected: list[Rejection] = []
@@ -273,11 +274,13 @@ def build_key_set(
             rejected.append(Rejection(index, kid, f"more than {MAX_KEYS} keys in one set"))
             continue
         try:
-            accepted.append(
-                (index, validate_jwk(candidate, allow_symmetric=allow_symmetric, algorithms=algorithms))
-            )
+            key = validate_jwk(candidate, allow_symmetric=allow_symmetric, algorithms=algorithms)
         except InvalidKey as exc:
             rejected.append(Rejection(index, kid, str(exc)))
+            continue
+        if "kid" not in key and key["kty"] != "oct":  # one kid in every output (an HMAC secret's hash: never)
+            key["kid"] = thumbprint(key)
+        accepted.append((index, key))
     keys: list[dict[str, Any]] = []
     by_kid: dict[str, str] = {}
     clashing = _clashing_kids(accepted)

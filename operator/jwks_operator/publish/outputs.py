@@ -20,6 +20,7 @@ from jwks_operator.model.names import (
     POLICY_KEY,
     TARGET_ALLOW_PART,
 )
+from jwks_operator.publish.compat import envoy_rendered, envoy_usable
 
 if TYPE_CHECKING:
     from jwks_operator.resource.spec import JwtSecretSpec
@@ -42,10 +43,9 @@ def render(spec: JwtSecretSpec, key_set: KeySet) -> dict[str, str]:
         "algorithms": effective_algorithms(spec, key_set),
         "source": spec.policy_source(),
     }
-    jwks = key_set.rendered
     data = {
-        JWKS_KEY: jwks,
-        ENVOY_GATEWAY_KEY: jwks,
+        JWKS_KEY: key_set.rendered,
+        ENVOY_GATEWAY_KEY: envoy_rendered(key_set),  # what Envoy can use (publish.compat): no Ed448 key
         POLICY_KEY: json.dumps(policy, indent=2, sort_keys=True) + "\n",
     }
     if spec.target_shared and spec.target_allow:
@@ -114,7 +114,8 @@ def aggregate(
                 merged.append(key)
     collisions = [{"kid": kid, "jwtsecrets": names} for kid, names in sorted(colliding.items())]
     data = {f"{n}.{suffix}": v for n, p in parts.items() for suffix, v in p.items()}
-    data[JWKS_KEY] = data[ENVOY_GATEWAY_KEY] = _compact({"keys": merged})
+    data[JWKS_KEY] = _compact({"keys": merged})
+    data[ENVOY_GATEWAY_KEY] = _compact({"keys": [k for k in merged if envoy_usable(k)]})
     data[INDEX_KEY] = _compact({"contributors": index, "collisions": collisions})
     return data
 

@@ -2,6 +2,7 @@
 published data read strictly (`data`) and tokens checked against it (`verifier`). May import `model` and
 `keys`, nothing that needs kopf or kubernetes (gateways written in Python embed it)."""
 
+from jwks_operator.verify.profiles import PROFILES, SEED, Profile
 from jwks_operator.verify.verifier import (
     DirectoryVerifier,
     KeySource,
@@ -16,10 +17,13 @@ from jwks_operator.verify.verifier import (
 )
 
 __all__ = [
+    "PROFILES",
+    "SEED",
     "DirectoryVerifier",
     "KeySource",
     "MissingPolicyError",
     "Policy",
+    "Profile",
     "PublishedDataError",
     "Result",
     "Verifier",

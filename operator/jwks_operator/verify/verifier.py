@@ -11,7 +11,8 @@ has a `crit` member (RFC 7515 section 4.1.11: no extension is understood here) o
 a string is refused.
 
 The published data is read strictly (verify.data): a key set without its policy.json is refused
-unless `require_policy=False` says that is intended.
+unless `require_policy=False` says that is intended. `profile` (verify.profiles, `--as`) applies a
+gateway's rules instead of these.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from jwks_operator.verify.data import (
     json_type,
     sources_from_data,
 )
+from jwks_operator.verify.profiles import SEED, Profile
 
 __all__ = [
     "DirectoryVerifier",
@@ -78,11 +80,13 @@ def _matches(claim: str | list[str], accepted: Sequence[str]) -> bool:
     return any(value in accepted for value in ([claim] if isinstance(claim, str) else claim))
 
 
-def _header_problem(header: Mapping[str, Any]) -> str:
+def _header_problem(header: Mapping[str, Any], profile: Profile = SEED) -> str:
     """Why a header is refused before any key is tried ("" if it is not)."""
     if "kid" in header and not isinstance(header["kid"], str):
         return f"kid header must be a string, not {json_type(header['kid'])}"
-    if "crit" in header:  # RFC 7515 section 4.1.11: extensions we do not understand (we understand none)
+    if (
+        "crit" in header and profile.refuse_crit
+    ):  # RFC 7515 section 4.1.11: extensions we do not understand (we understand none)
         crit = header["crit"]
         if not isinstance(crit, list) or not crit or not all(isinstance(name, str) for name in crit):
             return "crit header must be a list of extension names"
@@ -98,20 +102,43 @@ def _decoded_header(token: str) -> Mapping[str, Any]:
     return header if isinstance(header, dict) else {}
 
 
-def _read_header(token: str) -> Mapping[str, Any] | str:
+def _read_header(token: str, profile: Profile) -> Mapping[str, Any] | str:
     """The token's header, or the reason the token is refused before any key is tried."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.DecodeError as exc:
         return f"malformed token: {exc}"
     except jwt.InvalidTokenError as exc:  # decoded, but PyJWT (2.10+) refuses its kid or crit itself
-        return _header_problem(_decoded_header(token)) or f"malformed token: {exc}"
-    return _header_problem(header) or header
+        decoded = _decoded_header(token)
+        if problem := _header_problem(decoded, profile):
+            return problem
+        return decoded if "crit" in decoded else f"malformed token: {exc}"  # crit: ignored by the profile
+    return _header_problem(header, profile) or header
 
 
-def verify_with(source: KeySource, token: str, *, leeway: float, now: float | None) -> Result:
-    """Verify against one key source; the reason names the first rule that failed."""
-    header = _read_header(token)
+def _claims_despite_crit(token: str, key: Any, alg: str) -> dict[str, Any]:
+    """The claims of a token whose `crit` header the profile ignores (PyJWT's decode refuses one it does
+    not understand): the signature checked with the algorithm itself."""
+    signing_input, _, signature = token.rpartition(".")
+    algorithm = jwt.get_algorithm_by_name(alg)
+    try:
+        valid = algorithm.verify(signing_input.encode(), key, base64url_decode(signature))
+        claims = json.loads(base64url_decode(signing_input.partition(".")[2]))
+    except (ValueError, TypeError) as exc:
+        raise jwt.DecodeError(str(exc)) from None
+    if not valid:
+        raise jwt.InvalidSignatureError("Signature verification failed")
+    if not isinstance(claims, dict):
+        raise jwt.DecodeError("Invalid payload string: must be a json object")
+    return claims
+
+
+def verify_with(
+    source: KeySource, token: str, *, leeway: float, now: float | None, profile: Profile = SEED
+) -> Result:
+    """Verify against one key source (as `profile`'s gateway would); the reason names the first rule that
+    failed."""
+    header = _read_header(token, profile)
     if isinstance(header, str):
         return Result(False, header)
     alg = header.get("alg")
@@ -123,7 +150,10 @@ def verify_with(source: KeySource, token: str, *, leeway: float, now: float | No
     if policy.from_url and alg in HMAC_ALGS:
         return Result(False, f"algorithm {alg} is never accepted for keys from a URL")
     kid = header.get("kid")
-    candidates = [(i, k) for i, k in enumerate(source.keys) if kid is None or k.get("kid") == kid]
+    named = [(i, k) for i, k in enumerate(source.keys) if kid is None or k.get("kid") == kid]
+    candidates = [(i, usable) for i, k in named if (usable := profile.key(k)) is not None]
+    if named and not candidates and kid is not None:
+        return Result(False, f"key {kid!r} is not one {profile.name} can verify with")
     if not candidates:
         return Result(False, f"no key with kid {kid!r}")
     candidates = [(i, k) for i, k in candidates if alg in key_algorithms(k)]
@@ -141,13 +171,16 @@ def verify_with(source: KeySource, token: str, *, leeway: float, now: float | No
             last = f"key {jwk.get('kid')!r} is unusable: {exc}"
             continue
         try:
-            claims: dict[str, Any] = jwt.decode(token, key, algorithms=[alg], options=_SIGNATURE_ONLY)
+            if "crit" in header:  # only here when the profile ignores it
+                claims = _claims_despite_crit(token, key, alg)
+            else:
+                claims = jwt.decode(token, key, algorithms=[alg], options=_SIGNATURE_ONLY)
         except jwt.InvalidSignatureError:
             continue
         except jwt.InvalidTokenError as exc:
             last = f"invalid token: {exc}"
             continue
-        return _check_claims(claims, policy, leeway, time.time() if now is None else now)
+        return _check_claims(claims, policy, leeway, time.time() if now is None else now, profile)
     return Result(False, last)
 
 
@@ -174,10 +207,14 @@ def _time_problem(value: Any) -> str:
     return ""
 
 
-def _check_claims(claims: Mapping[str, Any], policy: Policy, leeway: float, now: float) -> Result:
+def _check_claims(
+    claims: Mapping[str, Any], policy: Policy, leeway: float, now: float, profile: Profile = SEED
+) -> Result:
     for name in ("exp", "nbf", "iat"):
         if name in claims and (problem := _time_problem(claims[name])):
             return Result(False, f"{name} claim {problem}")
+    if not profile.iss_list and "iss" in claims and not isinstance(claims["iss"], str):
+        return Result(False, f"iss claim must be a string for {profile.name}, not {json_type(claims['iss'])}")
     for name in ("aud", "iss"):  # each may be a string or an array (this product's rule for iss too)
         value = claims.get(name)
         odd = [v for v in value if not isinstance(v, str)] if isinstance(value, list) else []
@@ -188,37 +225,49 @@ def _check_claims(claims: Mapping[str, Any], policy: Policy, leeway: float, now:
         return Result(False, "token expired (exp is in the past)")
     if "nbf" in claims and claims["nbf"] > now + leeway:
         return Result(False, "token not yet valid (nbf is in the future)")
-    if "iat" in claims and claims["iat"] > now + leeway:
+    if profile.check_iat and "iat" in claims and claims["iat"] > now + leeway:
         return Result(False, "token issued in the future (iat)")
     if policy.audiences and not _matches(claims.get("aud", []), policy.audiences):
         return Result(False, f"audience {claims.get('aud')!r} is not one of {list(policy.audiences)}")
     if policy.issuers and not _matches(claims.get("iss", []), policy.issuers):
         return Result(False, f"issuer {claims.get('iss')!r} is not one of {list(policy.issuers)}")
+    if profile.require_sub and not (isinstance(claims.get("sub"), str) and claims["sub"]):
+        return Result(False, f"no sub claim: {profile.name} needs one for a request principal (<iss>/<sub>)")
     return Result(True, claims=claims)
 
 
 class Verifier:
-    """Verifies tokens against one or more published key sets: valid if any one accepts it."""
+    """Verifies tokens against one or more published key sets: valid if any one accepts it. `profile`:
+    a gateway's rules (verify.profiles), the seed's by default; `leeway`: the profile's unless given."""
 
-    def __init__(self, sources: Iterable[KeySource], *, leeway: float = 30.0) -> None:
+    def __init__(
+        self, sources: Iterable[KeySource], *, leeway: float | None = None, profile: Profile = SEED
+    ) -> None:
         self.sources = tuple(sources)
-        self.leeway = leeway
+        self.profile = profile
+        self.leeway = profile.leeway if leeway is None else leeway
 
     @classmethod
     def from_data(
-        cls, data: Mapping[str, str], *, leeway: float = 30.0, require_policy: bool = True
+        cls,
+        data: Mapping[str, str],
+        *,
+        leeway: float | None = None,
+        require_policy: bool = True,
+        profile: Profile = SEED,
     ) -> Verifier:
         """From the data of a published ConfigMap or (decoded) Secret; a shared target gives one
         source per contributing JwtSecret, each with its own policy. Data without policy.json is a
         MissingPolicyError unless `require_policy` is False (then only signatures and times count)."""
-        return cls(sources_from_data(data, require_policy=require_policy), leeway=leeway)
+        sources = sources_from_data(data, require_policy=require_policy)
+        return cls(sources, leeway=leeway, profile=profile)
 
     def verify(self, token: str, *, now: float | None = None) -> Result:
         """The first accepting source's claims, else the most specific rejection."""
         token = strip_bearer(token)
         reasons: list[str] = []
         for source in self.sources:
-            result = verify_with(source, token, leeway=self.leeway, now=now)
+            result = verify_with(source, token, leeway=self.leeway, now=now, profile=self.profile)
             if result:
                 return result
             reasons.append(result.reason)
@@ -236,13 +285,19 @@ class DirectoryVerifier:
     only."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, leeway: float = 30.0, require_policy: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        leeway: float | None = None,
+        require_policy: bool = True,
+        profile: Profile = SEED,
     ) -> None:
         self.path = Path(path)
         self.leeway = leeway
         self.require_policy = require_policy
+        self.profile = profile
         self._stamp: tuple[tuple[str, int, int], ...] | None = None
-        self._verifier = Verifier((), leeway=leeway)
+        self._verifier = Verifier((), leeway=leeway, profile=profile)
 
     def _files(self) -> list[Path]:
         return sorted(p for p in self.path.glob("*.json") if p.is_file())
@@ -253,7 +308,9 @@ class DirectoryVerifier:
         if stamp == self._stamp:
             return False
         data = {p.name: _text(p) for p in self._files()}
-        self._verifier = Verifier.from_data(data, leeway=self.leeway, require_policy=self.require_policy)
+        self._verifier = Verifier.from_data(
+            data, leeway=self.leeway, require_policy=self.require_policy, profile=self.profile
+        )
         self._stamp = stamp
         return True
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from jwks_operator.model.errors import SpecError
 from jwks_operator.publish.bodies import Owner
+from jwks_operator.publish.compat import envoy_fit
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
@@ -120,7 +121,10 @@ class EnvoyGatewayOutput:
         local = {"type": "ValueRef", "valueRef": {"group": "", "kind": "ConfigMap", "name": ctx.configmap}}
         issuers: Sequence[str | None] = spec.issuers or [None]
         providers = [_provider(n, i, spec.audiences, local) for n, i in zip(names, issuers, strict=True)]
-        notes: list[str] = []
+        fit = envoy_fit(ctx.key_set.keys)  # the ConfigMap's `jwks` holds no Ed448 key (publish.compat)
+        if not fit.keys:
+            raise OutputError("NoUsableKeys", f"no key Envoy can verify: {fit.note}")
+        notes = [fit.note] if fit.note else []
         if not spec.issuers:
             notes.append("spec.issuers is empty: Envoy Gateway does not check the issuer")
         if spec.target_shared:
@@ -129,7 +133,7 @@ class EnvoyGatewayOutput:
             )
         ref = self.ref(ctx.owner.namespace)
         write = Write(ref, _publish(ref, ctx.owner, providers))
-        return Plan((write,), (ref.name,), len(ctx.key_set.keys), tuple(notes))
+        return Plan((write,), (ref.name,), len(fit.keys), tuple(notes))
 
     def release(self, owner: Owner, objects: Sequence[str]) -> tuple[Write, ...]:
         refs = [self.ref(owner.namespace, name) for name in objects]

@@ -29,6 +29,7 @@ from jwks_operator.model.errors import SpecError
 from jwks_operator.model.names import GROUP, KIND, OWNER_LABEL, SHARED_OWNER_ANNOTATION
 from jwks_operator.publish.allow import ALLOW_ANNOTATION, allowed
 from jwks_operator.publish.bodies import Owner
+from jwks_operator.publish.compat import envoy_fit, envoy_rendered
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
@@ -95,11 +96,14 @@ class IstioOutput:
             )
         if not ctx.spec.issuers:
             raise OutputError("IssuerRequired", "spec.issuers is empty: Istio's jwtRules need an issuer")
-        jwks = ctx.key_set.rendered.rstrip("\n")  # the same strict, compact text as the ConfigMap's
+        fit = envoy_fit(ctx.key_set.keys)  # Envoy verifies no Ed448 key: those are left out, and named
+        if not fit.keys:
+            raise OutputError("NoUsableKeys", f"no key Envoy can verify: {fit.note}")
+        jwks = envoy_rendered(ctx.key_set).rstrip("\n")  # strict, compact text, as the ConfigMap's
         rules = [_rule(issuer, ctx.spec.audiences, jwks) for issuer in ctx.spec.issuers]
         ref = self.ref(ctx.owner.namespace)
         write = Write(ref, _publish(ref, ctx.owner, rules, dict(self.match_labels), self.allow))
-        return Plan((write,), (ref.name,), len(ctx.key_set.keys))
+        return Plan((write,), (ref.name,), len(fit.keys), (fit.note,) if fit.note else ())
 
     def release(self, owner: Owner, objects: Sequence[str]) -> tuple[Write, ...]:
         refs = [self.ref(owner.namespace, name) for name in objects]

@@ -36,6 +36,7 @@ from jwks_operator.keys.keyset import thumbprint
 from jwks_operator.model.errors import SpecError
 from jwks_operator.publish.allow import HMAC_EXPORT_ANNOTATION
 from jwks_operator.publish.bodies import Owner
+from jwks_operator.publish.compat import key_name, space_cloud_note
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
@@ -227,7 +228,9 @@ def _entries(ctx: Context, allow_hmac: bool, ref: ObjectRef) -> tuple[list[dict[
     notes = tuple(f"{n} {why}" for why, n in skipped.items())
     if not entries:
         raise OutputError("NoUsableKeys", "no key Space Cloud can verify: " + "; ".join(notes))
-    return list(entries.values()), notes
+    rsa = [k for k in ctx.key_set.keys if k.get("kty") == "RSA" and key_name(k) in entries]
+    refused = space_cloud_note(rsa, ctx.spec.algorithms)  # RS256_PUBLIC verifies RS256 only
+    return list(entries.values()), (*notes, refused) if refused else notes
 
 
 def _entry(ctx: Context, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jwks_operator.keys.keyset import build_key_set
+from jwks_operator.keys.keyset import build_key_set, thumbprint
 from jwks_operator.keys.static import key_from_hmac
 from jwks_operator.model.errors import SpecError
 from jwks_operator.publish.allow import ALLOW_ANNOTATION
@@ -145,14 +145,17 @@ def test_one_algorithm_per_credential() -> None:
 
 
 def test_keys_kong_cannot_take() -> None:
+    """A public key without kid has its thumbprint as kid (keyset), which Kong finds; an HMAC secret
+    without kid has none, and is left out."""
     bare = public_jwk(rsa_key(n=1))
     plan = KongOutput().plan(context(R1, bare))
-    assert (plan.keys, plan.notes[0]) == (
-        1,
-        "1 key(s) without kid not written: Kong finds a credential by the token's kid",
-    )
+    assert plan.keys == 2
+    written = [data(apply(w, None)) for w in plan.writes]
+    assert sorted(d["key"] for d in written) == sorted(["r1", thumbprint(bare)])
+    hmac = {"static": {"secretRef": {"name": "hmac", "key": "secret"}}}
+    unnamed = context(spec=hmac, key_set=key_from_hmac(b"a-shared-secret-of-32-bytes-or-more"))
     with pytest.raises(OutputError, match=r"no key Kong can verify: 1 key\(s\) without kid") as none:
-        KongOutput().plan(context(bare))
+        KongOutput().plan(unnamed)
     assert none.value.reason == "NoUsableKeys"
 
 

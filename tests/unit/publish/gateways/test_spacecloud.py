@@ -147,6 +147,8 @@ def test_plan_writes_the_project_configmap_of_our_namespace() -> None:
     assert plan.notes == (
         "1 EC key(s) not written: Space Cloud verifies RSA only",
         "1 OKP key(s) not written: Space Cloud verifies RSA only",
+        "Space Cloud verifies RS256 only: tokens signed PS256, PS384, PS512, RS384, RS512 by key(s) r1, r2 "
+        "will be refused (set the keys' alg, or spec.algorithms, to RS256)",
     )
     ref = plan.writes[0].ref
     assert (ref.group, ref.version, ref.plural, ref.kind, ref.namespace, ref.name) == (
@@ -296,7 +298,23 @@ def test_keys_space_cloud_cannot_verify() -> None:
     with pytest.raises(OutputError, match=r"1 RSA key\(s\) not written: Space Cloud verifies RS256 only"):
         SHOP.plan(context(R1, spec={**SPEC, "algorithms": ["PS256"]}))
     plan = SHOP.plan(context(R1, {**R2, "alg": "PS256"}))
-    assert (plan.keys, plan.notes) == (1, ("1 RSA key(s) not written: Space Cloud verifies RS256 only",))
+    assert (plan.keys, plan.notes[0]) == (1, "1 RSA key(s) not written: Space Cloud verifies RS256 only")
+    assert plan.notes[1].startswith(
+        "Space Cloud verifies RS256 only: tokens signed PS256, PS384, PS512, RS384, "
+    )
+    assert "by key(s) r1 will be refused" in plan.notes[1]
+
+
+def test_rs256_only_is_said_only_when_other_rsa_algorithms_are_allowed() -> None:
+    """RS256_PUBLIC verifies RS256 only: said for a key without alg, unless spec.algorithms allows no other
+    RSA algorithm, and never for a key whose alg is RS256."""
+    assert SHOP.plan(context({**R1, "alg": "RS256"})).notes == ()
+    assert SHOP.plan(context(R1, spec={**SPEC, "algorithms": ["RS256", "ES256"]})).notes == ()
+    (note,) = SHOP.plan(context(R1, spec={**SPEC, "algorithms": ["RS256", "PS256"]})).notes
+    assert note == (
+        "Space Cloud verifies RS256 only: tokens signed PS256 by key(s) r1 will be refused "
+        "(set the keys' alg, or spec.algorithms, to RS256)"
+    )
 
 
 def test_a_key_without_kid_gets_its_thumbprint() -> None:
