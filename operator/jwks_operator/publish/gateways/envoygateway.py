@@ -9,12 +9,18 @@ JwtSecret's providers by name and fingerprint (of `name`, `issuer`, `audiences` 
 a provider is ours only while those hold what we wrote, so a provider of our name that we did not write (or
 that was changed by hand) is never taken for ours: a conflict for our writes (provider names are unique),
 left as it is by our release. Other providers and the fields a user added to ours (claimToHeaders,
-extractFrom, ...) are left alone.
+extractFrom, ...) are left alone. A release that would leave the policy without any provider (its routes
+would then ask for no token at all) leaves one that verifies no token instead: the routes stay closed.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
+import hashlib
+import itertools
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -193,7 +199,8 @@ def _publish(ref: ObjectRef, owner: Owner, providers: list[dict[str, Any]]) -> M
                 f"{ref} not found: create it with targetRefs; jwks-operator manages its jwt provider "
                 + ", ".join(wanted),
             )
-        current = _providers(existing, ref)
+        # a provider our release left to keep the routes closed (provably ours: its key is) gives way
+        current = [p for p in _providers(existing, ref) if not _closing(p)]
         require_allowed(existing, ref, owner, "jwt providers")
         marks = marks_of(existing, owner, str(ref))
         theirs = marks.theirs
@@ -233,6 +240,34 @@ def _publish(ref: ObjectRef, owner: Owner, providers: list[dict[str, Any]]) -> M
     return mutate
 
 
+# P-256: y^2 = x^3 - 3x + B over GF(P); P = 3 mod 4, so a square root is a power.
+_P256_P = 2**256 - 2**224 + 2**192 + 2**96 - 1
+_P256_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+CLOSED_KID = "jwks-operator-verifies-nothing"
+
+
+@functools.cache
+def closed_jwks() -> str:
+    """A JWK Set whose one key (P-256, ES256) no one holds the private key of: its point's x is the SHA-256
+    of a fixed text (the first counter that gives a point), so its discrete logarithm is unknown, as with
+    nothing-up-my-sleeve numbers. Envoy refuses an empty local JWK Set (the listener is rejected and the
+    previous one, with the previous keys, kept), so a set that verifies nothing needs a key."""
+    for counter in itertools.count():
+        digest = hashlib.sha256(f"jwks-operator: no token verifies {counter}".encode()).digest()
+        x = int.from_bytes(digest, "big") % _P256_P
+        rhs = (pow(x, 3, _P256_P) - 3 * x + _P256_B) % _P256_P
+        y = pow(rhs, (_P256_P + 1) // 4, _P256_P)
+        if y * y % _P256_P == rhs:
+            break
+    coordinate = {name: _b64(value.to_bytes(32, "big")) for name, value in (("x", x), ("y", y))}
+    key = {"kty": "EC", "crv": "P-256", **coordinate, "kid": CLOSED_KID, "alg": "ES256", "use": "sig"}
+    return json.dumps({"keys": [key]}, separators=(",", ":"))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 def _release(ref: ObjectRef, owner: Owner) -> Mutate:
     def mutate(existing: Mapping[str, Any] | None) -> Body | None:
         if existing is None:
@@ -254,11 +289,23 @@ def _release(ref: ObjectRef, owner: Owner) -> Mutate:
                     f"{ref}: its authorization rules use principal.jwt, and jwks-operator's "
                     "jwt providers are its only ones (Envoy Gateway requires one): remove those rules",
                 )
-            else:  # the CRD requires at least one provider in jwt
-                del spec["jwt"]
+            else:  # the CRD requires a provider: without one the routes would ask for no token at all
+                spec["jwt"]["providers"] = [closed_provider(str(_name(providers[min(ours)])))]
         return None if body == existing else body
 
     return mutate
+
+
+def closed_provider(name: str) -> dict[str, Any]:
+    """The provider our release leaves where ours were a SecurityPolicy's only ones: it verifies no token
+    (closed_jwks), so the routes keep refusing requests rather than open. Not marked as ours: the policy's
+    owner removes `jwt` to open them on purpose; a later write of ours replaces it (_closing)."""
+    return {"name": name, "localJWKS": {"type": "Inline", "inline": closed_jwks()}}
+
+
+def _closing(provider: Any) -> bool:
+    """Whether a provider is one closed_provider() made, exactly."""
+    return isinstance(provider, Mapping) and provider == closed_provider(str(provider.get("name")))
 
 
 def _jwt_principals(spec: Mapping[str, Any]) -> bool:

@@ -6,7 +6,9 @@ import base64
 import json
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwks_operator.keys.keyset import KeySet, build_key_set
 from jwks_operator.model.errors import SpecError
@@ -14,7 +16,12 @@ from jwks_operator.publish.allow import ALLOW_ANNOTATION
 from jwks_operator.publish.bodies import Owner
 from jwks_operator.publish.gateways import parse_outputs
 from jwks_operator.publish.gateways.base import MANAGED_ANNOTATION, Context, OutputError, Write
-from jwks_operator.publish.gateways.envoygateway import MAX_PROVIDERS, EnvoyGatewayOutput
+from jwks_operator.publish.gateways.envoygateway import (
+    MAX_PROVIDERS,
+    EnvoyGatewayOutput,
+    closed_jwks,
+    closed_provider,
+)
 from tests.material import ec_key, public_jwk, rsa_key
 from tests.unit.publish.gateways.helpers import ISSUER, OLD_ORDERS, ORDERS, apply, url_context
 
@@ -257,11 +264,11 @@ def test_release_takes_ours_and_keeps_the_rest() -> None:
     assert release.mutate(None) is None
 
 
-def test_release_of_the_last_provider_removes_jwt() -> None:
-    existing = policy()
-    with_ours = apply(write(context()), existing)
+def test_release_of_the_last_provider_keeps_the_users_jwt_fields_around_a_closed_provider() -> None:
+    with_ours = apply(write(context()), policy())
     with_ours["spec"]["jwt"]["optional"] = True
-    assert apply(OUTPUT.release(ORDERS, ["orders-jwt"])[0], with_ours) == existing
+    released = apply(OUTPUT.release(ORDERS, ["orders-jwt"])[0], with_ours)
+    assert released["spec"]["jwt"] == {"providers": [closed_provider("orders")], "optional": True}
 
 
 def test_release_refuses_to_leave_jwt_authorization_without_provider() -> None:
@@ -277,7 +284,28 @@ def test_release_refuses_to_leave_jwt_authorization_without_provider() -> None:
     released = apply(
         OUTPUT.release(ORDERS, ["orders-jwt"])[0], apply(write(context()), policy(authorization=cidr))
     )
-    assert "jwt" not in released["spec"]
+    assert released["spec"]["jwt"] == {"providers": [closed_provider("orders")]}
+
+
+def test_a_release_leaves_the_routes_closed_when_ours_were_the_only_providers() -> None:
+    """Removing `jwt` (the CRD requires a provider) would open the policy's routes to requests without a
+    token: the release leaves one provider that verifies nothing, no longer marked as ours."""
+    released = apply(OUTPUT.release(ORDERS, ["orders-jwt"])[0], apply(write(context()), policy()))
+    (closed,) = released["spec"]["jwt"]["providers"]
+    assert closed == {"name": "orders", "localJWKS": {"type": "Inline", "inline": closed_jwks()}}
+    (key,) = json.loads(closed["localJWKS"]["inline"])["keys"]
+    assert {k: key[k] for k in ("kty", "crv", "alg", "kid")} == {
+        "kty": "EC",
+        "crv": "P-256",
+        "alg": "ES256",
+        "kid": "jwks-operator-verifies-nothing",
+    }
+    point = jwt.algorithms.ECAlgorithm.from_jwk(key)  # a point of the curve: Envoy takes the set
+    assert isinstance(point, ec.EllipticCurvePublicKey)
+    assert MANAGED_ANNOTATION not in released["metadata"].get("annotations", {})
+    assert OUTPUT.release(ORDERS, ["orders-jwt"])[0].mutate(released) is None, "no longer ours"
+    again = apply(write(context()), released)
+    assert again == apply(write(context()), policy()), "publishing again replaces the closed provider"
 
 
 def test_the_policys_owner_must_allow_the_jwtsecret() -> None:
