@@ -24,6 +24,7 @@ from jwks_operator.model.names import JWKS_KEY, POLICY_KEY, RELEASE_FINALIZER
 from jwks_operator.publish.outputs import digest, part_keys, render
 from jwks_operator.publish.writes import Known
 from jwks_operator.resource.spec import JwtSecretSpec
+from jwks_operator.resource.status import merge_patch, new_problems, release_failed
 from jwks_operator.runtime.metrics import Metrics
 
 EventType = Literal["Normal", "Warning"]
@@ -147,16 +148,22 @@ class Publisher:
         self.scheduler.schedule(("leave", key), 0.0)
 
     async def leave(self, key: LeaveKey) -> None:
-        """One attempt at a pending withdraw; a failure plans the next."""
+        """One attempt at a pending withdraw; a failure plans the next, and while the JwtSecret's deletion
+        waits for it (our finalizer), its status says what for."""
         if key not in self.leaving:
             return
         entry = self.leaving[key]
         tracked, target, failures = entry
+        notes: list[str] = []  # outputs of kinds the API server does not serve: nothing to take out
         try:
             async with tracked.lock:  # after a pass still under way: what it wrote is released too
                 if target is not None:
                     await self._remove(tracked, target)
-                await self.gateways.release_all(tracked)
+                try:
+                    await self.gateways.release_all(tracked, notes)
+                finally:
+                    for note in notes:
+                        self.event(tracked, "Normal", "KindNotInstalled", note)
                 if tracked.holds_release:
                     await self.let_go(tracked)
         except Exception as exc:
@@ -166,9 +173,30 @@ class Publisher:
             why = exc.message if isinstance(exc, JwksError) else type(exc).__name__
             where = target.name if target is not None else "its gateway outputs"
             tracked.log(logging.WARNING, "could not leave %s (retry in %.0fs): %s", where, delay, why)
+            await self._report_release(tracked, why)
             return
         if self.leaving.get(key) is entry:  # not a newer request made meanwhile
             del self.leaving[key]
+
+    async def _report_release(self, tracked: Tracked, why: str) -> None:
+        """While our finalizer holds a deleting JwtSecret, its status (Degraded, ReleaseFailed) and a
+        Warning event say what the deletion waits for (best effort: the next attempt tries again)."""
+        if not tracked.holds_release:
+            return  # the deletion does not wait for us
+        outputs = tuple(tracked.outputs.values())
+        new = release_failed(tracked.status, outputs, why, tracked.generation, self.scheduler.clock.now())
+        patch = merge_patch(tracked.status, new)
+        if patch is None:
+            return
+        try:
+            await self.lanes.call(Lane.STATUS, self.kube.patch_status, tracked.namespace, tracked.name, patch)
+        except Exception as exc:
+            tracked.log(logging.WARNING, "could not report the release in status: %s", exc)
+            return
+        self.metrics.api_writes.labels("JwtSecret/status", "patch").inc()
+        for reason, message in new_problems(tracked.status, new):
+            self.event(tracked, "Warning", reason, message)
+        tracked.status = new
 
     async def hold(self, tracked: Tracked) -> None:
         """Add our finalizer: the JwtSecret's deletion then waits until its entries in shared gateway
