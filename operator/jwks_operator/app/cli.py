@@ -35,6 +35,7 @@ from jwks_operator.app.cli_errors import (
     seconds,
 )
 from jwks_operator.app.handlers import build_registry, build_settings
+from jwks_operator.app.preflight import require_crds
 from jwks_operator.engine.engine import Backoff, Engine
 from jwks_operator.fetch.fetcher import Fetcher, FetchSettings
 from jwks_operator.kube.adapter import Kube
@@ -241,7 +242,8 @@ def _published(args: argparse.Namespace) -> Verifier:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Check what the operator needs (flags, kubeconfig, ports) before starting it: a CliError if not."""
+    """Check what the operator needs (flags, kubeconfig, ports, CRDs) before starting it: a CliError if
+    not."""
     for low, high in (("min_interval", "max_interval"), ("retry_base", "retry_max")):
         if getattr(args, high) < getattr(args, low):
             flag, other = (f"--{n.replace('_', '-')}" for n in (high, low))
@@ -256,6 +258,8 @@ def run_command(args: argparse.Namespace) -> int:
             raise bind_error(f"--metrics-port {args.metrics_port}", exc) from None
     if args.liveness:
         check_bindable(f"--liveness {args.liveness}", args.liveness)
+    server = kube.http.api_client.configuration.host
+    require_crds(kube.http, server, args.peering, clusterwide=not args.namespace)
     asyncio.run(run_operator(args, kube, metrics))
     return 0
 

@@ -179,7 +179,7 @@ def _config_error(exc: Exception) -> CliError:
 def api_error(
     subject: str, exc: ApiException | urllib3.exceptions.HTTPError, server: str, kind: str, namespace: str
 ) -> CliError:
-    """A failed API call of the verify command (`subject` is its flag and NS/NAME, of a `kind`)."""
+    """A failed API call of a command (`subject`: its flag and NS/NAME, or what it asked for; a `kind`)."""
     if not isinstance(exc, ApiException):
         why = _unreachable(exc)
         up = "check that the cluster is up and that the kubeconfig names its address"
