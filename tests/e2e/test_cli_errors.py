@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.harness.client import ClusterClient
 from tests.harness.k8s import EmulatedCluster
@@ -122,4 +123,21 @@ def test_run_on_a_cluster_without_the_crd(tmp_path: Path) -> None:
     assert one_line(err) == (
         f"jwks-operator: CRD jwtsecrets.jwks.dev: not installed in the cluster at {cluster.url}; "
         "install it first: kubectl apply --server-side -f crds/"
+    )
+
+
+def test_verify_reaches_the_cluster_its_kubeconfig_flag_names(
+    kubeconfig: Path, kube: ClusterClient, tmp_path: Path
+) -> None:
+    """--kubeconfig and --context as kubectl takes them: here $KUBECONFIG names no file at all."""
+    context = yaml.safe_load(kubeconfig.read_text())["current-context"]
+    flags = ["--kubeconfig", str(kubeconfig), "--context", context]
+    with kube.namespace("cli") as ns:
+        code, err = jwks_operator(
+            "verify", "--token", "t", "--configmap", f"{ns}/absent", *flags, kubeconfig=tmp_path / "none"
+        )
+    assert code == 2
+    assert one_line(err) == (
+        f"jwks-operator: --configmap {ns}/absent: ConfigMap not found; check the namespace and the name "
+        f"(kubectl get configmaps -n {ns})"
     )

@@ -26,6 +26,7 @@ from jwks_operator.app.cli_errors import (
     api_error,
     bind_error,
     check_bindable,
+    cluster_flags,
     integer,
     liveness_url,
     namespaced_name,
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jwks-operator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the operator", description="Run the operator.", **common)
+    cluster_flags(run)
     run.add_argument(
         "-n",
         "--namespace",
@@ -157,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Verify a JWT against what jwks-operator published.",
         **common,
     )
+    cluster_flags(verify)
     verify.add_argument(
         "--token",
         required=True,
@@ -221,7 +224,7 @@ def _published(args: argparse.Namespace) -> Verifier:
     kind = "JwtSecret" if args.jwtsecret else "ConfigMap"
     namespace, name = args.jwtsecret or args.configmap
     subject = f"--{kind.lower()} {namespace}/{name}"
-    api = api_client("jwks-operator-verify")
+    api = api_client("jwks-operator-verify", kubeconfig=args.kubeconfig, context=args.context)
     try:
         data = Kube(api).read_published(namespace, name, via_jwtsecret=bool(args.jwtsecret))
     except LookupError as exc:  # the ConfigMap, or nothing a JwtSecret published (yet)
@@ -249,7 +252,8 @@ def run_command(args: argparse.Namespace) -> int:
             flag, other = (f"--{n.replace('_', '-')}" for n in (high, low))
             problem = f"below {other} {getattr(args, low):g}"
             raise CliError(f"{flag} {getattr(args, high):g}", problem, f"raise {flag} or lower {other}")
-    kube = Kube(api_client("jwks-operator", args.concurrency + 2), timeout=args.api_timeout)
+    api = api_client("jwks-operator", args.concurrency + 2, kubeconfig=args.kubeconfig, context=args.context)
+    kube = Kube(api, timeout=args.api_timeout)
     metrics = Metrics()
     if args.metrics_port:
         try:

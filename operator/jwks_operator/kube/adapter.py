@@ -80,14 +80,25 @@ def api_errors(method: Callable[Concatenate[Kube, P], R]) -> Callable[Concatenat
     return wrapper
 
 
-def load_api_client(component: str = "jwks-operator", connections: int = 10) -> client.ApiClient:
-    """In-cluster config when running in a pod, else the local kubeconfig; `component` names the
-    User-Agent (the operator and the verify command are told apart in API audit logs); `connections`:
-    at least as many as requests may run at once, or each extra one opens (TLS) and drops a connection."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+def load_api_client(
+    component: str = "jwks-operator",
+    connections: int = 10,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+) -> client.ApiClient:
+    """In-cluster config when running in a pod, else the local kubeconfig; a `kubeconfig` file or a
+    `context` given (as kubectl's --kubeconfig and --context) always reads a kubeconfig, at that context.
+    `component` names the User-Agent (the operator and the verify command are told apart in API audit
+    logs); `connections`: at least as many as requests may run at once, or each extra one opens (TLS) and
+    drops a connection."""
+    if kubeconfig is None and context is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = max(connections, configuration.connection_pool_maxsize or 0)
     api = client.ApiClient(configuration)
