@@ -128,7 +128,7 @@ REASONS: tuple[Reason, ...] = (
         "InsecureHttp",
         "InsecureConfig=True",
         "`jwkUrl` is `http://` (allowed by `spec.allowInsecureHttp`): keys fetched in clear text can be "
-        "swapped on the way.",
+        f"swapped on the way ({LOCAL}).",
         "Serve the JWK Set over https.",
     ),
     Reason(
