@@ -137,34 +137,3 @@ def test_read_published(kube: Kube, core: FakeCore) -> None:
     assert kube.read_published(NS, "js", via_jwtsecret=True) == {"jwks.json": "{}"}
     with pytest.raises(LookupError, match="JwtSecret ns/new has published nothing yet"):
         kube.read_published(NS, "new", via_jwtsecret=True)
-
-
-def test_read_published_for_a_contributor_of_a_shared_target_is_its_own_part(
-    kube: Kube, core: FakeCore
-) -> None:
-    """Before: the whole shared target, where another contributor's policy accepts its own audience."""
-    shared = {
-        "jwks.json": "merged",
-        "a.jwks.json": "keys of a",
-        "a.policy.json": "policy of a",
-        "b.jwks.json": "keys of b",
-        "b.policy.json": "policy of b",
-        "index.json": "{}",
-    }
-    seed(core, "gateway", shared, refs=[])
-    target = {"kind": "ConfigMap", "name": "gateway", "shared": True}
-    jwtsecrets = f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/"
-
-    def request(method: str, where: str, body: Any = None, **_: Any) -> dict[str, Any]:
-        if where.startswith(jwtsecrets):
-            return {"status": {"target": target}}
-        return core.request(method, where, body)
-
-    kube.http = type("Http", (), {"request": staticmethod(request)})()
-    assert kube.read_published(NS, "b", via_jwtsecret=True) == {
-        "jwks.json": "keys of b",
-        "policy.json": "policy of b",
-    }
-    assert kube.read_published(NS, "gateway") == shared  # the ConfigMap itself: every contributor
-    with pytest.raises(LookupError, match="shared ConfigMap ns/gateway holds no part of JwtSecret c"):
-        kube.read_published(NS, "c", via_jwtsecret=True)

@@ -14,12 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from jwks_operator.kube.adapter import Kube, Owner
 from jwks_operator.kube.objects import TargetObject
-from jwks_operator.model.errors import (
-    ApiCallError,
-    KindNotServedError,
-    OutputTooLargeError,
-    TargetConflictError,
-)
+from jwks_operator.model.errors import ApiCallError, OutputTooLargeError, TargetConflictError
 from jwks_operator.model.names import (
     JWKS_KEY,
     POLICY_KEY,
@@ -28,7 +23,6 @@ from jwks_operator.model.names import (
     TARGET_ALLOW_PART,
 )
 from jwks_operator.publish.allow import ALLOW_ANNOTATION
-from jwks_operator.publish.gateways.base import ObjectRef
 from jwks_operator.publish.writes import DELETE, Body, Known, write
 
 NS = "ns"
@@ -540,28 +534,3 @@ def test_any_object_too_large_for_the_api_server_is_refused_before_the_request(c
     with pytest.raises(OutputTooLargeError, match="over the 1048576-byte limit of one object"):
         write(store, lambda existing: {"metadata": {"name": "obj"}, "data": {"n": huge}}, absent=True)
     assert "create" not in core.calls
-
-
-def test_a_kind_the_api_server_does_not_serve_is_told_from_a_missing_object() -> None:
-    """A gateway's CRD not installed: the API server answers 404 with no Status naming the object (e.g.
-    "404 page not found"); a missing object's 404 names it."""
-    answers: list[ApiException] = []
-
-    class Http:
-        def request(self, method: str, where: str, body: Any = None, **_: Any) -> Body:
-            raise answers.pop(0)
-
-    def not_found(body: str) -> ApiException:
-        exc = ApiException(status=404, reason="Not Found")
-        exc.body = body
-        return exc
-
-    kube = Kube(client.ApiClient())
-    kube.http = Http()  # type: ignore[assignment]
-    policy = ObjectRef("gateway.envoyproxy.io", "v1alpha1", "securitypolicies", "SecurityPolicy", NS, "edge")
-    answers.append(not_found("404 page not found"))
-    with pytest.raises(KindNotServedError, match="does not serve SecurityPolicy") as info:
-        kube.write_output(policy, lambda existing: None)
-    assert (info.value.reason, info.value.status) == ("KindNotInstalled", 404)
-    answers.append(not_found(json.dumps({"kind": "Status", "details": {"name": "edge"}})))
-    assert kube.write_output(policy, lambda existing: None) == "unchanged"  # read as absent
