@@ -39,12 +39,14 @@ def _text(node: ast.expr, constants: dict[str, str]) -> str | None:
     return None
 
 
-def code_reasons() -> dict[str, str]:
-    """reason -> where the code sets it (module:line)."""
-    trees = {p: ast.parse(p.read_text()) for p in sorted(PACKAGE.rglob("*.py"))}
+def code_reasons(sources: dict[str, str] | None = None) -> dict[str, str]:
+    """reason -> where the code sets it (module:line); `sources`: module -> text (default: the package)."""
+    if sources is None:
+        sources = {str(p.relative_to(PACKAGE)): p.read_text() for p in sorted(PACKAGE.rglob("*.py"))}
+    trees = {where: ast.parse(text) for where, text in sources.items()}
     called = {_name(n.func) for tree in trees.values() for n in ast.walk(tree) if isinstance(n, ast.Call)}
     found: dict[str, str] = {}
-    for path, tree in trees.items():
+    for where, tree in trees.items():
         constants = {
             t.id: n.value.value
             for n in tree.body
@@ -54,7 +56,6 @@ def code_reasons() -> dict[str, str]:
             for t in n.targets
             if isinstance(t, ast.Name)
         }
-        where = str(path.relative_to(PACKAGE))
         given: list[tuple[ast.expr, int]] = []  # the expressions that give a reason, and their lines
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and node.name in called:
@@ -63,8 +64,16 @@ def code_reasons() -> dict[str, str]:
                     if any(isinstance(t, ast.Name) and t.id == "reason" for t in targets):
                         assert isinstance(item, ast.Assign)
                         given.append((item.value, item.lineno))
+                    elif isinstance(item, ast.FunctionDef) and item.name == "__init__":  # reason="Default"
+                        named = item.args.args[len(item.args.args) - len(item.args.defaults) :]
+                        pairs = [
+                            *zip(named, item.args.defaults, strict=True),
+                            *zip(item.args.kwonlyargs, item.args.kw_defaults, strict=True),
+                        ]
+                        given += [(d, item.lineno) for a, d in pairs if a.arg == "reason" and d is not None]
             elif isinstance(node, ast.Call):
                 name, args = _name(node.func), node.args
+                given += [(k.value, node.lineno) for k in node.keywords if k.arg == "reason"]  # reason="X"
                 if name == "OutputError" and args:
                     given.append((args[0], node.lineno))
                 elif name in ("make", "condition") and len(args) > 2:
@@ -79,6 +88,20 @@ def code_reasons() -> dict[str, str]:
             if text is not None:
                 found.setdefault(text, f"{where}:{line}")
     return {reason: at for reason, at in found.items() if CAMEL.fullmatch(reason)}
+
+
+def test_the_scan_sees_a_reason_given_as_a_default_or_a_keyword() -> None:
+    """Forms the package does not use today, so that a reason given so later is not missed."""
+    source = """
+class BrokenError(OutputError):
+    def __init__(self, where: str, reason: str = "BrokenObject") -> None:
+        super().__init__(reason, where)
+
+
+def check(x):
+    raise BrokenError(x, reason="AlsoBroken")
+"""
+    assert set(code_reasons({"m.py": source})) == {"BrokenObject", "AlsoBroken"}
 
 
 def test_the_scan_finds_reasons_wherever_they_are_set() -> None:
