@@ -2,8 +2,9 @@
 
 - Every reason the code sets on a condition is in jwks_operator.model.reasons.REASONS, and every reason
   there is one the code sets. The code is read, not imported: an AST scan of operator/jwks_operator for
-  the places a reason is given (an error class's `reason`, when the class is raised somewhere;
-  `OutputError("Reason", ...)`; `make(...)`/`condition(...)` and `OutputStatus(...)` in the status
+  the places a reason is given (an error class's `reason`, when the class is raised somewhere, or its
+  `__init__`'s default; the `reason` argument of a class that takes one, e.g. `OutputError("Reason",
+  ...)`, by position or keyword; `make(...)`/`condition(...)` and `OutputStatus(...)` in the status
   builder; the (reason, message) pairs of a spec's `warnings()`).
 - README's Troubleshooting table is REASONS, row for row.
 - README's Observability table lists every metric the operator exports (name, type, labels, help).
@@ -45,6 +46,16 @@ def code_reasons(sources: dict[str, str] | None = None) -> dict[str, str]:
         sources = {str(p.relative_to(PACKAGE)): p.read_text() for p in sorted(PACKAGE.rglob("*.py"))}
     trees = {where: ast.parse(text) for where, text in sources.items()}
     called = {_name(n.func) for tree in trees.values() for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    takes = {  # class -> the position of its __init__'s `reason` parameter (self left out)
+        node.name: [a.arg for a in item.args.args[1:]].index("reason")
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        for item in node.body
+        if isinstance(item, ast.FunctionDef)
+        and item.name == "__init__"
+        and "reason" in [a.arg for a in item.args.args[1:]]
+    }
     found: dict[str, str] = {}
     for where, tree in trees.items():
         constants = {
@@ -74,8 +85,8 @@ def code_reasons(sources: dict[str, str] | None = None) -> dict[str, str]:
             elif isinstance(node, ast.Call):
                 name, args = _name(node.func), node.args
                 given += [(k.value, node.lineno) for k in node.keywords if k.arg == "reason"]  # reason="X"
-                if name == "OutputError" and args:
-                    given.append((args[0], node.lineno))
+                if name in takes and len(args) > takes[name]:  # e.g. OutputError("Reason", message)
+                    given.append((args[takes[name]], node.lineno))
                 elif name in ("make", "condition") and len(args) > 2:
                     given.append((args[2], node.lineno))
                 elif name == "OutputStatus" and len(args) > 4:
@@ -94,14 +105,18 @@ def test_the_scan_sees_a_reason_given_as_a_default_or_a_keyword() -> None:
     """Forms the package does not use today, so that a reason given so later is not missed."""
     source = """
 class BrokenError(OutputError):
-    def __init__(self, where: str, reason: str = "BrokenObject") -> None:
+    def __init__(self, where: str, problem: str, reason: str = "BrokenObject") -> None:
         super().__init__(reason, where)
 
 
 def check(x):
-    raise BrokenError(x, reason="AlsoBroken")
+    raise BrokenError(x, "p", reason="AlsoBroken")
+
+
+def other(x):
+    raise BrokenError(x, "p", "ThirdPlace")
 """
-    assert set(code_reasons({"m.py": source})) == {"BrokenObject", "AlsoBroken"}
+    assert set(code_reasons({"m.py": source})) == {"BrokenObject", "AlsoBroken", "ThirdPlace"}
 
 
 def test_the_scan_finds_reasons_wherever_they_are_set() -> None:
