@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-emulator test-envoy test-real control-plane lint typecheck unit e2e bench tools sync-crds deploy clean
+.PHONY: demo test test-emulator test-envoy test-real test-versions control-plane lint typecheck unit e2e bench tools sync-crds deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test-envoy: $(STAMP)
 test-real: control-plane
 	$(BIN)/python -m tests.harness.gomod
 	JWKS_BACKEND=real $(BIN)/python -m pytest tests/e2e
+
+## The real tier's CRD, chart and end-to-end smoke tests (tests/e2e/real: the manifests' server-side apply,
+## helm install/uninstall, the Quick start then Install) on the oldest and newest supported Kubernetes.
+SMOKE := tests/e2e/real/test_manifests.py::test_crds_and_deploy_apply_server_side tests/e2e/real/test_helm.py tests/e2e/real/test_install.py
+test-versions: $(STAMP)
+	set -e; for v in $$($(BIN)/python tools/control_plane.py --supported); do \
+	  JWKS_K8S_VERSION=$$v $(BIN)/python tools/control_plane.py; \
+	  JWKS_K8S_VERSION=$$v JWKS_BACKEND=real $(BIN)/python -m pytest $(SMOKE); \
+	done
 
 ## Build kube-apiserver, kube-controller-manager and etcd into .tools/k8s/<version> (or use KUBEBUILDER_ASSETS).
 control-plane: $(STAMP)

@@ -216,6 +216,8 @@ fairness treats them as in a cluster: the `service-accounts` flow schema); the h
 `system:masters` admin and sees readiness through a watch. Everything shares the same 2 cores.""",
 }
 BEGIN, END = "<!-- bench:{name} -->", "<!-- /bench:{name} -->"
+# What the numbers say, written by hand from both backends' results: kept as it is by every run.
+SUMMARY = ("<!-- summary -->", "<!-- /summary -->")
 
 
 def section(results: Sequence[Result], settings: Settings, versions: str = "") -> str:
@@ -253,6 +255,8 @@ def document(results: Sequence[Result], settings: Settings, previous: str = "", 
         if begin in previous and end in previous:
             sections[name] = previous[previous.index(begin) : previous.index(end) + len(end)]
     sections[settings.backend] = section(results, settings, versions)
+    begin, end = SUMMARY
+    summary = previous[previous.index(begin) : previous.index(end) + len(end)] if end in previous else ""
     columns = "\n".join(f"- **{name}**: {text}." for name, text in EXPLANATIONS.items())
     body = "\n\n".join(text for text in sections.values() if text)
     return f"""# Performance
@@ -267,6 +271,8 @@ operator as a subprocess (`jwks-operator run --min-interval 1 --concurrency {set
 --allow-private-networks`) trusting a bundle the size of a container's trust store (certifi's, plus
 the test CA) through `REQUESTS_CA_BUNDLE`. The JwtSecrets are created by 8 threads as fast as the
 API server takes them while the operator runs.
+
+{summary}
 
 ## Machine
 

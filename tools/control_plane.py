@@ -13,7 +13,11 @@ existing binaries: those found there are used, and only what is missing there is
 A kube-apiserver from KUBEBUILDER_ASSETS must be of the same minor version as KUBERNETES (the tests
 compare its exact messages, and it runs beside a kube-controller-manager built here).
 
-Usage: python tools/control_plane.py   (builds what is missing, prints each binary's --version)
+`JWKS_K8S_VERSION=v1.37.2` picks another version for the whole run (tools and tests alike), into
+`.tools/k8s/v1.37.2/`; SUPPORTED lists the oldest and newest tested (`make test-versions`).
+
+Usage: python tools/control_plane.py [--supported]   (builds what is missing, prints each binary's
+--version; --supported prints SUPPORTED)
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ import sys
 import time
 from pathlib import Path
 
-KUBERNETES = "v1.34.4"
+DEFAULT = "v1.34.4"  # the real tier's Kubernetes
+# The oldest and the newest minor built here from the Go module proxy (2026-12-07): it lists
+# k8s.io/kubernetes back to v1.29.6 (the CRD's CEL rules need 1.28), but serves none of the v0.29.x
+# staging modules that release builds from; 1.30-1.32 were not tried. `make test-versions` runs the real
+# tier's CRD, chart and end-to-end smoke tests on each.
+SUPPORTED = ("v1.33.13", "v1.37.2")
+KUBERNETES = os.environ.get("JWKS_K8S_VERSION") or DEFAULT  # another version for one run
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / ".tools" / "k8s"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
@@ -153,7 +163,10 @@ def _check_minor(apiserver: Path, version: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
+    parser.add_argument("--supported", action="store_true", help="print the versions tested, and stop")
+    if parser.parse_args(argv).supported:
+        print(" ".join(SUPPORTED))
+        return 0
     try:
         paths = assets()
     except subprocess.CalledProcessError as exc:

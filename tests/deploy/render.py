@@ -4,6 +4,11 @@
 purpose so that `kubectl apply -f deploy/` (files in name order) creates the CRD, the namespace, the
 RBAC and then the workload. Helm-only metadata (helm.sh/chart and managed-by labels, the CRD's keep
 policy) is left out. tests/deploy/test_chart.py fails when deploy/ differs from this rendering.
+
+deploy/Kustomization lists the same files, so that deploy/ is also a kustomize base: an overlay sets
+the image at render time (`images:`), which re-applies without a field-manager conflict, where
+`kubectl set image` after `kubectl apply --server-side` does not (README.md, "With plain manifests").
+Its name has no extension, so `kubectl apply -f deploy/` (which reads *.yaml, *.yml, *.json) skips it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ PURPOSE = {
     "rbac.yaml": "ServiceAccount and least-privilege RBAC for watching all namespaces.",
     "workload.yaml": "The operator Deployment and its metrics Service.",
 }
+KUSTOMIZATION = "Kustomization"  # one of kustomize's file names; kubectl -f reads no file without extension
 NAMESPACE_DOC = f"""---
 apiVersion: v1
 kind: Namespace
@@ -83,7 +89,13 @@ def render_deploy() -> dict[str, str]:
             raise RuntimeError(f"no deploy/ file for kind {doc['kind']}: add it to FILE_OF_KIND")
         chunks[FILE_OF_KIND[doc["kind"]]].append("---\n" + HELM_ONLY.sub("", chunk))
     header = "# Generated from helm/jwks-operator (default values): `python -m tests.deploy.render`.\n"
-    return {name: f"{header}# {PURPOSE[name]}\n" + "".join(parts) for name, parts in chunks.items()}
+    files = {name: f"{header}# {PURPOSE[name]}\n" + "".join(parts) for name, parts in chunks.items()}
+    files[KUSTOMIZATION] = (
+        f"{header}# deploy/ as a kustomize base: an overlay with `resources: [../deploy]` sets the image\n"
+        "# (`images:`). No extension, so that `kubectl apply -f deploy/` leaves this file out.\n"
+        f"resources: [{', '.join(PURPOSE)}]\n"
+    )
+    return files
 
 
 def main() -> None:

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.harness.client import ClusterClient
+from tests.harness.k8s import EmulatedCluster
 from tests.unit.app.test_cli import listening, one_line, unreachable_kubeconfig
 
 
@@ -98,4 +100,44 @@ def test_bad_flag_value(tmp_path: Path) -> None:
     assert (
         one_line(err)
         == "jwks-operator: --metrics-port http: not a port number; give a port number of 0 to 65535"
+    )
+
+
+def test_run_against_an_unreachable_api(unreachable: tuple[Path, str]) -> None:
+    kubeconfig, server = unreachable
+    code, err = jwks_operator("run", kubeconfig=kubeconfig)
+    assert code == 2
+    assert one_line(err) == (
+        f"jwks-operator: CRD jwtsecrets.jwks.dev: cannot reach the Kubernetes API at {server} (connection "
+        "refused); check that the cluster is up and that the kubeconfig names its address"
+    )
+
+
+@pytest.mark.emulator_only  # the real tier starts a control plane for it: tests/e2e/real/test_crd_order.py
+def test_run_on_a_cluster_without_the_crd(tmp_path: Path) -> None:
+    """Started before the CRD, the operator used to run on and never watch JwtSecrets."""
+    with EmulatedCluster() as cluster:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        code, err = jwks_operator("run", kubeconfig=kubeconfig)
+    assert code == 2
+    assert one_line(err) == (
+        f"jwks-operator: CRD jwtsecrets.jwks.dev: not installed in the cluster at {cluster.url}; "
+        "install it first: kubectl apply --server-side -f crds/"
+    )
+
+
+def test_verify_reaches_the_cluster_its_kubeconfig_flag_names(
+    kubeconfig: Path, kube: ClusterClient, tmp_path: Path
+) -> None:
+    """--kubeconfig and --context as kubectl takes them: here $KUBECONFIG names no file at all."""
+    context = yaml.safe_load(kubeconfig.read_text())["current-context"]
+    flags = ["--kubeconfig", str(kubeconfig), "--context", context]
+    with kube.namespace("cli") as ns:
+        code, err = jwks_operator(
+            "verify", "--token", "t", "--configmap", f"{ns}/absent", *flags, kubeconfig=tmp_path / "none"
+        )
+    assert code == 2
+    assert one_line(err) == (
+        f"jwks-operator: --configmap {ns}/absent: ConfigMap not found; check the namespace and the name "
+        f"(kubectl get configmaps -n {ns})"
     )

@@ -25,19 +25,10 @@ is real on both tiers.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import re
-import signal
-import stat
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,151 +40,26 @@ from tests.harness.backend import BACKEND, new_cluster
 from tests.harness.client import ClusterClient
 from tests.harness.k8s import load_crds
 from tests.harness.operator import free_port
-from tests.harness.tools import tool
+from tests.harness.readme import (
+    README,
+    Shell,
+    Step,
+    commands,
+    newcomer_env,
+    quick_start_changes,
+    run_steps,
+    section,
+    substituted,
+)
+from tests.harness.readme import quick_start as steps
 
-README = ROOT / "README.md"
-SECTION = "## Quick start"
 ANCHOR = "#why-a-local-provider-needs-two-settings"  # the one place that explains both settings
 DATA_KEYS = {"jwks.json", "jwks", "policy.json"}
-# what the quick start names that a test must change: (text in the README, what the test uses)
-NAMESPACE, SCRATCH, PORT = "jwks-quickstart", "/tmp/jwks-quickstart", "8000"
-PATIENCE = 120.0  # seconds one step may take (kubectl wait in the README has its own timeout)
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("JWKS_E2E_KUBECONFIG")),
     reason="runs its own operator: needs a cluster where no other operator watches every namespace",
 )
-
-
-@dataclass(frozen=True)
-class Step:
-    title: str  # the `###` heading
-    prose: str  # the text without its code blocks
-    script: str  # its ```sh blocks, joined
-
-
-def section(text: str, heading: str) -> str:
-    """From `heading` to the next heading of the same level."""
-    level = heading.split(" ")[0]
-    assert f"\n{heading}\n" in text, f"README.md has no {heading!r} section"
-    start = text.index(f"\n{heading}\n") + 1
-    end = text.find(f"\n{level} ", start + len(heading))
-    return text[start : end if end >= 0 else len(text)]
-
-
-def steps() -> list[Step]:
-    """The quick start's `###` steps, in order."""
-    parts = re.split(r"^### (.+)\n", section(README.read_text(), SECTION), flags=re.MULTILINE)
-    found = []
-    for title, body in zip(parts[1::2], parts[2::2], strict=True):
-        scripts = re.findall(r"^```sh\n(.*?)^```$", body, flags=re.MULTILINE | re.DOTALL)
-        prose = re.sub(r"^```.*?^```$", "", body, flags=re.MULTILINE | re.DOTALL)
-        found.append(Step(title, prose, "".join(scripts)))
-    return found
-
-
-def commands(script: str) -> list[str]:
-    """The command lines of a script (no comments, no here-document bodies)."""
-    lines, heredoc = [], None
-    for line in script.splitlines():
-        if heredoc is not None:
-            heredoc = None if line == heredoc else heredoc
-            continue
-        match = re.search(r"<<-?'?(\w+)'?", line)
-        heredoc = match[1] if match else None
-        if line.strip() and not line.lstrip().startswith("#"):
-            lines.append(line.split(" #")[0].strip())
-    return lines
-
-
-def substitutions(namespace: str, scratch: Path, port: int) -> list[tuple[str, str]]:
-    """What the README says, and what the test uses instead (the folder before the namespace: the
-    folder's name contains it)."""
-    return [
-        (SCRATCH, str(scratch)),
-        (NAMESPACE, namespace),
-        (f"127.0.0.1:{PORT}", f"127.0.0.1:{port}"),
-        (f"http.server {PORT}", f"http.server {port}"),
-    ]
-
-
-def substituted(script: str, changes: list[tuple[str, str]]) -> str:
-    for old, new in changes:
-        script = script.replace(old, new)
-    return script
-
-
-class Shell:
-    """One bash session fed a script at a time, as a terminal is; `set -e`: the first failing command
-    ends it. Its own process group, so that the background jobs the scripts start end with it."""
-
-    DONE = f"__step_done_{uuid.uuid4().hex}__"
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            ["bash", "--noprofile", "--norc"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.transcript: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.run("set -euo pipefail\nPS4='+ [${SECONDS}s] '\nset -x\n", 10)
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def run(self, script: str, timeout: float) -> str:
-        """Run `script`; its output, or AssertionError with the whole session's if a command failed."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{script}\necho {self.DONE}\n")
-        self.process.stdin.flush()
-        out: list[str] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"still running after {timeout}s:\n{self.output(out)}") from None
-            if line is None:
-                self.process.wait(10)
-                raise AssertionError(
-                    f"a command failed (bash exited {self.process.returncode}):\n{self.output(out)}"
-                )
-            if line.rstrip("\n") == self.DONE:
-                self.transcript += out
-                return "".join(out)
-            out.append(line)
-
-    def output(self, last: list[str]) -> str:
-        return "".join(self.transcript + last)
-
-    def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(10)
-
-
-def kubectl_dir(tmp: Path) -> Path:
-    """Where `kubectl` is: .tools/bin on the real tier, the stand-in on the emulator tier."""
-    if BACKEND == "real":
-        return tool("kubectl").parent
-    folder = tmp / "standin"
-    folder.mkdir()
-    wrapper = folder / "kubectl"
-    wrapper.write_text(
-        f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m tests.harness.kubectl_standin "$@"\n'
-    )
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -213,41 +79,21 @@ def test_the_quick_start_runs_as_written(quickstart_cluster: Path, tmp_path: Pat
     assert "pip install -e ." in install.script, install
     assert cleanup.title.endswith("Clean up"), cleanup
     namespace, port, scratch = f"quickstart-{uuid.uuid4().hex[:6]}", free_port(), tmp_path / "scratch"
-    home = tmp_path / "home"
-    home.mkdir()
-    venv = Path(sys.executable).parent  # what `. .venv/bin/activate` puts first on PATH
-    path = f"{kubectl_dir(tmp_path)}{os.pathsep}{venv}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, "KUBECONFIG": str(quickstart_cluster), "HOME": str(home)}
-    for unset in ("VIRTUAL_ENV", "BASH_ENV"):
-        env.pop(unset, None)
+    env = newcomer_env(quickstart_cluster, tmp_path)
     kube = ClusterClient(config.new_client_from_config(str(quickstart_cluster)))  # type: ignore[no-untyped-call]
-    changes = substitutions(namespace, scratch, port)
+    changes = quick_start_changes(namespace, scratch, port)
     for old, _ in changes:
         assert any(old in step.script for step in run), (
             f"the quick start no longer says {old!r}: update the test"
         )
     shell = Shell(env, ROOT)
     try:
-        outputs = {}
-        for step in run:
-            if step.script:
-                outputs[step.title] = shell.run(substituted(step.script, changes), PATIENCE)
-        # what the quick start promises, read from the cluster
-        (jwtsecret,) = [s for s in run if "kind: JwtSecret" in s.script]
-        name = re.search(r"metadata: \{name: ([\w-]+)\}", jwtsecret.script)
-        assert name, jwtsecret.script
-        ready = kube.condition(namespace, name[1])
-        assert ready, shell.output([])
-        assert ready["status"] == "True", ready
-        insecure = kube.condition(namespace, name[1], "InsecureConfig")  # as "Why a local provider..." says
-        assert insecure, kube.get(namespace, name[1])["status"]
-        assert insecure["status"] == "True", insecure
-        data = kube.configmap(namespace, f"{name[1]}-jwks").data
-        assert set(data) == published_keys(), sorted(data)  # what the README's table lists
-        assert data["jwks"] == data["jwks.json"]
-        (verify,) = [s for s in run if "jwks-operator verify" in s.script]
-        assert re.search(r'^\s*"exp": \d+', outputs[verify.title], re.MULTILINE), outputs[verify.title]
-        shell.run(substituted(cleanup.script, changes), PATIENCE)
+        for attempt in ("first run", "second run, after the clean up"):  # it can be run again
+            outputs = run_steps(shell, run, changes)
+            said_printed(run, outputs, changes, attempt)
+            if attempt == "first run":
+                published(kube, namespace, run, outputs, shell)
+            said_printed([cleanup], run_steps(shell, [cleanup], changes), changes, attempt)
     except Exception:
         operator_log = scratch / "operator.log"
         if operator_log.exists():
@@ -256,6 +102,46 @@ def test_the_quick_start_runs_as_written(quickstart_cluster: Path, tmp_path: Pat
     finally:
         shell.close()
         print(f"quick start session:\n{shell.output([])}")
+
+
+def printed(prose: str) -> list[str]:
+    """What a step says it prints when it works: the `quoted` parts of its "When it works it prints"."""
+    said = re.findall(r"When it works it prints (.*?)\.(?:\s|$)", prose, re.DOTALL)
+    return [part for sentence in said for part in re.findall(r"`([^`]+)`", sentence)]
+
+
+def said_printed(
+    found: list[Step], outputs: dict[str, str], changes: list[tuple[str, str]], attempt: str
+) -> None:
+    for step in found:
+        for said in printed(step.prose):
+            assert substituted(said, changes) in outputs.get(step.title, ""), (attempt, step.title, said)
+
+
+def published(
+    kube: ClusterClient, namespace: str, run: list[Step], outputs: dict[str, str], shell: Shell
+) -> None:
+    """What the quick start promises, read from the cluster."""
+    (jwtsecret,) = [s for s in run if "kind: JwtSecret" in s.script]
+    name = re.search(r"metadata: \{name: ([\w-]+)\}", jwtsecret.script)
+    assert name, jwtsecret.script
+    ready = kube.condition(namespace, name[1])
+    assert ready, shell.output([])
+    assert ready["status"] == "True", ready
+    insecure = kube.condition(namespace, name[1], "InsecureConfig")  # as "Why a local provider..." says
+    assert insecure, kube.get(namespace, name[1])["status"]
+    assert insecure["status"] == "True", insecure
+    data = kube.configmap(namespace, f"{name[1]}-jwks").data
+    assert set(data) == published_keys(), sorted(data)  # what the README's table lists
+    assert data["jwks"] == data["jwks.json"]
+    (verify,) = [s for s in run if "jwks-operator verify" in s.script]
+    assert re.search(r'^\s*"exp": \d+', outputs[verify.title], re.MULTILINE), outputs[verify.title]
+
+
+def test_every_step_says_what_it_prints() -> None:
+    for step in steps()[1:]:
+        if step.script:
+            assert printed(step.prose) or "It prints nothing" in step.prose, step.title
 
 
 def test_the_quick_start_applies_the_crd_first_and_names_the_cluster() -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
+import jwt
+
+from tests.e2e.test_verify import cli
 from tests.harness.client import ClusterClient, wait_for
-from tests.material import ec_key, public_jwk, rsa_key
+from tests.material import ec_key, private_pem, public_jwk, rsa_key
 
 SHARED = {"name": "gateway-jwks", "shared": True}
 
@@ -141,3 +146,23 @@ def test_joining_takes_the_creators_allow_and_a_kid_collision_is_refused(
         lambda: {r.name for r in kube.configmap(ns, "gateway-jwks").metadata.owner_references} == {"team-a"},
         what="team-b's ownerReference gone with it",
     )
+
+
+def test_verify_for_one_contributor_uses_its_own_part(kube: ClusterClient, ns: str, kubeconfig: Path) -> None:
+    """Two teams' JwtSecrets with the same provider's keys (one JWK Set, two audiences) in one shared
+    target. `verify --jwtsecret` for one of them accepted a token issued to the other's audience: it
+    checked the whole shared target, where any contributor's policy could accept it."""
+    key = ec_key(n=3)
+    shared_key = public_jwk(key, kid="idp-1")
+    kube.create(ns, "orders", spec(shared_key, audience="orders-api", allow=["billing"]))
+    kube.wait_condition(ns, "orders")
+    kube.create(ns, "billing", spec(shared_key, audience="billing-api"))
+    kube.wait_condition(ns, "billing")
+    wait_for(lambda: "billing.jwks.json" in data(kube, ns), what="billing's part")
+    claims = {"sub": "u", "aud": "orders-api", "exp": int(time.time()) + 300}
+    token = jwt.encode(claims, private_pem(key), "ES256", headers={"kid": "idp-1"})
+    assert cli(kubeconfig, f"{ns}/orders", token)[0] == 0
+    code, out = cli(kubeconfig, f"{ns}/billing", token)
+    assert code == 1, out
+    assert "audience" in out, out
+    assert cli(kubeconfig, f"{ns}/gateway-jwks", token, where="--configmap")[0] == 0  # the merged set

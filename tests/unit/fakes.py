@@ -26,7 +26,7 @@ from jwks_operator.engine.scheduler import Clock, Item
 from jwks_operator.fetch.fetcher import Fetcher, FetchResult
 from jwks_operator.kube.adapter import Kube, Owner, PublishResult, SecretKey, TargetKind
 from jwks_operator.kube.lanes import Lane
-from jwks_operator.model.errors import SecretRefError
+from jwks_operator.model.errors import KindNotServedError, SecretRefError
 from jwks_operator.model.names import API_VERSION, KIND
 from jwks_operator.publish.gateways import ObjectRef
 from jwks_operator.publish.outputs import aggregate
@@ -162,6 +162,7 @@ class FakeKube(Kube):
         self.fail: dict[str, list[Exception]] = {}  # method name -> what its next calls raise
         self.gates: dict[str, Gate] = {}  # method name -> the gate its next call waits at
         self.ca_bundles: dict[tuple[str, str], str] = {}  # (namespace, name) -> PEM; default: CA_PEM
+        self.unserved: set[str] = set()  # kinds the API server does not serve (a gateway's CRD absent)
 
     def _call(self, *call: Any) -> None:
         self.calls.append(call)
@@ -227,6 +228,10 @@ class FakeKube(Kube):
 
     def write_output(self, ref: ObjectRef, mutate: Mutate) -> Outcome:
         self._call("write_output", ref.kind, ref.name)
+        if ref.kind in self.unserved:  # as kube.objects reads a 404 that names no object
+            raise KindNotServedError(
+                f"the API server does not serve {ref.kind} (is the gateway's CRD installed?)"
+            )
         return write(MemoryObject(self.objects, ref), mutate)
 
     def delete_owned(self, kind: TargetKind, owner: Owner, name: str) -> bool:

@@ -136,3 +136,14 @@ nginx and kong's credentials (Secrets) need nothing beyond the ConfigMap and Sec
 {{- fail (printf "metrics.port and livenessProbe.port must differ (both are %v)" .Values.metrics.port) }}
 {{- end }}
 {{- end }}
+
+{{/* The JwtSecret CRD as the cluster has it, when it was installed otherwise than by this release (by
+`kubectl apply -f crds/` or deploy/, as the Quick start does, or by another release): the chart leaves
+it as it is, rather than fail the install on Helm's ownership check. Empty when there is none (and with
+`helm template`, which sees no cluster), or when this release installed it. */}}
+{{- define "jwks-operator.foreignCrd" -}}
+{{- $live := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "jwtsecrets.jwks.dev" }}
+{{- $annotations := dig "metadata" "annotations" (dict) $live }}
+{{- $ours := and (eq (get $annotations "meta.helm.sh/release-name") .Release.Name) (eq (get $annotations "meta.helm.sh/release-namespace") .Release.Namespace) }}
+{{- if and $live (not $ours) }}true{{ end }}
+{{- end }}

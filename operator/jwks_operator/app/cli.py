@@ -26,6 +26,7 @@ from jwks_operator.app.cli_errors import (
     api_error,
     bind_error,
     check_bindable,
+    cluster_flags,
     integer,
     liveness_url,
     namespaced_name,
@@ -35,6 +36,7 @@ from jwks_operator.app.cli_errors import (
     seconds,
 )
 from jwks_operator.app.handlers import build_registry, build_settings
+from jwks_operator.app.preflight import require_crds
 from jwks_operator.engine.engine import Backoff, Engine
 from jwks_operator.fetch.fetcher import Fetcher, FetchSettings
 from jwks_operator.kube.adapter import Kube
@@ -103,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jwks-operator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the operator", description="Run the operator.", **common)
+    cluster_flags(run)
     run.add_argument(
         "-n",
         "--namespace",
@@ -157,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Verify a JWT against what jwks-operator published.",
         **common,
     )
+    cluster_flags(verify)
     verify.add_argument(
         "--token",
         required=True,
@@ -231,7 +235,7 @@ def _published(args: argparse.Namespace, profile: Profile) -> Verifier:
     kind = "JwtSecret" if args.jwtsecret else "ConfigMap"
     namespace, name = args.jwtsecret or args.configmap
     subject = f"--{kind.lower()} {namespace}/{name}"
-    api = api_client("jwks-operator-verify")
+    api = api_client("jwks-operator-verify", kubeconfig=args.kubeconfig, context=args.context)
     try:
         data = Kube(api).read_published(namespace, name, via_jwtsecret=bool(args.jwtsecret))
     except LookupError as exc:  # the ConfigMap, or nothing a JwtSecret published (yet)
@@ -254,13 +258,15 @@ def _published(args: argparse.Namespace, profile: Profile) -> Verifier:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Check what the operator needs (flags, kubeconfig, ports) before starting it: a CliError if not."""
+    """Check what the operator needs (flags, kubeconfig, ports, CRDs) before starting it: a CliError if
+    not."""
     for low, high in (("min_interval", "max_interval"), ("retry_base", "retry_max")):
         if getattr(args, high) < getattr(args, low):
             flag, other = (f"--{n.replace('_', '-')}" for n in (high, low))
             problem = f"below {other} {getattr(args, low):g}"
             raise CliError(f"{flag} {getattr(args, high):g}", problem, f"raise {flag} or lower {other}")
-    kube = Kube(api_client("jwks-operator", args.concurrency + 2), timeout=args.api_timeout)
+    api = api_client("jwks-operator", args.concurrency + 2, kubeconfig=args.kubeconfig, context=args.context)
+    kube = Kube(api, timeout=args.api_timeout)
     metrics = Metrics()
     if args.metrics_port:
         try:
@@ -269,6 +275,8 @@ def run_command(args: argparse.Namespace) -> int:
             raise bind_error(f"--metrics-port {args.metrics_port}", exc) from None
     if args.liveness:
         check_bindable(f"--liveness {args.liveness}", args.liveness)
+    server = kube.http.api_client.configuration.host
+    require_crds(kube.http, server, args.peering, clusterwide=not args.namespace)
     asyncio.run(run_operator(args, kube, metrics))
     return 0
 

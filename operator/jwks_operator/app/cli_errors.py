@@ -78,6 +78,19 @@ class Parser(argparse.ArgumentParser):
         raise CliError(flag, problem, see)
 
 
+def cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """--kubeconfig and --context, as kubectl takes them."""
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="the kubeconfig file to use (default: $KUBECONFIG, else ~/.kube/config; in a pod, its "
+        "ServiceAccount unless this or --context is given)",
+    )
+    parser.add_argument(
+        "--context", metavar="NAME", help="the kubeconfig context to use (default: its current context)"
+    )
+
+
 def _value_type(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
     parse.__name__ = name  # argparse names the type in some messages
     return parse
@@ -155,20 +168,41 @@ def namespaced_name(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-def api_client(component: str, connections: int = 10) -> client.ApiClient:
-    """load_api_client, with a missing or broken kubeconfig as a CliError."""
+def api_client(
+    component: str, connections: int = 10, *, kubeconfig: str | None = None, context: str | None = None
+) -> client.ApiClient:
+    """load_api_client, with a missing or broken kubeconfig, or an unknown context, as a CliError."""
+    if context is not None:
+        _check_context(kubeconfig, context)
     try:
-        return load_api_client(component, connections)
+        return load_api_client(component, connections, kubeconfig=kubeconfig, context=context)
     except (config.ConfigException, OSError, yaml.YAMLError) as exc:
-        raise _config_error(exc) from None
+        raise _config_error(exc, kubeconfig) from None
 
 
-def _config_error(exc: Exception) -> CliError:
+def _check_context(kubeconfig: str | None, context: str) -> None:
+    """CliError unless the kubeconfig has this context (the client's own error does not say which exist)."""
+    try:
+        contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError, yaml.YAMLError) as exc:
+        raise _config_error(exc, kubeconfig) from None
+    names = [str(c.get("name")) for c in contexts or []]
+    if context not in names:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        has = f"it has {', '.join(names)}" if names else "it has none"
+        raise CliError(f"--context {context}", f"no such context in {where} ({has})", "pick one of them")
+
+
+def _config_error(exc: Exception, kubeconfig: str | None = None) -> CliError:
     value = os.environ.get("KUBECONFIG")
     where = f"KUBECONFIG={value}" if value else "~/.kube/config (KUBECONFIG is unset)"
+    if kubeconfig is not None:
+        where, value = f"--kubeconfig {kubeconfig}", kubeconfig
     paths = [Path(p).expanduser() for p in (value or "~/.kube/config").split(os.pathsep) if p]
-    fix = "point KUBECONFIG at a kubeconfig file"
+    fix = "point KUBECONFIG at a kubeconfig file" if kubeconfig is None else "give a kubeconfig file"
     if not any(p.exists() for p in paths):
+        if kubeconfig is not None:
+            return CliError(where, "no such file", fix)
         pod = "in-cluster config failed" if "KUBERNETES_SERVICE_HOST" in os.environ else "not in a cluster"
         return CliError(where, f"no such file, and {pod}", f"{fix}, or run in a pod with a ServiceAccount")
     detail = exc.strerror if isinstance(exc, OSError) else one_line(exc)
@@ -179,7 +213,7 @@ def _config_error(exc: Exception) -> CliError:
 def api_error(
     subject: str, exc: ApiException | urllib3.exceptions.HTTPError, server: str, kind: str, namespace: str
 ) -> CliError:
-    """A failed API call of the verify command (`subject` is its flag and NS/NAME, of a `kind`)."""
+    """A failed API call of a command (`subject`: its flag and NS/NAME, or what it asked for; a `kind`)."""
     if not isinstance(exc, ApiException):
         why = _unreachable(exc)
         up = "check that the cluster is up and that the kubeconfig names its address"

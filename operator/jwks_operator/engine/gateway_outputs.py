@@ -3,7 +3,9 @@
 Each output is independent: one failing (its object missing, someone else's entry in the way, the
 gateway's CRD not installed) leaves the others and the JwtSecret's ConfigMap served, and shows in its
 own OutputReady condition. An output is written again only when what it is rendered from changed (or
-on resync, which repairs hand edits: the gateways' objects are not watched).
+on resync, which repairs hand edits: the gateways' objects are not watched). Releasing an output of a
+kind the API server does not serve (its CRD not installed, or uninstalled) writes nothing: no object of
+that kind exists, so none holds an entry of ours; a note says so.
 
 A deleted JwtSecret's release is retried until every output is out (its finalizer holds the deletion
 meanwhile), with one bound: an output whose object cannot be read (MalformedObjectError: a spec replaced
@@ -23,12 +25,12 @@ from jwks_operator.engine.tracked import Tracked
 from jwks_operator.keys.keyset import KeySet
 from jwks_operator.kube.adapter import Kube
 from jwks_operator.kube.lanes import Lane, Lanes
-from jwks_operator.model.errors import ApiCallError, JwksError
+from jwks_operator.model.errors import ApiCallError, JwksError, KindNotServedError
 from jwks_operator.model.names import RELEASE_FINALIZER
 from jwks_operator.publish.gateways import Context, Output, OutputError, Plan, restore
 from jwks_operator.publish.gateways.base import MalformedObjectError
 from jwks_operator.resource.spec import JwtSecretSpec
-from jwks_operator.resource.status import OutputStatus
+from jwks_operator.resource.status import REMOVING, OutputStatus
 from jwks_operator.runtime.metrics import Metrics
 
 MALFORMED_RELEASE_ATTEMPTS = (
@@ -63,7 +65,7 @@ class GatewayOutputs:
             gone = tracked.outputs[output_id]
             kept = tuple(o for o in gone.objects if (gone.kind, o) not in in_use)
             try:  # an object a listed output now writes (the same Secret under a new id) stays
-                await self.release(tracked, output_id, kept)
+                await self.release(tracked, output_id, kept, [])
             except Exception as exc:
                 tracked.outputs[output_id] = _failed(gone, _as_error(exc, "removing"), removing=True)
                 continue
@@ -72,23 +74,37 @@ class GatewayOutputs:
             tracked.log(logging.INFO, "removed output %s", output_id)
         return all(status.ready for status in tracked.outputs.values())
 
-    async def release(self, tracked: Tracked, output_id: str, objects: tuple[str, ...]) -> None:
-        """Take our keys out of an output's objects (raises on failure: the caller retries)."""
+    async def release(
+        self, tracked: Tracked, output_id: str, objects: tuple[str, ...], notes: list[str]
+    ) -> None:
+        """Take our keys out of an output's objects (raises on failure: the caller retries). An object
+        whose kind the API server does not serve holds nothing of ours: skipped, with a line in `notes`."""
         output = restore(output_id)
         if output is None:
             return  # not an output this version writes
         for write in output.release(tracked.owner, objects):
-            result = await self.lanes.call(Lane.OUTPUT, self.kube.write_output, write.ref, write.mutate)
+            try:
+                result = await self.lanes.call(Lane.OUTPUT, self.kube.write_output, write.ref, write.mutate)
+            except KindNotServedError:
+                note = (
+                    f"output {output_id}: the API server does not serve {write.ref.kind} "
+                    f"({write.ref.group}/{write.ref.version}: its CRD is not installed), so no {write.ref} "
+                    "can hold an entry of this JwtSecret: nothing to take out"
+                )
+                tracked.log(logging.INFO, "%s", note)
+                notes.append(note)
+                continue
             if result != "unchanged":
                 self.metrics.api_writes.labels(write.ref.kind, result.removesuffix("d")).inc()
 
-    async def release_all(self, tracked: Tracked) -> dict[str, Exception]:
+    async def release_all(self, tracked: Tracked, notes: list[str]) -> dict[str, Exception]:
         """A deleted JwtSecret's keys out of every output: each is tried, one failing does not keep the
-        others' keys trusted. Returns the failures by output id (those released leave tracked.outputs)."""
+        others' keys trusted. Returns the failures by output id (those released leave tracked.outputs).
+        `notes`: see release()."""
         failed: dict[str, Exception] = {}
         for output_id, status in list(tracked.outputs.items()):
             try:
-                await self.release(tracked, output_id, status.objects)
+                await self.release(tracked, output_id, status.objects, notes)
             except Exception as exc:
                 failed[output_id] = exc
                 continue
@@ -104,7 +120,7 @@ class GatewayOutputs:
         given_up: list[str] = []
         for output_id, exc in failed.items():
             status = tracked.outputs[output_id]
-            error = _as_error(exc, "removing")
+            error = _as_error(exc, "removing", restore(output_id))
             note = ""
             if isinstance(exc, MalformedObjectError) or not isinstance(exc, JwksError):
                 attempts = tracked.release_attempts[output_id] = (
@@ -126,7 +142,7 @@ class GatewayOutputs:
                 )
             else:
                 tracked.release_attempts.pop(output_id, None)
-            message = f"could not remove this output: {error.message}{note}"
+            message = f"{REMOVING}{error.message}{note}"
             if status.ready or status.reason != error.reason:
                 new.append(f"output {output_id}: {message}")
             tracked.outputs[output_id] = OutputStatus(
@@ -163,16 +179,17 @@ def _written(plan: Plan, output: Output) -> str:
 
 
 def _failed(base: OutputStatus, error: JwksError, *, removing: bool = False) -> OutputStatus:
-    message = ("could not remove this output: " if removing else "") + error.message
+    message = (REMOVING if removing else "") + error.message
     return OutputStatus(base.id, base.kind, base.objects, False, error.reason, message)
 
 
 def _as_error(exc: Exception, step: str, output: Output | None = None) -> JwksError:
     """An output's failure as a status-safe error; a 404 on a create means the gateway's CRD is absent."""
-    if isinstance(exc, ApiCallError) and exc.status == 404 and output is not None:
+    missing = isinstance(exc, ApiCallError) and exc.status == 404 and output is not None
+    if isinstance(exc, KindNotServedError) or missing:
+        kind = output.kind if output is not None else "this output's kind"
         return OutputError(
-            "KindNotInstalled",
-            f"the API server does not serve {output.kind} (is the gateway's CRD installed?)",
+            "KindNotInstalled", f"the API server does not serve {kind} (is the gateway's CRD installed?)"
         )
     if isinstance(exc, ApiCallError) and exc.status == 403 and output is not None:
         return OutputError(

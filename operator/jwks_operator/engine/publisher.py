@@ -25,7 +25,7 @@ from jwks_operator.model.names import JWKS_KEY, POLICY_KEY, RELEASE_FINALIZER
 from jwks_operator.publish.outputs import digest, part_keys, render
 from jwks_operator.publish.writes import Known
 from jwks_operator.resource.spec import JwtSecretSpec
-from jwks_operator.resource.status import output_entries
+from jwks_operator.resource.status import merge_patch, release_failed
 from jwks_operator.runtime.metrics import Metrics
 
 EventType = Literal["Normal", "Warning"]
@@ -156,23 +156,28 @@ class Publisher:
         return entry[0] if entry is not None else None
 
     async def leave(self, key: LeaveKey) -> None:
-        """One attempt at a pending withdraw: failed outputs are reported (status, Events) and a failure
-        plans the next; once none is left, the finalizer goes, then the Events of what was given up."""
+        """One attempt at a pending withdraw: failed outputs are reported (Events, and while the deletion
+        waits for our finalizer, status says what for) and a failure plans the next; once none is left,
+        the finalizer goes, then the Events of what was given up."""
         if key not in self.leaving:
             return
         entry = self.leaving[key]
         tracked, target, failures = entry
+        notes: list[str] = []  # outputs of kinds the API server does not serve: nothing to take out
         try:
             async with tracked.lock:  # after a pass still under way: what it wrote is released too
                 if target is not None:
                     await self._remove(tracked, target)
-                failed = await self.gateways.release_all(tracked)
+                try:
+                    failed = await self.gateways.release_all(tracked, notes)
+                finally:
+                    for note in notes:
+                        self.event(tracked, "Normal", "KindNotInstalled", note)
                 if failed:
                     new, given_up = self.gateways.blocked(tracked, failed)
                     tracked.given_up += given_up
                     for message in new:
                         self.event(tracked, "Warning", "ReleaseBlocked", message)
-                    await self._report_outputs(tracked)
                     left = [exc for output_id, exc in failed.items() if output_id in tracked.outputs]
                     if left:
                         raise left[0]
@@ -190,29 +195,28 @@ class Publisher:
             why = exc.message if isinstance(exc, JwksError) else type(exc).__name__
             where = target.name if target is not None else "its gateway outputs"
             tracked.log(logging.WARNING, "could not leave %s (retry in %.0fs): %s", where, delay, why)
+            await self._report_release(tracked, why)
             return
         if self.leaving.get(key) is entry:  # not a newer request made meanwhile
             del self.leaving[key]
 
-    async def _report_outputs(self, tracked: Tracked) -> None:
-        """A deleted JwtSecret's status.outputs: those its release has not taken out yet, and why."""
-        if not tracked.outputs:
-            return
-        now = self.scheduler.clock.now()
-        previous = tracked.status.get("outputs") or []
-        entries = output_entries(tuple(tracked.outputs.values()), previous, tracked.generation, now)
-        if entries == previous:
+    async def _report_release(self, tracked: Tracked, why: str) -> None:
+        """While our finalizer holds a deleting JwtSecret, its status (Degraded, ReleaseFailed) says what the
+        deletion waits for (best effort: the next attempt tries again)."""
+        if not tracked.holds_release:
+            return  # the deletion does not wait for us
+        outputs = tuple(tracked.outputs.values())
+        new = release_failed(tracked.status, outputs, why, tracked.generation, self.scheduler.clock.now())
+        patch = merge_patch(tracked.status, new)
+        if patch is None:
             return
         try:
-            await self.lanes.call(
-                Lane.STATUS, self.kube.patch_status, tracked.namespace, tracked.name, {"outputs": entries}
-            )
-        except ApiCallError as exc:
-            if exc.status != 404:  # gone: nobody to tell
-                tracked.log(logging.WARNING, "could not report the release in the status: %s", exc.message)
+            await self.lanes.call(Lane.STATUS, self.kube.patch_status, tracked.namespace, tracked.name, patch)
+        except Exception as exc:
+            tracked.log(logging.WARNING, "could not report the release in status: %s", exc)
             return
-        tracked.status = {**tracked.status, "outputs": entries}
         self.metrics.api_writes.labels("JwtSecret/status", "patch").inc()
+        tracked.status = new  # the Events of a blocked release are ReleaseBlocked, one per output problem
 
     async def hold(self, tracked: Tracked) -> None:
         """Add our finalizer: the JwtSecret's deletion then waits until its entries in shared gateway

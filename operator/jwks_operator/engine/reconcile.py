@@ -18,7 +18,6 @@ from jwks_operator.engine.scheduler import Scheduler
 from jwks_operator.engine.sources import Backoff, Sources
 from jwks_operator.engine.tracked import ObjKey, Target, Tracked
 from jwks_operator.engine.url_source import UrlSource
-from jwks_operator.keys import keyset as keylib
 from jwks_operator.keys import static as static_keys
 from jwks_operator.keys.keyset import KeySet
 from jwks_operator.kube.adapter import Kube
@@ -219,8 +218,7 @@ class Reconciler:
             return key_set, source.changed_at or now
         if spec.kind == "jwks":
             assert spec.jwks is not None
-            key_set = keylib.build_key_set(spec.jwks["keys"], algorithms=spec.algorithms)
-            return keylib.require_keys(key_set, "spec.static.jwks"), now
+            return static_keys.keys_from_jwks(spec.jwks["keys"], algorithms=spec.algorithms), now
         if spec.kind == "pem":
             assert spec.pem is not None
             return static_keys.keys_from_pem(spec.pem, kid=spec.kid, algorithms=spec.algorithms), now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,25 @@ from jwks_operator.keys.members import MAX_KID_CHARS, quoted
 from jwks_operator.model.errors import KeySetError
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+
+
+MISSING_Y = "missing or invalid member 'y' for kty EC"
+QUOTE_Y = (
+    f'{MISSING_Y}: in YAML write "y": quoted, since kubectl (YAML 1.1) reads a bare y: as the boolean '
+    "true and the key loses its y coordinate"
+)
+
+
+def keys_from_jwks(keys: Sequence[Any], *, algorithms: Sequence[str] = ()) -> KeySet:
+    """spec.static.jwks's keys, validated; an EC key without y (its bare `y:` read as `true` by kubectl)
+    is rejected with a reason that says to quote it. KeySetError when no key is usable."""
+    key_set = build_key_set(keys, algorithms=algorithms)
+    if any(r.reason == MISSING_Y for r in key_set.rejected):
+        rejected = tuple(
+            Rejection(r.index, r.kid, QUOTE_Y) if r.reason == MISSING_Y else r for r in key_set.rejected
+        )
+        key_set = dataclasses.replace(key_set, rejected=rejected)
+    return require_keys(key_set, "spec.static.jwks")
 
 
 def keys_from_pem(pem: str, *, kid: str | None = None, algorithms: Sequence[str] = ()) -> KeySet:

@@ -25,11 +25,12 @@ from jwks_operator.keys.members import printable
 from jwks_operator.kube.http import MERGE_PATCH, ApiHttp, core_path, custom_path
 from jwks_operator.kube.objects import CustomObject, TargetObject
 from jwks_operator.model.errors import ApiCallError, FetchError, SecretNotAvailableError
-from jwks_operator.model.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from jwks_operator.model.names import API_VERSION, GROUP, JWKS_KEY, KIND, PLURAL, POLICY_KEY, VERSION
 from jwks_operator.publish import bodies
 from jwks_operator.publish.allow import ALLOW_ANNOTATION, HMAC_EXPORT_ANNOTATION, allowed
 from jwks_operator.publish.bodies import Owner, TargetKind
 from jwks_operator.publish.gateways.base import ObjectRef
+from jwks_operator.publish.outputs import part_keys
 from jwks_operator.publish.writes import Known, Mutate, Outcome, write
 from jwks_operator.resource.spec import CaBundleRef
 from jwks_operator.resource.status import timestamp
@@ -91,14 +92,25 @@ def api_errors(method: Callable[Concatenate[Kube, P], R]) -> Callable[Concatenat
     return wrapper
 
 
-def load_api_client(component: str = "jwks-operator", connections: int = 10) -> client.ApiClient:
-    """In-cluster config when running in a pod, else the local kubeconfig; `component` names the
-    User-Agent (the operator and the verify command are told apart in API audit logs); `connections`:
-    at least as many as requests may run at once, or each extra one opens (TLS) and drops a connection."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+def load_api_client(
+    component: str = "jwks-operator",
+    connections: int = 10,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+) -> client.ApiClient:
+    """In-cluster config when running in a pod, else the local kubeconfig; a `kubeconfig` file or a
+    `context` given (as kubectl's --kubeconfig and --context) always reads a kubeconfig, at that context.
+    `component` names the User-Agent (the operator and the verify command are told apart in API audit
+    logs); `connections`: at least as many as requests may run at once, or each extra one opens (TLS) and
+    drops a connection."""
+    if kubeconfig is None and context is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = max(connections, configuration.connection_pool_maxsize or 0)
     api = client.ApiClient(configuration)
@@ -208,19 +220,29 @@ class Kube:
         return write(self._object(kind, owner.namespace, name), bodies.released(owner)) == "deleted"
 
     def read_published(self, namespace: str, name: str, *, via_jwtsecret: bool = False) -> dict[str, str]:
-        """The data of a published ConfigMap, or of whatever a JwtSecret's status names as its target."""
+        """The data of a published ConfigMap, or of whatever a JwtSecret's status names as its target. A
+        JwtSecret that contributes to a shared target gets its own part only (its `<name>.jwks.json` and
+        `<name>.policy.json`, as jwks.json and policy.json): not the keys and policies of the others."""
         kind: str = "ConfigMap"
+        part: str | None = None
         if via_jwtsecret:
             obj = self.http.request("GET", custom_path(GROUP, VERSION, PLURAL, namespace, name))
             target = (obj.get("status") or {}).get("target") or {}
             if not target.get("name"):
                 raise LookupError(f"JwtSecret {namespace}/{name} has published nothing yet")
+            part = name if target.get("shared") else None
             kind, name = str(target.get("kind")), str(target["name"])
         target_kind: TargetKind = "Secret" if kind == "Secret" else "ConfigMap"
         found = self._object(target_kind, namespace, name).read()
         if found is None:
             raise LookupError(f"{kind} {namespace}/{name} not found")
-        return bodies.decode(target_kind, found.get("data") or {})
+        data = bodies.decode(target_kind, found.get("data") or {})
+        if part is None:
+            return data
+        jwks, policy = part_keys(part)
+        if jwks not in data:
+            raise LookupError(f"shared {kind} {namespace}/{name} holds no part of JwtSecret {part} (yet)")
+        return {JWKS_KEY: data[jwks], **({POLICY_KEY: data[policy]} if policy in data else {})}
 
     @api_errors
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:

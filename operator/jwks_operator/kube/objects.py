@@ -1,5 +1,6 @@
 """The REST calls on one named object, as plain JSON (writes.Objects): core ConfigMaps/Secrets and custom
-resources (gateways' objects). HTTP errors propagate as ApiException; a missing object reads as None."""
+resources (gateways' objects). HTTP errors propagate as ApiException; a missing object reads as None, a
+kind the API server does not serve (a gateway's CRD not installed) raises KindNotServedError."""
 
 from __future__ import annotations
 
@@ -11,17 +12,22 @@ from urllib.parse import quote
 from kubernetes.client.exceptions import ApiException
 
 from jwks_operator.kube.http import ApiHttp, core_path, custom_path
+from jwks_operator.model.errors import KindNotServedError
 from jwks_operator.publish.bodies import TargetKind
 from jwks_operator.publish.gateways.base import ObjectRef
 from jwks_operator.publish.writes import Body
 
 
-def _read(api: ApiHttp, where: str) -> Body | None:
+def _read(api: ApiHttp, where: str, kind: str) -> Body | None:
     try:
         return dict(api.request("GET", where))
     except ApiException as exc:
         if exc.status == 404 and _object_missing(exc.body):
             return None
+        if exc.status == 404:
+            raise KindNotServedError(
+                f"the API server does not serve {kind} (is the gateway's CRD installed?)"
+            ) from None
         raise
 
 
@@ -49,8 +55,8 @@ class _Named:
         self._at = f"{collection}/{quote(self.name, safe='')}"
 
     def read(self) -> Body | None:
-        """The object, or None when it (or, for a custom resource, its kind) does not exist."""
-        return _read(self._api, self._at)
+        """The object, or None when it does not exist (KindNotServedError when its kind does not)."""
+        return _read(self._api, self._at, self.kind)
 
     def create(self, body: Body) -> Body:
         return dict(self._api.request("POST", self._collection, body))

@@ -95,3 +95,13 @@ class ApiCallError(JwksError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+class KindNotServedError(ApiCallError):
+    """The API server serves no such kind (a gateway's CRD is not installed): no object of it exists, so
+    none holds anything of ours to take out, and a write cannot succeed until the CRD is installed."""
+
+    reason = "KindNotInstalled"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=404)

@@ -10,6 +10,7 @@ from typing import Any
 from jwks_operator.keys.keyset import KeySet
 from jwks_operator.keys.members import printable
 from jwks_operator.model.errors import JwksError
+from jwks_operator.model.names import RELEASE_FINALIZER
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -225,6 +226,42 @@ def build_status(outcome: Outcome, previous: Mapping[str, Any] | None, now: date
                 status[known] = old[known]
     if outcome.error is not None:
         status["lastError"] = printable(outcome.error.message, MAX_MESSAGE)
+    return status
+
+
+RELEASE_FAILED = "ReleaseFailed"
+REMOVING = "could not remove this output: "  # how an output's message starts when its release failed
+
+
+def release_failed(
+    previous: Mapping[str, Any] | None,
+    outputs: Sequence[OutputStatus],
+    problem: str,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The status of a JwtSecret whose deletion waits for the release of its gateway outputs, after an
+    attempt failed: Degraded (reason ReleaseFailed) says what the deletion waits for and why (the first
+    failed output's reason, else `problem`), and status.outputs lists the outputs not yet released. The
+    rest stays as it was (the keys stay published until the JwtSecret is gone). Unchanged inputs give an
+    identical document (no patch)."""
+    old = dict(previous or {})
+    failed = [o for o in outputs if not o.ready]
+    held = failed or list(outputs)
+    names = ", ".join(o.id for o in held) or "its gateway outputs"
+    if failed:  # the first output's own reason, rather than the first exception's text
+        problem = failed[0].message.removeprefix(REMOVING)
+    message = (
+        f"deletion waits until this JwtSecret's entries are out of {names} (finalizer "
+        f"{RELEASE_FINALIZER}; retried with backoff): {problem}"
+    )
+    before = old.get("conditions") or []
+    degraded = condition(DEGRADED, True, RELEASE_FAILED, message, generation, before, now)
+    kept = [c for c in before if c.get("type") != DEGRADED]
+    at = next((i for i, c in enumerate(before) if c.get("type") == DEGRADED), len(kept))
+    status = {**old, "conditions": [*kept[:at], degraded, *kept[at:]]}
+    if outputs:
+        status["outputs"] = output_entries(outputs, old.get("outputs") or [], generation, now)
     return status
 
 

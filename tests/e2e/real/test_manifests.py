@@ -165,4 +165,5 @@ def test_an_unquoted_ec_y_in_yaml_is_lost_by_kubectl(admin: Path, kube: ClusterC
         kubectl(admin, "apply", "-n", ns, "-f", "-", stdin=text.replace("'{name}'", name))
     lost = kube.wait_condition(ns, "bare", status="False")
     assert "'y'" in lost["status"]["lastError"], lost["status"]
+    assert 'in YAML write "y": quoted' in lost["status"]["lastError"], lost["status"]  # the status says so
     assert kube.wait_condition(ns, "quoted")["status"]["keyCount"] == 1

@@ -19,6 +19,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
 from jwks_operator.app import cli
+from jwks_operator.app.cli_errors import CliError
+from jwks_operator.app.preflight import require_crds
 from jwks_operator.kube.adapter import Kube
 from jwks_operator.verify.verifier import DirectoryVerifier
 from tests.material import private_pem, public_jwk, rsa_key
@@ -371,7 +373,7 @@ def test_help_shows_every_default_and_the_clamps(capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "run", "--help")
     assert code == 0
     options = re.findall(r"^  (-\S+)", out, re.MULTILINE)
-    assert len(options) == 20  # -h, and 19 flags that each say their default
+    assert len(options) == 22  # -h, and 21 flags that each say their default
     assert flat(out).count("(default") == len(options) - 1
     for default in ("--min-interval MIN_INTERVAL", "(default: 60)", "(default: 86400)", "(default: 0)"):
         assert default in out
@@ -466,3 +468,103 @@ def test_tokens_that_once_raised_or_passed_are_invalid(
     code, out, err = run(capsys, "verify", "--dir", str(keys_dir(tmp_path)), "--token", token)
     assert (code, err) == (1, "")
     assert out.startswith(f"invalid: {reason}"), out
+
+
+class Discovery:
+    """GET /apis/GROUP/VERSION as an API server answers it: the resources served, or 404."""
+
+    def __init__(self, served: dict[str, list[str]]) -> None:
+        self.served = served  # "group/version" -> plurals
+        self.asked: list[str] = []
+
+    def request(self, method: str, where: str, body: object = None, **_: object) -> dict[str, object]:
+        self.asked.append(where)
+        group_version = where.removeprefix("/apis/")
+        if group_version not in self.served:
+            raise ApiException(status=404, reason="Not Found")
+        return {"resources": [{"name": p} for p in self.served[group_version]] + ["junk"]}
+
+
+@pytest.mark.parametrize(
+    ("served", "peering", "clusterwide", "missing"),
+    [
+        ({}, None, True, "jwtsecrets.jwks.dev"),
+        ({"jwks.dev/v1alpha1": ["other"]}, None, True, "jwtsecrets.jwks.dev"),
+        ({"jwks.dev/v1alpha1": ["jwtsecrets"]}, None, True, None),
+        ({"jwks.dev/v1alpha1": ["jwtsecrets"]}, "p", True, "clusterkopfpeerings.kopf.dev"),
+        (
+            {"jwks.dev/v1alpha1": ["jwtsecrets"], "kopf.dev/v1": ["clusterkopfpeerings"]},
+            "p",
+            False,
+            "kopfpeerings.kopf.dev",
+        ),
+        ({"jwks.dev/v1alpha1": ["jwtsecrets"], "kopf.dev/v1": ["kopfpeerings"]}, "p", False, None),
+    ],
+)
+def test_run_requires_the_crds_it_watches(
+    served: dict[str, list[str]], peering: str | None, clusterwide: bool, missing: str | None
+) -> None:
+    discovery = Discovery(served)
+    if missing is None:
+        require_crds(discovery, "https://k8s", peering, clusterwide)  # type: ignore[arg-type]
+        return
+    with pytest.raises(CliError) as info:
+        require_crds(discovery, "https://k8s", peering, clusterwide)  # type: ignore[arg-type]
+    install = "crds/" if missing.endswith("jwks.dev") else "helm/jwks-operator/crds/ (Kopf's peering CRDs)"
+    assert str(info.value) == (
+        f"CRD {missing}: not installed in the cluster at https://k8s; "
+        f"install it first: kubectl apply --server-side -f {install}"
+    )
+
+
+def test_run_reports_a_refused_discovery_as_one_line() -> None:
+    class Refusing(Discovery):
+        def request(self, method: str, where: str, body: object = None, **_: object) -> dict[str, object]:
+            raise _with_body({"message": "nope"}, 403, "Forbidden")
+
+    with pytest.raises(CliError, match=r"^CRD jwtsecrets\.jwks\.dev: forbidden \(HTTP 403 Forbidden: nope\)"):
+        require_crds(Refusing({}), "https://k8s", None, True)  # type: ignore[arg-type]
+
+
+def two_contexts(path: Path) -> tuple[str, str]:
+    """A kubeconfig with contexts `near` (current) and `far`, each an API server on a closed port."""
+    near, far = (
+        unreachable_kubeconfig(path.with_suffix(".near")),
+        unreachable_kubeconfig(path.with_suffix(".far")),
+    )
+    clusters = [
+        {"name": n, "cluster": {"server": s, "insecure-skip-tls-verify": True}}
+        for n, s in (("near", near), ("far", far))
+    ]
+    contexts = [{"name": n, "context": {"cluster": n, "user": "u"}} for n in ("near", "far")]
+    body = {"apiVersion": "v1", "kind": "Config", "clusters": clusters, "contexts": contexts,
+            "users": [{"name": "u", "user": {"token": "t"}}], "current-context": "near"}  # fmt: skip
+    path.write_text(json.dumps(body))
+    return near, far
+
+
+@pytest.mark.parametrize("command", [["run"], ["verify", "--token", "t", "--jwtsecret", "ns/api"]])
+def test_kubeconfig_and_context_flags_pick_the_cluster_as_kubectl_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    use_kubeconfig(monkeypatch, tmp_path / "missing")  # $KUBECONFIG would fail: the flag is what counts
+    near, far = two_contexts(tmp_path / "kubeconfig")
+    subject = "CRD jwtsecrets.jwks.dev" if command == ["run"] else "--jwtsecret ns/api"
+    for flags, server in ([], near), (["--context", "far"], far):
+        code, _, err = run(capsys, *command, "--kubeconfig", str(tmp_path / "kubeconfig"), *flags)
+        assert code == 2
+        assert one_line(err).startswith(
+            f"jwks-operator: {subject}: cannot reach the Kubernetes API at {server} "
+        )
+    code, _, err = run(capsys, *command, "--kubeconfig", str(tmp_path / "kubeconfig"), "--context", "nope")
+    assert code == 2
+    assert one_line(err) == (
+        f"jwks-operator: --context nope: no such context in {tmp_path / 'kubeconfig'} (it has near, far); "
+        "pick one of them"
+    )
+    code, _, err = run(capsys, *command, "--kubeconfig", str(tmp_path / "absent"))
+    assert code == 2
+    assert (
+        one_line(err)
+        == f"jwks-operator: --kubeconfig {tmp_path / 'absent'}: no such file; give a kubeconfig file"
+    )

@@ -323,3 +323,60 @@ async def test_only_unreadable_objects_bound_the_release() -> None:
         "anyway)",
     ]
     assert [r for _, r, _ in rig.kube.events].count("ReleaseAbandoned") == 1
+
+
+async def test_an_output_whose_kind_is_not_served_is_released_at_once_with_an_event() -> None:
+    """Before: a JwtSecret with an envoyGateway output on a cluster without Envoy Gateway's CRD stayed
+    Terminating: every release attempt read the SecurityPolicy, got 404 for the kind, and retried with a
+    growing backoff. With no such kind there is nothing of ours to take out: the finalizer comes off."""
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.unserved.add("SecurityPolicy")
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"envoyGateway": {"securityPolicy": "edge"}}]}
+    await rig.apply("a", spec)
+    ready = output_entry(rig, "a")["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "KindNotInstalled"), ready
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert rig.kube.finalizers[(NS, "a")] == [], "nothing of ours can be in a kind that does not exist"
+    (event,) = [e for e in rig.kube.events if e[1] == "KindNotInstalled"]
+    assert event[0] == "Normal"
+    assert "output envoyGateway/edge: the API server does not serve SecurityPolicy" in event[2], event
+    assert "nothing to take out" in event[2]
+
+
+async def test_a_stuck_release_says_in_status_what_the_deletion_waits_for() -> None:
+    """Before: a release that kept failing left the deleting JwtSecret's status as it was (Ready, no
+    word of the wait); only the operator log told why it stayed Terminating."""
+    rig = Rig()
+    rig.serve(URL, jwk(1))
+    rig.kube.objects[RA] = user_ra()
+    spec = {**NGINX, "issuers": [ISSUER], "outputs": [{"istio": {"name": "api"}}]}
+    await rig.apply("a", spec)
+    forbidden = ApiCallError("Kubernetes API error (write output): HTTP 403 Forbidden", status=403)
+    rig.kube.fail["write_output"] = [forbidden, forbidden]
+    await rig.engine.observe("MODIFIED", deleting(rig.body("a", spec)))
+    await rig.settle()
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+    degraded = next(c for c in rig.status("a")["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ReleaseFailed")
+    assert degraded["message"].startswith(
+        "deletion waits until this JwtSecret's entries are out of istio/api (finalizer "
+        "jwks.dev/release-outputs; retried with backoff): "
+    ), degraded["message"]
+    assert "may not write RequestAuthentication" in degraded["message"]
+    entry = output_entry(rig, "a")["conditions"][0]
+    assert (entry["status"], entry["reason"]) == ("False", "Forbidden")
+    assert entry["message"].startswith("could not remove this output: the operator may not write")
+    assert rig.condition("a", "Ready") == ("True", "KeysPublished"), "its keys stay until it is gone"
+    assert [e[:2] for e in rig.kube.events] == [("Warning", "ReleaseBlocked")]
+
+    patches = len(rig.kube.called("patch_status"))
+    await rig.advance(5)  # fails the same way: nothing new to say, no write
+    assert len(rig.kube.called("patch_status")) == patches
+    assert rig.kube.finalizers[(NS, "a")] == [FINALIZER]
+    await rig.advance(10)
+    assert "jwtRules" not in rig.kube.objects[RA]["spec"]
+    assert rig.kube.finalizers[(NS, "a")] == []

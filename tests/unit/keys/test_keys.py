@@ -259,3 +259,16 @@ def test_thumbprint_matches_rfc7638_example() -> None:
         "3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
     }
     assert keys.thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_an_ec_key_without_y_from_yaml_says_to_quote_it() -> None:
+    """kubectl reads a bare `y:` in YAML as the boolean true, so the stored key has no y; the status used
+    to say only that y was missing or invalid."""
+    whole = public_jwk(ec_key(n=1), kid="whole")
+    lost = {k: v for k, v in public_jwk(ec_key(n=2), kid="lost").items() if k != "y"}
+    key_set = static_keys.keys_from_jwks([whole, lost])
+    assert [k["kid"] for k in key_set.keys] == ["whole"]
+    (rejected,) = key_set.rejected
+    assert rejected.reason.startswith("missing or invalid member 'y' for kty EC: in YAML write \"y\": quoted")
+    with pytest.raises(KeySetError, match=r'no usable key \(key 0: .* write "y": quoted, since kubectl'):
+        static_keys.keys_from_jwks([lost])

@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 from jwks_operator.keys.keyset import KeySet, Rejection
 from jwks_operator.model.errors import FetchError, SpecError, TargetConflictError
 from jwks_operator.resource.status import (
+    REMOVING,
     Outcome,
+    OutputStatus,
     build_status,
     merge_patch,
     new_problems,
+    release_failed,
     timestamp,
 )
 
@@ -155,3 +158,35 @@ def test_rejected_keys_degrade() -> None:
         {"index": 1, "kid": "b", "reason": "use 'enc' is not a signature key"},
         {"index": 2, "reason": "x"},
     ]
+
+
+def test_a_release_that_failed_says_what_the_deletion_waits_for_and_nothing_else_changes() -> None:
+    before = build_status(GOOD, None, T0)
+    held = OutputStatus(
+        "istio/api", "RequestAuthentication", ("api",), False, "Forbidden", REMOVING + "no RBAC"
+    )
+    done = OutputStatus("nginx/", "Secret", ("a-jwk",), True, "Written", "1 key(s) in Secret a-jwk")
+    later = T0 + timedelta(minutes=5)
+    after = release_failed(before, (held, done), "HTTP 403", 1, later)
+    assert [c["type"] for c in after["conditions"]] == [c["type"] for c in before["conditions"]]
+    degraded = cond(after, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ReleaseFailed")
+    assert degraded["message"] == (
+        "deletion waits until this JwtSecret's entries are out of istio/api (finalizer "
+        "jwks.dev/release-outputs; retried with backoff): no RBAC"
+    )
+    assert degraded["lastTransitionTime"] == timestamp(later)
+    assert cond(after, "Ready") == cond(before, "Ready"), "the keys stay published until it is gone"
+    assert [o["output"] for o in after["outputs"]] == ["istio/api", "nginx/"]
+    patch = merge_patch(before, after)
+    assert patch is not None
+    assert set(patch) == {"conditions", "outputs"}
+    assert new_problems(before, after) == [("ReleaseFailed", degraded["message"])]
+    assert (
+        merge_patch(after, release_failed(after, (held, done), "HTTP 403", 1, later + timedelta(1))) is None
+    )
+    no_output = release_failed(before, (), "Kubernetes API error (set finalizers): HTTP 500", 1, later)
+    assert str(cond(no_output, "Degraded")["message"]).endswith(
+        "its gateway outputs (finalizer "
+        "jwks.dev/release-outputs; retried with backoff): Kubernetes API error (set finalizers): HTTP 500"
+    )
