@@ -68,7 +68,10 @@ TARGETS: tuple[Target, ...] = (
             "_not_json",
         ),
     ),
-    Target("operator/jwks_operator/fetch/netguard.py", ("tests/unit/fetch/test_netguard.py",)),
+    Target(
+        "operator/jwks_operator/fetch/netguard.py",
+        ("tests/unit/fetch/test_netguard.py", "tests/unit/fetch/test_netguard_connections.py"),
+    ),
     Target("operator/jwks_operator/model/freshness.py", ("tests/unit/model/test_freshness.py",)),
     Target(
         "operator/jwks_operator/publish/bodies.py",
