@@ -42,9 +42,11 @@ class Target:
 
 
 def _gateway(name: str) -> Target:
+    """A gateway output: its mutate functions (Space Cloud's is ProjectWrite.__call__)."""
     folder = "tests/unit/publish/gateways"
     tests = (f"{folder}/test_{name}.py", f"{folder}/test_mutations_{name}.py")
-    return Target(f"operator/jwks_operator/publish/gateways/{name}.py", tests, functions=("*.mutate", "*.__call__"))
+    path = f"operator/jwks_operator/publish/gateways/{name}.py"
+    return Target(path, tests, functions=("*.mutate", "*.__call__"))
 
 
 _VERIFY_TESTS = ("tests/unit/verify",)
