@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = set(results.load_equivalents()) - {s.id for m in modules for s in m.sites}
     if stale and not args.module:
         print(f"note: {len(stale)} equivalents.txt entries match no mutant: {', '.join(sorted(stale))}")
+    invalid = sum(m.count(runner.INVALID) for m in modules)
+    if invalid:
+        print(f"note: {invalid} mutants did not compile (left out of the scores): a bug of tools/mutation")
     lines = survivors(modules)
     if lines:
         print(f"\n{len(lines)} surviving mutants:")
