@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tools.mutation import results, runner
+from tools.mutation import results, runner, warm
 from tools.mutation.operators import Site, sites
-from tools.mutation.scope import ROOT, TARGETS, Target
+from tools.mutation.scope import ROOT, TARGETS, Target, pytest_args
 
 MIN_TIMEOUT = 30.0  # seconds a mutant's tests may take, at least; else TIMEOUT_FACTOR x the baseline
 TIMEOUT_FACTOR = 10.0
@@ -54,14 +54,21 @@ def _module(target: Target) -> Module:
 
 
 def _baselines(modules: Sequence[Module], workers: int) -> dict[str, float]:
-    """Each target's tests against the unmutated module: they must pass; their time sets the timeout."""
-    jobs = [runner.Job(m.target, None, m.source, timeout=600.0) for m in modules]
+    """Each target's tests against the unmutated module: they must pass; their time sets the timeout.
+    The calls they make to the cached test helpers are then made here (warm.replay)."""
+    results.CACHE.parent.mkdir(parents=True, exist_ok=True)
+    calls = [str(results.CACHE.parent / f"calls-{n}.json") for n in range(len(modules))]
+    jobs = [
+        runner.Job(m.target, None, m.source, timeout=600.0, record_to=path)
+        for m, path in zip(modules, calls, strict=True)
+    ]
     seconds: dict[str, float] = {}
     for outcome in runner.run(jobs, workers):
         if outcome.status != runner.SURVIVED:
-            args = " ".join(runner.pytest_args(outcome.job.target))
+            args = " ".join(pytest_args(outcome.job.target))
             raise SystemExit(f"the tests of {outcome.job.target.name} fail unmutated: run pytest {args}")
         seconds[outcome.job.target.path] = outcome.seconds
+    warm.replay(calls)
     return seconds
 
 
@@ -85,10 +92,10 @@ def evaluate(modules: Sequence[Module], workers: int, fresh: bool, survivors_onl
     if not todo:
         return 0
     started = time.monotonic()
-    warm = runner.warm_up([m.target for m in modules])
+    preloaded = warm.preload([m.target for m in modules])
     needed = list({id(m): m for m, _ in todo}.values())
     baseline = _baselines(needed, workers)
-    print(f"{len(todo)} mutants to run ({warm} modules preloaded; baselines {_seconds(baseline)})")
+    print(f"{len(todo)} mutants to run ({preloaded} modules preloaded; baselines {_seconds(baseline)})")
     by_site = {id(site): module for module, site in todo}
     jobs = [
         runner.Job(m.target, s, m.source, max(MIN_TIMEOUT, TIMEOUT_FACTOR * baseline[m.target.path]))

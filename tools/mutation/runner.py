@@ -1,6 +1,6 @@
-"""Run mutants: each in a child forked from a warm process (pytest and the third-party libraries already
-imported, never the package itself), the mutated module compiled in memory and found first on
-sys.meta_path, against only its target's tests (pytest -x: the first failure kills it). At most
+"""Run mutants: each in a child forked from a warm process (tools.mutation.warm: what the tests import
+is imported already, never the mutated modules), the mutated module compiled in memory and found first
+on sys.meta_path, against only its target's tests (pytest -x: the first failure kills it). At most
 `workers` children at a time; one past its timeout is killed with its process group."""
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from typing import NoReturn
 
 import pytest
 
+from tools.mutation import warm
 from tools.mutation.operators import Site, mutated_tree
-from tools.mutation.scope import ROOT, Target
+from tools.mutation.scope import ROOT, Target, pytest_args
 
 KILLED, SURVIVED, TIMEOUT, INVALID = "killed", "survived", "timeout", "invalid"
 _INVALID_EXIT = 97  # the mutant did not compile
-_WARM_EXIT = 98
-_NEVER_PRELOADED = ("tools", "__main__", "__mp_main__")
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class Job:
     site: Site | None
     source: str
     timeout: float
+    record_to: str | None = None  # a baseline's file for the cached calls of the test helpers (warm)
 
 
 @dataclass(frozen=True)
@@ -73,24 +73,11 @@ class MutantFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, self.path, loader=_Loader(self.code))
 
 
-def pytest_args(target: Target) -> list[str]:
-    """Quiet, first failure stops, no plugin that reorders or caches; only the tests that exist."""
-    tests = [t for t in target.tests if (ROOT / t).exists()]
-    deselected = [arg for test in target.deselect for arg in ("--deselect", test)]
-    return ["-q", "-x", "--no-header", "-p", "no:cacheprovider", "-p", "no:randomly", *tests, *deselected]
-
-
-def _silence() -> None:
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-
-
 def _child(job: Job) -> NoReturn:
     code = 3
     try:
         os.setpgid(0, 0)
-        _silence()
+        warm.silence()
         if job.site is not None:
             path = str(ROOT / job.target.path)
             try:
@@ -99,7 +86,10 @@ def _child(job: Job) -> NoReturn:
                 os._exit(_INVALID_EXIT)
             sys.meta_path.insert(0, MutantFinder(job.target.module, path, compiled))
         os.chdir(ROOT)
+        calls = warm.record_cached_calls() if job.record_to else []
         code = int(pytest.main(pytest_args(job.target)))
+        if job.record_to:
+            warm.save_calls(job.record_to, calls)
     finally:
         os._exit(code)
 
@@ -142,65 +132,3 @@ def run(jobs: Iterable[Job], workers: int) -> Iterator[Outcome]:
                 del running[pid]
                 yield Outcome(job, TIMEOUT, now - start)
         time.sleep(0.01)
-
-
-class _Refuse(importlib.abc.MetaPathFinder):
-    """During the warm-up: the mutated modules cannot be imported (nor what imports them)."""
-
-    def __init__(self, names: set[str]) -> None:
-        self.names = names
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname in self.names:
-            raise ImportError(f"{fullname} is mutated: imported by each child, never preloaded")
-        return None
-
-
-def _preloadable(name: str) -> bool:
-    last = name.rpartition(".")[2]
-    return name.split(".")[0] not in _NEVER_PRELOADED and not last.startswith("test_")
-
-
-def warm_up(targets: Sequence[Target]) -> int:
-    """Import, in this process, every module the targets' tests import (learnt from a forked
-    collection; test files excepted), so that each mutant's child starts warm. The targets, and every
-    module that imports one, fail to import here and stay for each child to import afresh. Returns
-    how many modules were preloaded."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            _silence()
-            os.chdir(ROOT)
-            args = [arg for t in targets for arg in pytest_args(t) if arg.startswith("tests/")]
-            pytest.main(["-q", "--collect-only", "-p", "no:cacheprovider", *sorted(set(args))])
-            names = [n for n in sys.modules if _preloadable(n)]
-            os.write(write, "\n".join(names).encode())
-        finally:
-            os._exit(_WARM_EXIT)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 1 << 16):
-        chunks.append(chunk)
-    os.close(read)
-    os.waitpid(pid, 0)
-    mutated = {t.module for t in targets}
-    guard = _Refuse(mutated)
-    sys.meta_path.insert(0, guard)
-    imported = 0
-    try:
-        for name in b"".join(chunks).decode().split():
-            try:
-                importlib.import_module(name)
-                imported += 1
-            except Exception:  # noqa: S112 - it imports a target, or only imports under pytest
-                continue
-    finally:
-        sys.meta_path.remove(guard)
-    loaded = sorted(mutated & set(sys.modules))
-    if loaded:
-        raise RuntimeError(f"warm-up imported {loaded[0]}: its mutants would never be seen")
-    return imported

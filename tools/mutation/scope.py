@@ -86,3 +86,12 @@ TARGETS: tuple[Target, ...] = (
     ),
     *(_gateway(name) for name in ("istio", "envoygateway", "spacecloud", "kong", "nginx")),
 )
+
+
+def pytest_args(target: Target) -> list[str]:
+    """Quiet, first failure stops, no plugin that reorders or caches, nor the one that collects garbage
+    after the session (a tenth of a second, for no verdict); only the tests that exist."""
+    tests = [t for t in target.tests if (ROOT / t).exists()]
+    deselected = [arg for test in target.deselect for arg in ("--deselect", test)]
+    plugins = ["-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:unraisableexception"]
+    return ["-q", "-x", "--no-header", *plugins, *tests, *deselected]
