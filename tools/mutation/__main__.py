@@ -1,9 +1,10 @@
-"""`python -m tools.mutation [--gate] [--module NAME]... [-j N] [--fresh] [--survivors] [--list]`
+"""`python -m tools.mutation [--gate] [--module NAME]... [-j N] [--fresh] [--survivors] [--list] [--kills ID]`
 
 Mutates the security core (tools/mutation/scope.py), runs each mutant against its module's fast unit
 tests, and prints per module: mutants, killed, survived, equivalent (equivalents.txt) and the score,
 killed / (mutants - equivalent). With --gate, exits 1 unless every score is 100 %, naming each
-surviving mutant (file:line, operator, the line as mutated, its id).
+surviving mutant (file:line, operator, the line as mutated, its id). --kills ID runs every test of
+that mutant's module against it and lists those that fail (those that kill it).
 """
 
 from __future__ import annotations
@@ -158,6 +159,26 @@ def survivors(modules: Sequence[Module]) -> list[str]:
     ]
 
 
+def explain(modules: Sequence[Module], ids: Sequence[str]) -> int:
+    """Run each named mutant against all its module's tests, on the terminal; 1 for an unknown id."""
+    found = {s.id: (m, s) for m in modules for s in m.sites}
+    unknown = [i for i in ids if i not in found]
+    if unknown:
+        print(f"no mutant {', '.join(unknown)} (python -m tools.mutation --list shows them)")
+        return 1
+    warm.preload([found[i][0].target for i in ids])
+    for mutant in ids:
+        module, site = found[mutant]
+        print(
+            f"\n{module.target.path}:{site.line}  {site.operator}: {site.original}  ->  {site.mutated}",
+            flush=True,
+        )
+        job = runner.Job(module.target, site, module.source, timeout=600.0, explain=True)
+        for outcome in runner.run([job], 1):
+            print(f"{mutant}: {outcome.status}", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.mutation", description=__doc__.split("\n\n")[1])
     parser.add_argument("--gate", action="store_true", help="exit 1 unless every score is 100 %%")
@@ -169,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--survivors", action="store_true", help="run only the mutants that survived their last run"
     )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--kills", action="append", default=[], help="the tests that fail with mutant ID")
     args = parser.parse_args(argv)
     targets = [t for t in TARGETS if not args.module or any(name in t.path for name in args.module)]
     if not targets:
@@ -179,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in m.sites:
                 print(f"{m.target.path}:{s.line}  {s.operator}: {s.mutated}  [{s.id}]")
         return 0
+    if args.kills:
+        return explain(modules, args.kills)
     started = time.monotonic()
     if args.gate and args.survivors:
         parser.error("--gate judges every mutant: --survivors would take old verdicts")

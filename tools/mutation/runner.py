@@ -39,6 +39,7 @@ class Job:
     source: str
     timeout: float
     record_to: str | None = None  # a baseline's file for the cached calls of the test helpers (warm)
+    explain: bool = False  # every test run and the failures listed on the terminal (--kills)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def _child(job: Job) -> NoReturn:
     code = 3
     try:
         os.setpgid(0, 0)
-        warm.silence()
+        if not job.explain:
+            warm.silence()
         if job.site is not None:
             path = str(ROOT / job.target.path)
             try:
@@ -87,7 +89,10 @@ def _child(job: Job) -> NoReturn:
             sys.meta_path.insert(0, MutantFinder(job.target.module, path, compiled))
         os.chdir(ROOT)
         calls = warm.record_cached_calls() if job.record_to else []
-        code = int(pytest.main(pytest_args(job.target)))
+        args = pytest_args(job.target)
+        if job.explain:
+            args = [a for a in args if a not in ("-q", "-x")] + ["-q", "--tb=no", "-rf", "-p", "no:warnings"]
+        code = int(pytest.main(args))
         if job.record_to:
             warm.save_calls(job.record_to, calls)
     finally:
