@@ -4,15 +4,14 @@ of a conflict, and the KongConsumer's credential list kept in order, restored, a
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
 
-from jwks_operator.publish.gateways.base import MANAGED_ANNOTATION, OutputError, Write
+from jwks_operator.publish.gateways.base import OutputError, Write
 from jwks_operator.publish.outputs import labels, owner_reference
 from tests.unit.publish.gateways.helpers import ORDERS, apply
-from tests.unit.publish.gateways.test_kong import API, EC, MINE, R1, consumer, context, name
+from tests.unit.publish.gateways.test_kong import API, EC, R1, consumer, context, name
 
 
 def writes(kind: str, plan_writes: tuple[Write, ...]) -> list[Write]:
@@ -50,37 +49,31 @@ def test_a_secret_of_another_type_is_a_conflict() -> None:
     assert str(refused.value) == f"Secret {name(R1)} has type kubernetes.io/tls, not Opaque"
 
 
-def marked(*credentials: str, mine: list[str]) -> dict[str, Any]:
-    body = consumer(*credentials)
-    body["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps({MINE: mine})
-    return body
-
-
 def the_consumer_write(*keys: dict[str, Any]) -> Write:
     return writes("KongConsumer", API.plan(context(*keys)).writes)[-1]
 
 
+def published(*credentials: str) -> dict[str, Any]:
+    """The KongConsumer as our write leaves it (our credentials for R1 and EC after `credentials`)."""
+    body: dict[str, Any] = apply(the_consumer_write(R1, EC), consumer(*credentials))
+    return body
+
+
 def test_an_up_to_date_consumer_is_left_as_it_is_in_its_order() -> None:
-    current = marked(name(R1), "their-cred", name(EC), mine=sorted([name(R1), name(EC)]))
+    current = published("their-cred")
+    current["credentials"] = [name(R1), "their-cred", name(EC)]  # reordered by hand: nothing to write
     assert the_consumer_write(R1, EC).mutate(copy.deepcopy(current)) is None
 
 
 def test_a_credential_taken_off_the_list_by_hand_is_put_back() -> None:
-    current = marked("their-cred", mine=[name(R1)])
-    body = apply(the_consumer_write(R1), current)
-    assert body["credentials"] == ["their-cred", name(R1)]
+    current = published("their-cred")
+    current["credentials"] = ["their-cred", name(EC)]
+    body = apply(the_consumer_write(R1, EC), current)
+    assert body["credentials"] == ["their-cred", name(EC), name(R1)]
 
 
-def test_releasing_our_only_credential_empties_the_list() -> None:
-    current = marked(name(R1), mine=[name(R1)])
-    (release, *_) = API.release(ORDERS, [name(R1), "KongConsumer/api-user"])
+def test_releasing_our_only_credentials_empties_the_list() -> None:
+    current = published()
+    release = writes("KongConsumer", API.release(ORDERS, [name(R1), name(EC), "KongConsumer/api-user"]))[0]
     body = apply(release, current)
     assert body["credentials"] == []
-
-
-def test_releasing_from_a_consumer_without_metadata_takes_our_credentials_out() -> None:
-    bare = {k: v for k, v in consumer(name(R1), "their-cred").items() if k != "metadata"}
-    (release, *_) = API.release(ORDERS, [name(R1), "KongConsumer/api-user"])
-    body = release.mutate(bare)
-    assert isinstance(body, dict)
-    assert body["credentials"] == ["their-cred"]

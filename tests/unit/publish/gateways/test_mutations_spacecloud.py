@@ -3,7 +3,6 @@ members, a release from a project whose secretSource is admin, and when the writ
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -14,7 +13,6 @@ from jwks_operator.publish.gateways.base import MANAGED_ANNOTATION, OutputError
 from tests.material import public_jwk, rsa_key
 from tests.unit.publish.gateways.helpers import apply
 from tests.unit.publish.gateways.test_spacecloud import (
-    MINE,
     NAME,
     ORDERS,
     R1,
@@ -48,35 +46,38 @@ def test_a_project_configmap_without_data_is_unreadable() -> None:
     assert reason(empty) == "InvalidProjectConfig"
 
 
+def published(**config: Any) -> dict[str, Any]:
+    """The project as our write leaves it (entries for R1 and R2), then `config` set by hand."""
+    body: dict[str, Any] = apply(the_write(context()), project())
+    body["data"]["data"] = json.dumps({**json.loads(body["data"]["data"]), **config})
+    return body
+
+
 def test_leaving_a_project_whose_secret_source_is_admin_takes_our_entries_out() -> None:
     """secretSource admin refuses new entries (Space Cloud would ignore them); taking ours out is fine."""
-    ours = project(entry(R1), entry(R2), marks={MINE: ["r1", "r2"]}, secretSource="admin")
     (release,) = SHOP.release(ORDERS, [NAME])
-    left = apply(release, ours)
+    left = apply(release, published(secretSource="admin"))
     assert "secrets" not in config(left)
     assert MANAGED_ANNOTATION not in (left["metadata"].get("annotations") or {})
 
 
 def test_a_stale_mark_alone_is_written_away() -> None:
     """Our entries were removed by hand, our mark stayed: releasing clears the mark (one write)."""
-    marked = project(marks={MINE: ["r1"]})
     (release,) = SHOP.release(ORDERS, [NAME])
-    left = apply(release, marked)
-    assert MANAGED_ANNOTATION not in left["metadata"]["annotations"]
-    assert "secrets" not in config(left)
+    left = apply(release, published(secrets=[]))
+    assert MANAGED_ANNOTATION not in (left["metadata"].get("annotations") or {})
+    assert config(left).get("secrets", []) == []
 
 
 def test_new_material_under_the_same_kid_is_written() -> None:
-    """A provider that reissues kid r1 with another key: the marks do not change, the entry does."""
-    published = project(entry(R1), marks={MINE: ["r1"]})
-    reissued = build_key_set([public_jwk(rsa_key(n=2), kid="r1")])
-    body = apply(the_write(context(key_set=reissued)), published)
-    (written,) = config(body)["secrets"]
-    assert written["kid"] == "r1"
-    assert written["publicKey"] != entry(R1)["publicKey"]
-    assert json.loads(body["metadata"]["annotations"][MANAGED_ANNOTATION]) == {MINE: ["r1"]}
+    """A provider that reissues kid r1 with another key: same kids, another entry."""
+    reissued = build_key_set([public_jwk(rsa_key(n=2), kid="r1"), R2])
+    body = apply(the_write(context(key_set=reissued)), published())
+    written = {e["kid"]: e for e in config(body)["secrets"]}
+    assert sorted(written) == ["r1", "r2"]
+    assert written["r1"]["publicKey"] != entry(R1)["publicKey"]
+    assert written["r2"] == entry(R2)
 
 
 def test_our_entries_unchanged_write_nothing() -> None:
-    published = project(entry(R1), entry(R2), marks={MINE: ["r1", "r2"]})
-    assert the_write(context()).mutate(copy.deepcopy(published)) is None
+    assert the_write(context()).mutate(published()) is None
