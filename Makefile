@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-emulator test-envoy test-real test-versions control-plane lint typecheck unit e2e bench tools sync-crds deploy clean
+.PHONY: demo test test-emulator test-envoy test-real test-versions control-plane lint typecheck unit e2e mutation mutation-gate bench tools sync-crds deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo
 
-## Lint, type-check and run the whole test suite: the emulator tier, the Envoy tier, then the real control-plane tier.
-test: lint typecheck test-emulator test-envoy test-real
+## Lint, type-check and run the whole test suite: the emulator tier, the mutation gate, the Envoy tier, then the real control-plane tier.
+test: lint typecheck test-emulator mutation-gate test-envoy test-real
 
 test-emulator: $(STAMP)
 	$(BIN)/python -m pytest
@@ -56,6 +56,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
+## Mutation testing of the security core (tools/mutation): per module, mutants killed, survived, equivalent.
+mutation: $(STAMP)
+	$(BIN)/python -m tools.mutation
+
+## The gate of `make test`: every mutant of the security core killed (or listed in equivalents.txt).
+mutation-gate: $(STAMP)
+	$(BIN)/python -m tools.mutation --gate
+
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
@@ -77,4 +85,4 @@ deploy: tools sync-crds
 	$(BIN)/python -m tests.deploy.render
 
 clean:
-	rm -rf $(VENV) .tools build dist operator/*.egg-info
+	rm -rf $(VENV) .tools .mutation-cache build dist operator/*.egg-info

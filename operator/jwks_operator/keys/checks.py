@@ -107,8 +107,10 @@ def check_certificates(ders: Sequence[bytes], key: Any, metadata: Mapping[str, A
             raise InvalidKey(f"x5c[{index}] is not a DER certificate") from None
     try:
         certified = _spki(certs[0].public_key())
-    except (ValueError, UnsupportedAlgorithm):
+    except UnsupportedAlgorithm:
         raise InvalidKey("x5c[0] holds a public key of an unsupported type") from None
+    except ValueError:  # e.g. an EC point off its curve
+        raise InvalidKey("x5c[0] holds a public key that is not valid") from None
     if certified != _spki(key):
         raise InvalidKey("x5c[0] certifies a different key than the JWK's")
     for member, digest in (("x5t", hashlib.sha1), ("x5t#S256", hashlib.sha256)):

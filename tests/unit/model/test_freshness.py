@@ -132,3 +132,65 @@ def test_backoff_grows_caps_jitters_and_honours_retry_after() -> None:
     jittery = [Backoff(base=10, jitter=0.2).delay(1) for _ in range(200)]
     assert all(8 <= d <= 12 for d in jittery)
     assert max(jittery) - min(jittery) > 1
+
+
+# --- boundaries and less travelled paths (issue #28, mutation testing) -----------------------------------
+
+
+def test_the_default_policy_is_the_documented_one() -> None:
+    """60 s, 24 h and 1 h: the defaults of --min-interval, --max-interval and --fallback-interval, and of
+    the CRD's descriptions; keys 24 h past their refresh time are stale."""
+    default = RefreshPolicy()
+    assert (default.min_interval, default.max_interval, default.fallback_interval) == (60.0, 86400.0, 3600.0)
+    assert default.stale_after == 86400.0
+
+
+@pytest.mark.parametrize(
+    ("max_age", "reason"),
+    [(59, "MinInterval"), (60, "ProviderCache"), (86400, "ProviderCache"), (86401, "MaxInterval")],
+)
+def test_the_basis_at_exactly_min_and_max_interval(max_age: int, reason: str) -> None:
+    """A lifetime equal to a bound is within the bounds: the provider's value is used as is."""
+    found = freshness({"Cache-Control": f"max-age={max_age}"}, NOW)
+    assert found.basis(POLICY)[0] == reason
+    assert found.next_interval(POLICY) == min(max(max_age, 60), 86400)
+
+
+@pytest.mark.parametrize("directive", ["no-cache", "no-store"])
+def test_no_cache_and_no_store_are_named_as_sent(directive: str) -> None:
+    found = freshness({"Cache-Control": f"private, {directive}"}, NOW)
+    assert (found.lifetime, found.revalidate_always, found.header) == (None, True, directive)
+    assert found.basis(POLICY) == (
+        "NoCache",
+        f"the provider sends Cache-Control {directive}: revalidated every 1m",
+    )
+
+
+@pytest.mark.parametrize("value", ["-1", "-600"])
+def test_a_negative_max_age_is_no_lifetime(value: str) -> None:
+    assert freshness({"Cache-Control": f"max-age={value}"}, NOW) == Freshness(None)
+    assert freshness({"Cache-Control": f"max-age={value}", "Age": "-5"}, NOW) == Freshness(None)
+    assert freshness({"Cache-Control": "max-age=0", "Age": "-5"}, NOW) == Freshness(0.0, True, "max-age")
+
+
+def test_an_invalid_expires_is_already_expired() -> None:
+    assert freshness({"Expires": "tomorrow"}, NOW) == Freshness(0.0, revalidate_always=True, header="Expires")
+
+
+def test_expires_counts_from_the_providers_date_not_ours() -> None:
+    """Clocks differ: the lifetime is Expires - Date, whatever our clock says."""
+    headers = {"Expires": "Sun, 22 Nov 2026 09:00:00 GMT", "Date": "Sun, 22 Nov 2026 08:00:00 GMT"}
+    assert freshness(headers, NOW) == Freshness(3600.0, header="Expires")
+
+
+def test_expires_in_another_zone_or_without_one() -> None:
+    """+0200 is two hours ahead of GMT; -0000 (no zone known, RFC 5322) is read as UTC."""
+    ahead = {"Expires": "Sun, 22 Nov 2026 15:00:00 +0200", "Date": DATE}
+    assert freshness(ahead, NOW).lifetime == 3600.0
+    unknown = {"Expires": "Sun, 22 Nov 2026 13:00:00 -0000"}
+    assert freshness(unknown, NOW).lifetime == 3600.0
+    assert freshness({**unknown, "Date": "Sun, 22 Nov 2026 12:30:00 -0000"}, NOW).lifetime == 1800.0
+
+
+def test_parse_cache_control_strips_quotes_only() -> None:
+    assert parse_cache_control('x="BOX", y=X1X, private="X"') == {"x": "BOX", "y": "X1X", "private": "X"}
