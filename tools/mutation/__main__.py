@@ -215,14 +215,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     invalid = sum(m.count(runner.INVALID) for m in modules)
     if invalid:
         print(f"note: {invalid} mutants did not compile (left out of the scores): a bug of tools/mutation")
+    pending = results.load_pending()
     lines = survivors(modules)
-    if lines:
-        print(f"\n{len(lines)} surviving mutants:")
-        print("\n".join(lines))
-    if args.gate and lines:
+    unlisted = [line for line in lines if _id(line) not in pending]
+    owed = [line for line in lines if _id(line) in pending]
+    if owed:
+        print(f"\n{len(owed)} surviving mutants owed a test (tools/mutation/pending.txt):")
+        print("\n".join(owed))
+    if unlisted:
+        print(f"\n{len(unlisted)} surviving mutants:")
+        print("\n".join(unlisted))
+    judged = {s.id for m in modules for s in m.sites}
+    killed = sorted(i for i in pending if i in judged and i not in {_id(line) for line in lines})
+    if killed:
+        print(f"\n{len(killed)} pending.txt entries are killed now: take them out: {', '.join(killed)}")
+    if args.gate and (unlisted or (killed and not args.module)):
         print("\nmutation gate: FAILED (kill them with a test, or list a true equivalent in equivalents.txt)")
         return 1
     return 0
+
+
+def _id(line: str) -> str:
+    """The mutant id at the end of a survivors() line."""
+    return line.rsplit("[", 1)[1].rstrip("]")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ from tools.mutation.scope import ROOT, Target
 CACHE = ROOT / ".mutation-cache" / "results.json"
 LAST = ROOT / ".mutation-cache" / "last.json"  # mutant id -> its latest verdict, whatever the hashes
 EQUIVALENTS = Path(__file__).with_name("equivalents.txt")
+# Survivors known and owed a test (same format): the gate fails on any other survivor, and on a listed one
+# that no longer survives (the list only shrinks).
+PENDING = Path(__file__).with_name("pending.txt")
 
 
 def digest(texts: Iterable[bytes]) -> str:
@@ -69,4 +72,8 @@ def parse_equivalents(text: str) -> dict[str, str]:
 
 
 def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
+    return parse_equivalents(path.read_text()) if path.exists() else {}
+
+
+def load_pending(path: Path = PENDING) -> dict[str, str]:
     return parse_equivalents(path.read_text()) if path.exists() else {}
