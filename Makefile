@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-emulator test-real control-plane lint typecheck unit e2e bench tools sync-crds deploy clean
+.PHONY: demo test test-emulator test-real test-node node-prereqs node control-plane lint typecheck unit e2e bench tools sync-crds deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,20 @@ test-emulator: $(STAMP)
 test-real: control-plane
 	$(BIN)/python -m tests.harness.gomod
 	JWKS_BACKEND=real $(BIN)/python -m pytest tests/e2e
+
+## Debian packages the node tier needs (root): an image built without a daemon, a container runtime.
+NODE_PACKAGES := mmdebstrap buildah containerd runc containernetworking-plugins iptables uidmap
+node-prereqs:
+	@missing=$$(for p in $(NODE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+## The base image (mmdebstrap), the operator's image (buildah bud), kubelet and kube-scheduler, cached in .tools/node.
+node: node-prereqs control-plane tools
+	$(BIN)/python tools/node.py
+
+## The chart's Pod on a real node (containerd + runc + kubelet), in a network namespace of its own.
+test-node: node
+	$(BIN)/python -m pytest tests/node
 
 ## Build kube-apiserver, kube-controller-manager and etcd into .tools/k8s/<version> (or use KUBEBUILDER_ASSETS).
 control-plane: $(STAMP)
