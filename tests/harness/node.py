@@ -26,14 +26,16 @@ from tools.node import NODE_ROOT, PAUSE_IMAGE
 
 from tests.harness.control_plane import ControlPlaneError, RealCluster
 from tests.harness.operator import free_port
+from tests.harness.tools import kubectl
 
 NODE_IP = "10.87.0.1"
 POD_CIDR = "10.88.0.0/16"
 SERVICE_IP = "10.96.0.1"
+SERVICE_CIDR = "10.96.0.0/16"
 NODE_NAME = "node"
 CONTROLLERS = (
     "garbagecollector,namespace,serviceaccount,serviceaccount-token,deployment,replicaset,"
-    "endpointslice,endpoint"
+    "endpointslice,endpoint,root-ca-certificate-publisher-controller"
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -62,6 +64,8 @@ class NodeCluster(RealCluster):
             self._start_containerd()
             self.import_image(NODE_ROOT / "images" / "pause.tar")
             self._start_kubelet()
+            # Service addresses are routable from this namespace (its nat OUTPUT rules then apply).
+            subprocess.run(["ip", "route", "add", SERVICE_CIDR, "dev", "lo"], check=True, capture_output=True)
             self.expose(SERVICE_IP, 443, NODE_IP, self.port)
         except BaseException:
             self.stop()
@@ -105,7 +109,7 @@ class NodeCluster(RealCluster):
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={w / 'sa.pub'}",
             f"--service-account-signing-key-file={w / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--endpoint-reconciler-type=none",
         ]
         self._spawn("kube-apiserver", args)
@@ -191,8 +195,19 @@ class NodeCluster(RealCluster):
         """Import an OCI archive into the node's image store (the kubelet's Pods use it, never a registry)."""
         self.ctr("images", "import", "--no-unpack=false", str(archive))
 
+    def _make_cgroups(self) -> None:
+        """This run's cgroup root in every hierarchy (cpuset's needs its parent's cpus and mems)."""
+        for hierarchy in CGROUP_ROOT.iterdir():
+            if not (hierarchy / "cgroup.procs").exists() or hierarchy.name == "unified":
+                continue
+            (hierarchy / self.cgroup).mkdir(exist_ok=True)
+            if hierarchy.name == "cpuset":
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    (hierarchy / self.cgroup / name).write_text((hierarchy / name).read_text())
+
     def _start_kubelet(self) -> None:
         w = self.workdir
+        self._make_cgroups()
         (w / "resolv.conf").write_text("nameserver 127.0.0.1\n")
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -234,6 +249,10 @@ class NodeCluster(RealCluster):
             ],
         )
         self._wait("kubelet", self._node_ready, 120)
+        # The node lifecycle controller would lift the kubelet's registration taint; it does not run here.
+        kubectl(
+            kubeconfig, "taint", "nodes", NODE_NAME, "node.kubernetes.io/not-ready:NoSchedule-", check=False
+        )
 
     def _node_ready(self) -> bool:
         try:

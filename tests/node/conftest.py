@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 from tools import node as build
 
-from tests.harness import ROOT
-from tests.harness.k8s import load_crds
 from tests.harness.netns import Host, host_settings, isolate
 from tests.harness.node import NODE_IP, NodeCluster, cgroup_dirs
 
@@ -46,7 +44,7 @@ def node(
     build.pause_image()
     workdir = tmp_path_factory.mktemp("node")
     host: Host = isolate(workdir, NODE_IP)
-    cluster = NodeCluster(workdir / "cluster", load_crds(ROOT / "crds"))
+    cluster = NodeCluster(workdir / "cluster")  # the chart installs the CRD
     try:
         with cluster:
             cluster.import_image(image[1])
