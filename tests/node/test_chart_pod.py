@@ -268,3 +268,35 @@ def test_helm_uninstall_keeps_the_crd_and_jwtsecrets(node: NodeCluster, admin: P
     get(admin, "crd", "jwtsecrets.jwks.dev")
     assert get(admin, "jwtsecret", "-n", APPS, "node")["metadata"]["name"] == "node"
     assert get(admin, "configmap", "-n", APPS, "node-jwks")["data"]["jwks.json"]
+
+
+def test_a_pod_whose_health_endpoint_does_not_answer_is_not_ready(
+    node: NodeCluster, admin: Path, image: tuple[str, Path]
+) -> None:
+    """The readinessProbe: Ready needs the operator's health endpoint, not just a started process.
+    Here the operator serves it on another port than the probes ask (the later --liveness wins)."""
+    elsewhere = "extraArgs={--liveness=http://0.0.0.0:8081/healthz}"
+    helm(admin, "install", "unready", CHART, "-n", "unready", "--create-namespace", *image_values(image[0]),
+         "--set", "crds.enabled=false", "--set", elsewhere)  # fmt: skip
+    pod = wait_for(
+        lambda: [
+            p for p in get(admin, "pods", "-n", "unready")["items"]
+            if (p["status"].get("containerStatuses") or [{}])[0].get("started")
+        ],
+        90, "the operator container started",
+    )[0]  # fmt: skip
+    ip = pod["status"]["podIP"]
+    assert http_get(f"http://{ip}:8081/healthz")[0] == 200  # the operator is up and serving
+    name = pod["metadata"]["name"]
+
+    def probe_failed() -> bool:
+        events = get(admin, "events", "-n", "unready", "--field-selector", f"involvedObject.name={name}")
+        return any(e["message"].startswith("Readiness probe failed") for e in events["items"])
+
+    wait_for(probe_failed, 60, "the kubelet's readiness probe failing")
+    pod = get(admin, "pod", "-n", "unready", name)
+    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False", ready
+    deployment = get(admin, "deployment", "-n", "unready", "unready-jwks-operator")
+    assert not deployment["status"].get("readyReplicas")
+    helm(admin, "uninstall", "unready", "-n", "unready", "--wait", "--timeout=120s")
