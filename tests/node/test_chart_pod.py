@@ -8,6 +8,7 @@ chart's RBAC, a consumer Pod seeing a rotation, `helm upgrade` to a new tag, `he
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.error
@@ -259,6 +260,94 @@ def test_a_consumer_pod_sees_the_rotation(
     started = time.monotonic()
     wait_for(lambda: seen()[-1] == new if seen() else False, 180, f"the consumer reading {new}")
     print(f"\nconsumer saw the rotation {time.monotonic() - started:.0f} s after it")
+
+
+def memory_cgroup(pid: int) -> Path:
+    line = next(
+        x for x in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if x.split(":")[1] == "memory"
+    )
+    return Path(f"/sys/fs/cgroup/memory{line.split(':', 2)[2]}")
+
+
+def test_memory_stays_under_the_limit_with_1000_jwtsecrets(
+    node: NodeCluster, admin: Path, provider: Provider
+) -> None:
+    """Issue 25, item 5: the peak the kubelet's cgroup saw, under the chart's limit, no restart."""
+    pod = operator_pods(admin)[0]
+    cgroup = memory_cgroup(container_pid(node, pod))
+    count = 1000
+    items = [
+        {"apiVersion": "jwks.dev/v1alpha1", "kind": "JwtSecret", "metadata": {"name": f"load-{i:04d}"},
+         "spec": {"jwkUrl": provider.url, "allowInsecureHttp": True, "audiences": ["load"],
+                  "refresh": {"minInterval": "1h"}}}
+        for i in range(count)
+    ]  # fmt: skip
+    started = time.monotonic()
+    kubectl(admin, "apply", "-n", APPS, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                     "items": items}))  # fmt: skip
+
+    def ready() -> bool:
+        found = get(admin, "jwtsecrets", "-n", APPS)["items"]
+        done = [
+            j for j in found
+            if j["metadata"]["name"].startswith("load-")
+            and any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in j.get("status", {}).get("conditions", []))
+        ]  # fmt: skip
+        return len(done) == count
+
+    wait_for(ready, 600, f"{count} JwtSecrets Ready")
+    peak = int((cgroup / "memory.max_usage_in_bytes").read_text())
+    limit = int((cgroup / "memory.limit_in_bytes").read_text())
+    print(f"\n{count} JwtSecrets Ready in {time.monotonic() - started:.0f} s; "
+          f"peak memory {peak / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB", file=sys.stderr)  # fmt: skip
+    assert peak < limit
+    pod = get(admin, "pod", "-n", NAMESPACE, pod["metadata"]["name"])
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def leader_of(pods: list[Any]) -> list[str]:
+    """The Pods whose jwks_operator_leader metric is 1."""
+    leaders = []
+    for pod in pods:
+        body = http_get(f"http://{pod['status']['podIP']}:9090/metrics")[1]
+        if "jwks_operator_leader 1.0" in body.splitlines():
+            leaders.append(pod["metadata"]["name"])
+    return leaders
+
+
+def test_ha_two_replicas_fail_over_when_the_leader_pod_is_deleted(
+    node: NodeCluster, admin: Path, image: tuple[str, Path], provider: Provider
+) -> None:
+    """Issue 25, item 6: replicaCount 2 (peering); one leads, both are Ready; deleting the leader's Pod
+    hands over to the other, which then reconciles."""
+    upgraded = image[0].rsplit(":", 1)[0] + ":upgraded"
+    helm(admin, "upgrade", RELEASE, CHART, "-n", NAMESPACE, *image_values(upgraded),
+         "--set", "replicaCount=2", "--set", "extraArgs={--allow-private-networks}", "--set", "refresh.minInterval=1",
+         "--set", "refresh.fallbackInterval=2")  # fmt: skip
+    kubectl(admin, "rollout", "status", "-n", NAMESPACE, "deployment/jwks-jwks-operator", "--timeout=300s")
+    pods = wait_for(lambda: len(operator_pods(admin)) == 2 and operator_pods(admin), 60, "two replicas")
+    leaders = wait_for(lambda: len(leader_of(pods)) == 1 and leader_of(pods), 120, "exactly one leader")
+    for pod in pods:  # the standby is Ready too (see the chart's readinessProbe)
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"]["conditions"])
+    standby = next(p for p in pods if p["metadata"]["name"] not in leaders)
+    started = time.monotonic()
+    kubectl(admin, "delete", "pod", "-n", NAMESPACE, leaders[0], "--wait=false")
+    wait_for(lambda: leader_of([standby]), 120, "the standby leading")
+    failover = time.monotonic() - started
+    old = provider.keys.keys
+    new = provider.keys.rotate()
+    for kid in old:
+        provider.keys.retire(kid)
+
+    def published() -> bool:
+        data = get(admin, "configmap", "-n", APPS, "node-jwks")["data"]["jwks.json"]
+        return [k["kid"] for k in json.loads(data)["keys"]] == [new]
+
+    wait_for(published, 120, "the new leader publishing the rotation")
+    then = time.monotonic() - started - failover
+    print(f"\nfailover: the standby led {failover:.0f} s after the leader's Pod was deleted; "
+          f"the rotation published {then:.0f} s later", file=sys.stderr)  # fmt: skip
 
 
 def test_helm_uninstall_keeps_the_crd_and_jwtsecrets(node: NodeCluster, admin: Path) -> None:
