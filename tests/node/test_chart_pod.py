@@ -323,8 +323,8 @@ def test_ha_two_replicas_fail_over_when_the_leader_pod_is_deleted(
     hands over to the other, which then reconciles."""
     upgraded = image[0].rsplit(":", 1)[0] + ":upgraded"
     helm(admin, "upgrade", RELEASE, CHART, "-n", NAMESPACE, *image_values(upgraded),
-         "--set", "replicaCount=2", "--set", "extraArgs={--allow-private-networks}", "--set", "refresh.minInterval=1",
-         "--set", "refresh.fallbackInterval=2")  # fmt: skip
+         "--set", "replicaCount=2", "--set", "extraArgs={--allow-private-networks}",
+         "--set", "refresh.minInterval=1", "--set", "refresh.fallbackInterval=2")  # fmt: skip
     kubectl(admin, "rollout", "status", "-n", NAMESPACE, "deployment/jwks-jwks-operator", "--timeout=300s")
     pods = wait_for(lambda: len(operator_pods(admin)) == 2 and operator_pods(admin), 60, "two replicas")
     leaders = wait_for(lambda: len(leader_of(pods)) == 1 and leader_of(pods), 120, "exactly one leader")
