@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo
 
-## Lint, type-check and run the whole test suite: the emulator tier, then the real control-plane tier.
-test: lint typecheck test-emulator test-real
+## Lint, type-check and run the whole test suite: the emulator tier, the real control-plane tier, then
+## the node tier (the image and the chart's Pod on a real node; root).
+test: lint typecheck test-emulator test-real test-node
 
 test-emulator: $(STAMP)
 	$(BIN)/python -m pytest
@@ -35,11 +36,11 @@ node-prereqs:
 
 ## The base image (mmdebstrap), the operator's image (buildah bud), kubelet and kube-scheduler, cached in .tools/node.
 node: node-prereqs control-plane tools
-	$(BIN)/python tools/node.py
+	$(BIN)/python -m tools.node
 
 ## The chart's Pod on a real node (containerd + runc + kubelet), in a network namespace of its own.
 test-node: node
-	$(BIN)/python -m pytest tests/node
+	JWKS_NODE=1 $(BIN)/python -m pytest tests/node
 
 ## Build kube-apiserver, kube-controller-manager and etcd into .tools/k8s/<version> (or use KUBEBUILDER_ASSETS).
 control-plane: $(STAMP)

@@ -12,7 +12,7 @@
 Images live in buildah's storage under `.tools/node/containers/` (never the host's /var/lib/containers).
 Needs root and the Debian packages `make node-prereqs` installs.
 
-Usage: python tools/node.py [--tag TAG]   (builds what is missing, prints what it has)
+Usage: python -m tools.node [--tag TAG]   (builds what is missing, prints what it has)
 """
 
 from __future__ import annotations
@@ -187,9 +187,21 @@ def image(tag: str = "") -> tuple[str, Path]:
     partial.unlink(missing_ok=True)
     buildah("push", name, f"oci-archive:{partial}:{name}")
     partial.replace(archive)
+    _prune(keep=tag)
     size = archive.stat().st_size / 2**20
     _log(f"built {name} in {time.monotonic() - started:.0f} s ({size:.0f} MiB archive)")
     return name, archive
+
+
+def _prune(keep: str) -> None:
+    """Drop the images (and archives) built from earlier sources: each is about 500 MiB."""
+    for old in (NODE_ROOT / "images").glob("jwks-operator-src-*.tar"):
+        if old.name != f"jwks-operator-{keep}.tar":
+            old.unlink()
+    listed = buildah("images", "--format", "{{.Name}}:{{.Tag}}", check=False).stdout.split()
+    for name in listed:
+        if name.startswith(f"{IMAGE}:src-") and name != f"{IMAGE}:{keep}":
+            buildah("rmi", name, check=False)
 
 
 def pause_image() -> Path:

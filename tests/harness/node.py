@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -78,6 +79,8 @@ class NodeCluster(RealCluster):
         self._stop_pods()
         self._stop("containerd")
         self._kill_leftovers()
+        # The image store (about 600 MiB unpacked) goes; the logs stay for failures.
+        shutil.rmtree(self.workdir / "containerd" / "root", ignore_errors=True)
         self._stop("kube-scheduler")
         super().stop()
         _remove_cgroups(self.cgroup)
