@@ -132,7 +132,7 @@ def base_image() -> str:
     with tempfile.TemporaryDirectory(prefix="jwks-base-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         subprocess.run(  # noqa: S603
-            ["mmdebstrap",  # noqa: S607 "--variant=minbase", "--quiet", f"--include={','.join(BASE_PACKAGES)}",
+            ["/usr/bin/mmdebstrap", "--variant=minbase", "--quiet", f"--include={','.join(BASE_PACKAGES)}",
              "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
              "--dpkgopt=path-exclude=/usr/share/locale/*",
              "--aptopt=APT::Install-Recommends false", "bookworm", str(rootfs)],

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tools.node import buildah
 
+pytestmark = pytest.mark.timeout(900)  # the image fixture may build it
 BUILD_TOOLS = ("gcc", "cc", "make", "g++", "ld", "git")
 
 
