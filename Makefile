@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-emulator test-envoy test-real test-versions control-plane lint typecheck unit e2e mutation mutation-gate bench tools sync-crds deploy clean
+.PHONY: demo test test-emulator test-envoy test-real test-versions test-node node-prereqs node control-plane lint typecheck unit e2e mutation mutation-gate bench tools sync-crds deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,20 @@ test-versions: $(STAMP)
 	  JWKS_K8S_VERSION=$$v $(BIN)/python tools/control_plane.py; \
 	  JWKS_K8S_VERSION=$$v JWKS_BACKEND=real $(BIN)/python -m pytest $(SMOKE); \
 	done
+
+## Debian packages the node tier needs (root): an image built without a daemon, a container runtime.
+NODE_PACKAGES := mmdebstrap buildah containerd runc containernetworking-plugins iptables uidmap
+node-prereqs:
+	@missing=$$(for p in $(NODE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+## The base image (mmdebstrap), the operator's image (buildah bud), kubelet and kube-scheduler, cached in .tools/node.
+node: node-prereqs control-plane tools
+	$(BIN)/python -m tools.node
+
+## The chart's Pod on a real node (containerd + runc + kubelet), in a network namespace of its own.
+test-node: node
+	JWKS_NODE=1 $(BIN)/python -m pytest tests/node
 
 ## Build kube-apiserver, kube-controller-manager and etcd into .tools/k8s/<version> (or use KUBEBUILDER_ASSETS).
 control-plane: $(STAMP)
