@@ -54,6 +54,21 @@ class MalformedObjectError(OutputError):
         super().__init__(reason, f"{where}: {problem}; left untouched")
 
 
+def entries_at(body: Mapping[str, Any], ref: object, *path: str) -> list[Any]:
+    """The list at `path` in an object (e.g. spec, jwtRules), [] where a step is absent; MalformedObjectError
+    naming the first step of the wrong type (an object on the way, a list at the end)."""
+    node: Any = body
+    for depth, step in enumerate(path):
+        node = node.get(step)
+        if node is None:
+            return []
+        last = depth == len(path) - 1
+        if not isinstance(node, list if last else Mapping):
+            where = ".".join(path[: depth + 1])
+            raise MalformedObjectError(str(ref), f"{where} is not {'a list' if last else 'an object'}")
+    return list(node)
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     """One namespaced API object, enough to build its REST path."""

@@ -32,12 +32,12 @@ from jwks_operator.publish.compat import envoy_fit
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
-    MalformedObjectError,
     ObjectRef,
     OutputError,
     Plan,
     Write,
     claim,
+    entries_at,
     fingerprint,
     marks_of,
     metadata,
@@ -160,22 +160,7 @@ def _provider(
 
 def _providers(body: Mapping[str, Any], ref: ObjectRef) -> list[Any]:
     """The policy's jwt providers (MalformedObjectError when spec, jwt or providers have the wrong type)."""
-    spec = body.get("spec")
-    if spec is None:
-        return []
-    if not isinstance(spec, Mapping):
-        raise MalformedObjectError(str(ref), "spec is not an object")
-    jwt = spec.get("jwt")
-    if jwt is None:
-        return []
-    if not isinstance(jwt, Mapping):
-        raise MalformedObjectError(str(ref), "spec.jwt is not an object")
-    providers = jwt.get("providers")
-    if providers is None:
-        return []
-    if not isinstance(providers, list):
-        raise MalformedObjectError(str(ref), "spec.jwt.providers is not a list")
-    return list(providers)
+    return entries_at(body, ref, "spec", "jwt", "providers")
 
 
 def _name(provider: Any) -> Any:

@@ -33,12 +33,12 @@ from jwks_operator.publish.compat import envoy_fit, envoy_rendered
 from jwks_operator.publish.gateways import fields
 from jwks_operator.publish.gateways.base import (
     Context,
-    MalformedObjectError,
     ObjectRef,
     OutputError,
     Plan,
     Write,
     claim,
+    entries_at,
     fingerprint,
     marks_of,
     metadata,
@@ -129,17 +129,7 @@ def _issuer(rule: Any) -> Any:
 
 def _rules(existing: Mapping[str, Any], ref: ObjectRef) -> list[Any]:
     """The object's jwtRules (MalformedObjectError when the spec or its jwtRules have the wrong type)."""
-    spec = existing.get("spec")
-    if spec is None:
-        return []
-    if not isinstance(spec, Mapping):
-        raise MalformedObjectError(str(ref), "spec is not an object")
-    rules = spec.get("jwtRules")
-    if rules is None:
-        return []
-    if not isinstance(rules, list):
-        raise MalformedObjectError(str(ref), "spec.jwtRules is not a list")
-    return list(rules)
+    return entries_at(existing, ref, "spec", "jwtRules")
 
 
 def _made_by_us(meta: Mapping[str, Any]) -> bool:
