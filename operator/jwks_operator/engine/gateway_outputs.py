@@ -143,7 +143,7 @@ class GatewayOutputs:
             else:
                 tracked.release_attempts.pop(output_id, None)
             message = f"{REMOVING}{error.message}{note}"
-            if status.ready or status.reason != error.reason:
+            if status.ready or status.reason != error.reason or not status.message.startswith(REMOVING):
                 new.append(f"output {output_id}: {message}")
             tracked.outputs[output_id] = OutputStatus(
                 output_id, status.kind, status.objects, False, error.reason, message

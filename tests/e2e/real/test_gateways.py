@@ -20,6 +20,7 @@ import trustme
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from jwks_operator.publish.gateways.envoygateway import closed_jwks
 from tests.deploy.render import documents, template
 from tests.e2e.test_rbac import OUTPUT_ROLE
 from tests.harness.backend import OPERATOR_NAMESPACE, OPERATOR_SA
@@ -231,7 +232,7 @@ def test_all_five_outputs_are_written_accepted_rotated_and_withdrawn(
             consumer = custom(kube, KONG, "shop-client")
             return (
                 [s["kid"] for s in config["secrets"]] == ["sc-admin"]
-                and "jwt" not in policy
+                and closed(policy)
                 and not consumer.get("credentials")
             )
 
@@ -267,7 +268,7 @@ def test_a_jwtsecret_deleted_while_the_operator_is_down_is_released_when_it_is_b
             assert custom(kube, ENVOY, "late")["spec"].get("jwt"), "still trusted: nobody took it out yet"
         finally:
             operator.start()
-        wait_for(lambda: "jwt" not in custom(kube, ENVOY, "late")["spec"], timeout=PATIENCE, what="released")
+        wait_for(lambda: closed(custom(kube, ENVOY, "late")["spec"]), timeout=PATIENCE, what="released")
         wait_for(lambda: not gone_or_none(kube, "late"), timeout=PATIENCE, what="the JwtSecret gone")
 
 
@@ -321,3 +322,10 @@ def test_an_operator_made_request_authentication_admits_no_one_unasked_and_keeps
     assert [json.dumps(r) for r in left["spec"]["jwtRules"]] == [json.dumps(theirs)]
     assert "annotations" not in left["metadata"], "none of our annotations left"
     kube.custom.delete_namespaced_custom_object(*ISTIO[:2], SPACE, ISTIO[2], "team-a-auth")
+
+
+def closed(policy_spec: dict[str, Any]) -> bool:
+    """A SecurityPolicy whose only providers were ours, released: one provider left that verifies no token
+    (its routes stay closed), none of ours."""
+    providers = (policy_spec.get("jwt") or {}).get("providers") or []
+    return [p.get("localJWKS") for p in providers] == [{"type": "Inline", "inline": closed_jwks()}]
