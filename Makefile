@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo
 
-## Lint, type-check and run the whole test suite: the emulator tier, the mutation gate, the Envoy tier, then the real control-plane tier.
-test: lint typecheck test-emulator mutation-gate test-envoy test-real
+## Lint, type-check and run the whole test suite: the emulator tier, the mutation gate, the Envoy tier, the real
+## control-plane tier, then the node tier (the image and the chart's Pod on a real node; root).
+test: lint typecheck test-emulator mutation-gate test-envoy test-real test-node
 
 test-emulator: $(STAMP)
 	$(BIN)/python -m pytest
