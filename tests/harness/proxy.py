@@ -8,8 +8,9 @@ from __future__ import annotations
 import socket
 import threading
 from dataclasses import dataclass
-from types import TracebackType
 from urllib.parse import urlsplit
+
+from tests.harness.loopback import LoopbackListener
 
 
 @dataclass(frozen=True)
@@ -25,41 +26,22 @@ class Seen:
         return f"{self.method} {self.target}"
 
 
-class LoopbackProxy:
+class LoopbackProxy(LoopbackListener):
     """A CONNECT and forward proxy on 127.0.0.1 (see the module's docstring)."""
 
     def __init__(self, routes: dict[tuple[str, int], int] | None = None) -> None:
         self.routes = dict(routes or {})
         self.seen: list[Seen] = []
         self.reached: list[tuple[str, int]] = []  # the (address, port) of each upstream connection
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._stopped = threading.Event()
+        super().__init__()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def lines(self) -> list[str]:
         return [s.line for s in self.seen]
-
-    def __enter__(self) -> LoopbackProxy:
-        threading.Thread(target=self._accept, daemon=True, name="loopback-proxy").start()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stopped.set()
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:

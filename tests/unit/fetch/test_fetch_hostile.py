@@ -28,6 +28,7 @@ from jwks_operator.fetch.fetcher import Fetcher, FetchSettings
 from jwks_operator.fetch.trust import CONTEXTS, MAX_CA_BUNDLE_BYTES, TrustContexts
 from jwks_operator.model.errors import FetchError
 from tests.harness.idp import JwksProvider
+from tests.harness.loopback import LoopbackListener
 
 BODY = b'{"keys": []}'
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -37,37 +38,14 @@ def fetcher(**settings: object) -> Fetcher:
     return Fetcher(FetchSettings(allow_private_networks=True, allow_http=True, **settings))  # type: ignore[arg-type]
 
 
-class RawServer:
+class RawServer(LoopbackListener):
     """A TCP server on loopback that answers each connection with `behave(conn, gone)`, where `gone()`
     tells whether the client has hung up; records how long each connection stayed open."""
 
     def __init__(self, behave: Callable[[socket.socket, Callable[[], bool]], None]) -> None:
         self.behave = behave
         self.held: list[float] = []  # seconds from accept to the client's hang-up (or our close)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._stopped = threading.Event()
-
-    @property
-    def port(self) -> int:
-        return int(self._listener.getsockname()[1])
-
-    def __enter__(self) -> RawServer:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stopped.set()
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         accepted = time.monotonic()
