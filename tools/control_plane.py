@@ -75,6 +75,16 @@ def go_binary() -> str:
     return found
 
 
+def version_ldflags(version: str) -> str:
+    """Go linker flags that stamp a Kubernetes binary with its version (as the release build does)."""
+    major, minor = version.removeprefix("v").split(".")[:2]
+    stamp = "k8s.io/component-base/version"
+    return (
+        f"-s -w -X {stamp}.gitVersion={version} -X {stamp}.gitMajor={major} "
+        f"-X {stamp}.gitMinor={minor} -X {stamp}.gitTreeState=clean"
+    )
+
+
 def _go(args: list[str], cwd: Path) -> str:
     env = {
         **os.environ,
@@ -109,12 +119,7 @@ def build(version: str = KUBERNETES, out: Path | None = None, only: tuple[str, .
     (src / "etcd" / "main.go").write_text(_ETCD_MAIN)
     (src / "tools.go").write_text(_TOOLS)
     _go(["mod", "tidy"], src)
-    major, minor = version.removeprefix("v").split(".")[:2]
-    stamp = "k8s.io/component-base/version"
-    ldflags = (
-        f"-s -w -X {stamp}.gitVersion={version} -X {stamp}.gitMajor={major} "
-        f"-X {stamp}.gitMinor={minor} -X {stamp}.gitTreeState=clean"
-    )
+    ldflags = version_ldflags(version)
     packages = {
         "etcd": "./etcd",
         "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",

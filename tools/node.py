@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.control_plane import KUBERNETES, _go, _go_mod
+from tools.control_plane import KUBERNETES, _go, _go_mod, version_ldflags
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_ROOT = ROOT / ".tools" / "node"
@@ -79,12 +79,7 @@ def binaries(version: str = KUBERNETES) -> Path:
     (src / "tools.go").write_text(_NODE_TOOLS)
     (src / "pause" / "main.go").write_text(_PAUSE)
     _go(["mod", "tidy"], src)
-    major, minor = version.removeprefix("v").split(".")[:2]
-    stamp = "k8s.io/component-base/version"
-    ldflags = (
-        f"-s -w -X {stamp}.gitVersion={version} -X {stamp}.gitMajor={major} "
-        f"-X {stamp}.gitMinor={minor} -X {stamp}.gitTreeState=clean"
-    )
+    ldflags = version_ldflags(version)
     packages = {
         "kubelet": "k8s.io/kubernetes/cmd/kubelet",
         "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
