@@ -41,6 +41,7 @@ from tests.harness.operator import free_port
 Obj = dict[str, Any]
 ADMIN = "admin"
 CONTROLLERS = "garbagecollector,namespace,serviceaccount,serviceaccount-token"
+SERVICE_CIDR = "10.96.0.0/16"  # Service addresses (the node tier routes them inside its namespace)
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
@@ -76,6 +77,10 @@ class ControlPlaneError(RuntimeError):
 
 class RealCluster:
     """etcd + kube-apiserver + kube-controller-manager, each a child process, on loopback ports."""
+
+    address = "127.0.0.1"  # the API server's bind and advertise address
+    authorization = "RBAC"
+    controllers = CONTROLLERS
 
     def __init__(
         self,
@@ -213,24 +218,24 @@ class RealCluster:
     def start_apiserver(self) -> None:
         """Start (or restart, keeping its port and etcd's data) the API server; wait for /readyz."""
         self.port = self.port or free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.url = f"https://{self.address}:{self.port}"
         w = self.workdir
         args = [
             f"--etcd-servers={self.etcd_url}",
             f"--etcd-compaction-interval={self.compaction}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={self.port}",
             f"--cert-dir={w / 'certs'}",
             f"--tls-cert-file={w / 'serving.crt'}",
             f"--tls-private-key-file={w / 'serving.key'}",
             f"--client-ca-file={w / 'ca.crt'}",
             f"--token-auth-file={w / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
+            f"--authorization-mode={self.authorization}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={w / 'sa.pub'}",
             f"--service-account-signing-key-file={w / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--audit-policy-file={w / 'audit-policy.yaml'}",
             f"--audit-log-path={w / 'audit.log'}",
             "--audit-log-format=json",
@@ -252,7 +257,7 @@ class RealCluster:
             "kube-controller-manager",
             [
                 f"--kubeconfig={kubeconfig}",
-                f"--controllers={CONTROLLERS}",
+                f"--controllers={self.controllers}",
                 f"--service-account-private-key-file={self.workdir / 'sa.key'}",
                 f"--root-ca-file={self.workdir / 'ca.crt'}",
                 "--use-service-account-credentials=false",

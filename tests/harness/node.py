@@ -25,14 +25,13 @@ from typing import Any
 import yaml
 from tools.node import NODE_ROOT, PAUSE_IMAGE
 
-from tests.harness.control_plane import ControlPlaneError, RealCluster
+from tests.harness.control_plane import SERVICE_CIDR, ControlPlaneError, RealCluster
 from tests.harness.operator import free_port
 from tests.harness.tools import kubectl
 
 NODE_IP = "10.87.0.1"
 POD_CIDR = "10.88.0.0/16"
 SERVICE_IP = "10.96.0.1"
-SERVICE_CIDR = "10.96.0.0/16"
 NODE_NAME = "node"
 CONTROLLERS = (
     "garbagecollector,namespace,serviceaccount,serviceaccount-token,deployment,replicaset,"
@@ -43,6 +42,10 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 class NodeCluster(RealCluster):
     """RealCluster on NODE_IP, with kube-scheduler, containerd and a kubelet (one node)."""
+
+    address = NODE_IP  # the API server's address is the `kubernetes` Service's endpoint, reachable from Pods
+    authorization = "Node,RBAC"
+    controllers = CONTROLLERS  # Deployments and Service endpoints too
 
     def __init__(self, workdir: Path, crds: Sequence[Mapping[str, Any]] = (), **kw: Any) -> None:
         super().__init__(workdir, crds, **kw)
@@ -92,51 +95,6 @@ class NodeCluster(RealCluster):
         serving = self._ca.issue_cert("127.0.0.1", NODE_IP, SERVICE_IP, "localhost", "kubernetes.default.svc")
         serving.cert_chain_pems[0].write_to_path(str(self.workdir / "serving.crt"))
         serving.private_key_pem.write_to_path(str(self.workdir / "serving.key"))
-
-    def start_apiserver(self) -> None:
-        """The API server on NODE_IP, advertised there (the `kubernetes` Service's endpoint)."""
-        self.port = self.port or free_port()
-        self.url = f"https://{NODE_IP}:{self.port}"
-        w = self.workdir
-        args = [
-            f"--etcd-servers={self.etcd_url}",
-            f"--bind-address={NODE_IP}",
-            f"--advertise-address={NODE_IP}",
-            f"--secure-port={self.port}",
-            f"--cert-dir={w / 'certs'}",
-            f"--tls-cert-file={w / 'serving.crt'}",
-            f"--tls-private-key-file={w / 'serving.key'}",
-            f"--client-ca-file={w / 'ca.crt'}",
-            f"--token-auth-file={w / 'tokens.csv'}",
-            "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={w / 'sa.pub'}",
-            f"--service-account-signing-key-file={w / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--endpoint-reconciler-type=none",
-        ]
-        self._spawn("kube-apiserver", args)
-        self._wait("kube-apiserver", lambda: self._get("/readyz") == 200, 90)
-
-    def _start_controller_manager(self) -> None:
-        kubeconfig = self._kubeconfig(self.workdir / "kcm.kubeconfig", self._controller_token)
-        self._spawn(
-            "kube-controller-manager",
-            [
-                f"--kubeconfig={kubeconfig}",
-                f"--controllers={CONTROLLERS}",
-                f"--service-account-private-key-file={self.workdir / 'sa.key'}",
-                f"--root-ca-file={self.workdir / 'ca.crt'}",
-                "--use-service-account-credentials=false",
-                "--leader-elect=false",
-                "--secure-port=0",
-            ],
-        )
-        self._wait(
-            "kube-controller-manager",
-            lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default") == 200,
-            60,
-        )
 
     def _start_scheduler(self) -> None:
         kubeconfig = self.write_kubeconfig(self.workdir / "scheduler.kubeconfig")
