@@ -119,25 +119,29 @@ def build(version: str = KUBERNETES, out: Path | None = None, only: tuple[str, .
     (src / "etcd" / "main.go").write_text(_ETCD_MAIN)
     (src / "tools.go").write_text(_TOOLS)
     _go(["mod", "tidy"], src)
-    ldflags = version_ldflags(version)
     packages = {
         "etcd": "./etcd",
         "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
         "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
     }
+    seconds = go_build(src, out, {name: packages[name] for name in missing}, version)
+    print(f"built {', '.join(missing)} in {seconds:.0f} s", file=sys.stderr)
+    return out
+
+
+def go_build(src: Path, out: Path, packages: dict[str, str], version: str) -> float:
+    """`go build` each package (binary name -> package) of the module in `src` into `out`, stamped with
+    `version`; an interrupted build leaves nothing that looks built. Returns the seconds it took."""
     started = time.monotonic()
-    partial = out / ".partial"  # an interrupted build leaves nothing that looks built
+    partial = out / ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    _go(
-        ["build", "-trimpath", "-ldflags", ldflags, "-o", f"{partial}/", *(packages[m] for m in missing)],
-        src,
-    )
-    for name in missing:
+    ldflags = version_ldflags(version)
+    _go(["build", "-trimpath", "-ldflags", ldflags, "-o", f"{partial}/", *packages.values()], src)
+    for name in packages:
         (partial / name).replace(out / name)
     partial.rmdir()
-    print(f"built {', '.join(missing)} in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    return out
+    return time.monotonic() - started
 
 
 def assets(version: str = KUBERNETES) -> dict[str, Path]:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tools.control_plane import KUBERNETES, _go, _go_mod, version_ldflags
+from tools.control_plane import KUBERNETES, _go, _go_mod, go_build
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_ROOT = ROOT / ".tools" / "node"
@@ -79,23 +78,13 @@ def binaries(version: str = KUBERNETES) -> Path:
     (src / "tools.go").write_text(_NODE_TOOLS)
     (src / "pause" / "main.go").write_text(_PAUSE)
     _go(["mod", "tidy"], src)
-    ldflags = version_ldflags(version)
     packages = {
         "kubelet": "k8s.io/kubernetes/cmd/kubelet",
         "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
         "pause": "./pause",
     }
-    started = time.monotonic()
-    partial = out / ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    _go(
-        ["build", "-trimpath", "-ldflags", ldflags, "-o", f"{partial}/", *(packages[m] for m in missing)], src
-    )
-    for name in missing:
-        (partial / name).replace(out / name)
-    partial.rmdir()
-    _log(f"built {', '.join(missing)} in {time.monotonic() - started:.0f} s")
+    seconds = go_build(src, out, {name: packages[name] for name in missing}, version)
+    _log(f"built {', '.join(missing)} in {seconds:.0f} s")
     return out
 
 
