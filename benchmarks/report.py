@@ -166,6 +166,12 @@ def section(results: Sequence[Result], settings: Settings, versions: str = "") -
         f"{r.initial_fetch_cpu:.1f} s ({sum(r.initial_fetches.values())} fetches, "
         f"{r.initial_connections} connections); "
         + ", ".join(f"{k} {v}" for k, v in sorted(r.initial_by_resource.items()))
+        + (
+            f"; rotation forced on {r.rotation_forced_objects} JwtSecrets (one per URL) for "
+            f"{r.rotation_affected} affected"
+            if r.rotation_forced_objects
+            else ""
+        )
         + "; the minimal client: "
         + ", ".join(f"{v} {r.minimal_calls.get(v, 0)}" for v in VERBS if r.minimal_calls.get(v))
         for r in results

@@ -88,6 +88,7 @@ class Result:
     floor_publish: float | None = None  # the minimal client updating as many ConfigMaps
     rotation_forced: float | None = None  # the forced refreshes all requested (s after rotating)
     rotation_affected: int = 0
+    rotation_forced_objects: int = 0  # JwtSecrets annotated to force the refresh (one per affected URL)
     rotation_writes: int = 0
     naive: naive.NaiveResult | None = None
     notes: list[str] = field(default_factory=list)

@@ -58,7 +58,9 @@ def rotation(
     kid = providers[0].rotate()
     start = time.monotonic()
     if settings.profile.forced:
-        force_refresh(cluster, forced_objects(todo, 0), settings.concurrency)
+        forced = forced_objects(todo, 0)
+        force_refresh(cluster, forced, settings.concurrency)
+        result.rotation_forced_objects = len(forced)
         result.rotation_forced = time.monotonic() - start
     deadline = start + max(60.0, settings.period * 10, 0.05 * len(affected))
     while time.monotonic() < deadline:

@@ -3,11 +3,16 @@ report.py): no cluster, no operator."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from benchmarks.__main__ import main
+from benchmarks.procstat import usage
 from benchmarks.profiles import MIB, PROFILES, REALISTIC, STRESS, bytes_per_object, select, slope
 from benchmarks.report import SYNC_COLUMNS, document, memory_line, sync_row
 from benchmarks.results import Result, Settings
+from benchmarks.rotation import forced_objects
+from benchmarks.workload import items
 
 
 def test_both_profiles_by_default_realistic_first() -> None:
@@ -89,3 +94,18 @@ def test_document_sections_per_backend_and_profile() -> None:
     assert "kept" in text
     again = document([(Settings(backend="real", profile=STRESS), [result])], text)
     assert again.index("<!-- bench:real-realistic -->") < again.index("<!-- bench:real-stress -->")
+
+
+def test_one_forced_object_per_url_of_the_rotating_provider() -> None:
+    urls = [f"https://127.0.0.1:{port}/.well-known/jwks.json" for port in (1, 2, 3, 4)]
+    todo = items(1000, urls)
+    forced = forced_objects(todo, 0)
+    affected = [i for i in todo if i.provider == 0]
+    assert len(forced) == len({i.url for i in affected}) == 25  # a quarter of the 100 URLs
+    assert {i.url for i in forced} == {i.url for i in affected}
+    assert len(affected) == 225  # 9 JwtSecrets per URL: the URL's source refreshes the other 8 too
+
+
+def test_resident_memory_is_read_with_the_peak() -> None:
+    now = usage(os.getpid())
+    assert 0 < now.rss_mib <= now.peak_rss_mib
