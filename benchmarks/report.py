@@ -143,7 +143,7 @@ SUMMARY = ("<!-- summary -->", "<!-- /summary -->")
 
 LEGACY = """
 
-The {backends} sections below, named by backend alone, are of the earlier single-profile
+The sections below named by backend alone ({backends}) are of the earlier single-profile
 benchmark (the stress workload, before the fetcher kept connections alive): their ms/object leaves
 the fetch threads out, their target s is max-age + 1 s, and they have no connections, bytes/object or
 forced s columns. The next run of that backend replaces them."""
