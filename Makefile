@@ -82,8 +82,9 @@ mutation-gate: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
-## Scale benchmark: N = 100, 1000, 10000 JwtSecrets on BACKEND=emulator (default) or BACKEND=real;
-## prints the tables and writes that backend's section of docs/performance.md.
+## Scale benchmark: N = 100, 1000, 10000 JwtSecrets on BACKEND=emulator (default) or BACKEND=real, under
+## both workload profiles (realistic, stress); prints the tables and writes that backend's sections of
+## docs/performance.md.
 BACKEND ?= emulator
 bench: $(STAMP) $(if $(filter real,$(BACKEND)),control-plane)
 	$(BIN)/python -m benchmarks --backend $(BACKEND)

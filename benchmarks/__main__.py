@@ -1,15 +1,18 @@
-"""`python -m benchmarks [--backend emulator|real]`: N = 100, 1000, 10000; prints the tables and writes
-the backend's section of docs/performance.md. `--quick`: N = 50 only, writes nothing (a smoke test)."""
+"""`python -m benchmarks [--backend emulator|real] [--profile-name realistic stress]`: N = 100, 1000, 10000
+under each workload profile (both by default, the realistic one first); prints the tables and writes the
+backend's sections of docs/performance.md. `--quick`: N = 50 only, writes nothing (a smoke test)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.backends import ROOT
 from benchmarks.bench import run
+from benchmarks.profiles import DEFAULT, PROFILES, select
 from benchmarks.real_backend import versions
 from benchmarks.report import document, tables
 from benchmarks.results import Result, Settings
@@ -25,6 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="emulator",
         help="the test emulator (default), or a real control plane built from source (make control-plane)",
     )
+    parser.add_argument(
+        "--profile-name",
+        nargs="+",
+        choices=tuple(PROFILES),
+        default=list(DEFAULT),
+        help="workload profiles (default: realistic stress): see benchmarks/profiles.py",
+    )
     parser.add_argument("--quick", action="store_true", help="N=50 only, 3 steady periods, write nothing")
     parser.add_argument("--sizes", type=int, nargs="+", help=f"object counts (default {SIZES})")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
@@ -39,19 +49,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_dir=args.profile,
         backend=args.backend,
     )
-    results: list[Result] = []
+    profiles = select(args.profile_name)
+    by_profile: dict[str, list[Result]] = {p.name: [] for p in profiles}
+
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     for n in sizes:
-        results.append(run(n, settings, progress=lambda text: print(text, file=sys.stderr, flush=True)))
-        print(tables(results[-1:]), flush=True)
-    if len(results) > 1:
-        print(tables(results), flush=True)
+        for result in run(n, settings, profiles, progress):
+            by_profile[result.profile.name].append(result)
+            print(f"{result.profile.name} profile\n\n{tables([result])}", flush=True)
+    runs = [(replace(settings, profile=p), by_profile[p.name]) for p in profiles]
+    if len(sizes) > 1:
+        for run_settings, results in runs:
+            print(f"{run_settings.profile.name} profile\n\n{tables(results)}", flush=True)
     if not (args.quick or args.no_write):
         previous = args.output.read_text() if args.output.exists() else ""
-        args.output.write_text(
-            document(results, settings, previous, versions() if settings.backend == "real" else "")
-        )
+        args.output.write_text(document(runs, previous, versions() if settings.backend == "real" else ""))
         print(f"wrote {args.output}", file=sys.stderr)
-    return 0 if all(r.latency and r.latency.ready == r.n for r in results) else 1
+    every = [r for _, results in runs for r in results]
+    return 0 if all(r.latency and r.latency.ready == r.n for r in every) else 1
 
 
 if __name__ == "__main__":

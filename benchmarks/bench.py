@@ -1,5 +1,6 @@
-"""One benchmark run of N JwtSecrets: initial sync, steady state, key rotation, the naive per-object
-baseline, and the minimal API client against a fresh cluster of the same backend (backends.py).
+"""One benchmark run of N JwtSecrets: for each workload profile (profiles.py) the initial sync, steady state,
+key rotation and (where the period is max-age) the naive per-object baseline, on a fresh cluster each; and
+once, the minimal API client against a fresh cluster of the same backend (backends.py): the floor.
 
 The providers run in this process as threaded HTTPS servers, the creators as a thread pool; the
 operator and the minimal client are subprocesses; the API server is the emulator (a thread of this
@@ -8,68 +9,37 @@ process) or a real control plane (child processes).
 
 from __future__ import annotations
 
-import collections
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import certifi
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
-from tests.harness.idp import JwksProvider, Record
+from tests.harness.idp import JwksProvider
 from tests.harness.operator import OperatorProcess
 
 from benchmarks import naive
-from benchmarks.backends import ROOT, Backend, Key, Monitor, backend, wait_for
-from benchmarks.emulator import Tally, user_agent
+from benchmarks.backends import ROOT, Backend, Key, backend, wait_for
+from benchmarks.measure import OPERATOR_AGENT, connections, fetches, marks, operator_calls, wait_quiet
 from benchmarks.procstat import thread_cpu_of, usage
-from benchmarks.rawhttp import MERGE_PATCH
-from benchmarks.results import WRITES, Latencies, Result, Settings
+from benchmarks.profiles import Profile
+from benchmarks.results import Latencies, Result, Settings
+from benchmarks.rotation import publish_floor, rotation
 from benchmarks.workload import Item, items, namespaces
 from jwks_operator.model.names import GROUP, PLURAL, VERSION
 
-OPERATOR_AGENT = "jwks-operator/"
 THREAD_CPU = "jwks_operator_thread_cpu_seconds_total"
 PROVIDERS = 4
 
 
-# -- measuring ----------------------------------------------------------------------------------------
-
-
-def operator_calls(
-    before: Tally, after: Tally, who: str = "operator"
-) -> tuple[dict[str, int], dict[str, int]]:
-    """API calls of one client between two tallies: by verb, and by "verb resource"."""
-    verbs: collections.Counter[str] = collections.Counter()
-    detail: collections.Counter[str] = collections.Counter()
-    for (client, verb, resource), count in (after - before).items():
-        if client == who and resource != "(discovery)":
-            verbs[verb] += count
-            detail[f"{verb} {resource}"] += count
-    return dict(verbs), dict(detail)
-
-
-def fetches(providers: list[JwksProvider], marks: list[int], agent: str) -> collections.Counter[int]:
-    """Statuses of the requests `agent` made to the providers since `marks` (log lengths)."""
-    statuses: collections.Counter[int] = collections.Counter()
-    for provider, mark in zip(providers, marks, strict=True):
-        with provider._lock:
-            records: list[Record] = provider.log[mark:]
-        for record in records:
-            if user_agent(record.headers).startswith(agent):
-                statuses[record.status] += 1
-    return statuses
-
-
-def marks(providers: list[JwksProvider]) -> list[int]:
-    """The providers' log lengths now."""
-    return [len(p.log) for p in providers]
+# -- creating and settling ----------------------------------------------------------------------------
 
 
 def create_all(cluster: Backend, todo: Iterable[Item], workers: int) -> tuple[dict[Key, float], float]:
@@ -96,16 +66,6 @@ def create_namespaces(cluster: Backend, names: Iterable[str]) -> None:
             "/api/v1/namespaces",
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
         )
-
-
-def wait_quiet(cluster: Backend, period: float, limit: int = 10) -> None:
-    """Until one `period` passes in which the operator wrote nothing (at most `limit` periods)."""
-    for _ in range(limit):
-        before = cluster.tally()
-        time.sleep(period)
-        writes, _ = operator_calls(before, cluster.tally())
-        if not any(writes.get(v) for v in WRITES):
-            return
 
 
 def pool_cpu(operator: OperatorProcess) -> dict[str, float]:
@@ -150,8 +110,9 @@ def operator_run(
     result: Result,
     progress: Callable[[str], None],
 ) -> None:
-    """Initial sync, steady state, rotation and the naive baseline, with the real operator. It trusts
-    `work`/trust.pem (a system-sized bundle); the naive clients only the test CA (`bundle`)."""
+    """Initial sync, steady state, rotation and (stress) the naive baseline, with the real operator, under
+    `settings.profile`. It trusts `work`/trust.pem (a system-sized bundle); the naive clients only the
+    test CA (`bundle`)."""
     todo = items(n, [p.url for p in providers])
     with backend(settings.backend, work) as cluster:
         create_namespaces(cluster, namespaces(n))
@@ -168,7 +129,7 @@ def operator_run(
         command: list[str] = [sys.executable, "-m", "jwks_operator"]
         if settings.profile_dir is not None:
             settings.profile_dir.mkdir(parents=True, exist_ok=True)
-            out = settings.profile_dir / f"operator-{settings.backend}-{n}.prof"
+            out = settings.profile_dir / f"operator-{settings.backend}-{settings.profile.name}-{n}.prof"
             command = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "jwks_operator"]
         log = work / "operator.log"
         operator = OperatorProcess(
@@ -180,10 +141,12 @@ def operator_run(
             metrics=True,
         )
         tally0, marks0 = cluster.tally(), marks(providers)  # the operator's startup calls count too
+        connections0 = connections(providers)
         with operator, cluster.monitor() as monitor:
             assert operator.process is not None
             pid = operator.process.pid
-            cpu0, server0 = usage(pid).cpu, cluster.server_cpu()  # not its start (imports): from here on
+            before = usage(pid)  # not its start (imports): from here on
+            cpu0, server0, result.rss_before_mib = before.cpu, cluster.server_cpu(), before.rss_mib
             main0 = thread_cpu_of(pid, pid)  # the event loop's thread: Kopf and the engine
             pools0 = pool_cpu(operator)
             timeout = settings.ready_timeout or 60 + 0.05 * n
@@ -196,6 +159,7 @@ def operator_run(
             result.server_cpu = cluster.server_cpu() - server0
             result.initial_calls, result.initial_by_resource = operator_calls(tally0, cluster.tally())
             result.initial_fetches = fetches(providers, marks0, OPERATOR_AGENT)
+            result.initial_connections = connections(providers) - connections0
 
             result.initial_main_cpu = thread_cpu_of(pid, pid) - main0
             pools = pool_cpu(operator)
@@ -204,39 +168,45 @@ def operator_run(
             progress(f"N={n}: all Ready or timed out; steady state")
             wait_quiet(cluster, settings.period)
             result.settle_seconds = wait_settled(pid, settings.period)
+            result.rss_after_mib = usage(pid).rss_mib
             steady(cluster, providers, pid, settings, result)
             rotation(cluster, monitor, providers, todo, settings, result)
-            urls = [item.url for item in todo if item.url is not None]
-            result.naive = naive.run(
-                urls,
-                period=settings.period,
-                duration=settings.period * settings.steady_periods,
-                ca_file=str(bundle),
-            )
+            if settings.profile.max_age <= settings.period:  # the naive clients fetch once per period
+                urls = [item.url for item in todo if item.url is not None]
+                result.naive = naive.run(
+                    urls,
+                    period=settings.period,
+                    duration=settings.period * settings.steady_periods,
+                    ca_file=str(bundle),
+                )
             result.peak_rss_mib = usage(pid).peak_rss_mib
-        result.notes += log_notes(n, operator.log())
-        if result.steady_per_period < 0.95 * result.urls:
+        result.notes += log_notes(f"N={n} ({settings.profile.name})", operator.log())
+        expected = result.expected_per_period
+        if expected >= 1 and result.steady_per_period < 0.95 * expected:
             result.notes.append(
-                f"N={n}: the operator fetched each URL less than once per period in the steady state "
-                f"({result.steady_per_period:.1f} fetches/period for {result.urls} URLs): it fell behind"
+                f"N={n} ({settings.profile.name}): the operator fetched each URL less than once per max-age "
+                f"in the steady state ({result.steady_per_period:.1f} fetches/period for {result.urls} "
+                "URLs): it fell behind"
             )
 
 
-def log_notes(n: int, text: str) -> list[str]:
+def log_notes(run: str, text: str) -> list[str]:
     """Errors and warnings in the operator's log: counts, and the first line of each kind."""
     notes: list[str] = []
     for level in ("ERROR", "WARNING"):
         lines = [line for line in text.splitlines() if f" {level} " in line]
         if lines:
-            notes.append(f"N={n}: {len(lines)} {level} line(s) in the operator log, first: {lines[0][:300]}")
+            notes.append(f"{run}: {len(lines)} {level} line(s) in the operator log, first: {lines[0][:300]}")
     return notes
 
 
 def steady(
     cluster: Backend, providers: list[JwksProvider], pid: int, settings: Settings, result: Result
 ) -> None:
-    """Several refresh periods with unchanged keys: fetches (all 304) and API calls (none)."""
+    """Several periods with unchanged keys: fetches (stress: all 304; realistic: none, max-age is hours),
+    connections and API calls (none)."""
     tally0, marks0, cpu0 = cluster.tally(), marks(providers), usage(pid).cpu
+    connections0 = connections(providers)
     start = time.monotonic()
     time.sleep(settings.period * settings.steady_periods)
     result.steady_seconds = time.monotonic() - start
@@ -244,69 +214,15 @@ def steady(
     result.steady_cpu = usage(pid).cpu - cpu0
     result.steady_calls, _ = operator_calls(tally0, cluster.tally())
     result.steady_fetches = fetches(providers, marks0, OPERATOR_AGENT)
-
-
-def rotation(
-    cluster: Backend,
-    monitor: Monitor,
-    providers: list[JwksProvider],
-    todo: list[Item],
-    settings: Settings,
-    result: Result,
-) -> None:
-    """A new key at provider 0: seconds until every affected ConfigMap lists it, and the writes."""
-    affected = [(item.namespace, f"{item.name}-jwks") for item in todo if item.provider == 0]
-    result.rotation_affected = len(affected)
-    tally0, mark = cluster.tally(), len(providers[0].log)
-    kid = providers[0].rotate()
-    start = time.monotonic()
-    deadline = start + max(60.0, settings.period * 10, 0.05 * len(affected))
-    while time.monotonic() < deadline:
-        if monitor.published(affected, kid) == len(affected):
-            result.rotation_seconds = time.monotonic() - start
-            break
-        time.sleep(0.05)
-    else:
-        result.notes.append(f"N={result.n}: rotation not published everywhere after {deadline - start:.0f} s")
-    result.rotation_fetched = (
-        last_refetch(providers[0], mark, {i.url for i in todo if i.provider == 0}) - start
-    )
-    wait_quiet(cluster, settings.period)
-    calls, _ = operator_calls(tally0, cluster.tally())
-    result.rotation_writes = sum(calls.get(v, 0) for v in WRITES)
-
-
-def last_refetch(provider: JwksProvider, mark: int, urls: set[str | None]) -> float:
-    """When the operator last fetched one of `urls` for the first time (a 200) after log index `mark`."""
-    paths = {urlsplit(url)._replace(scheme="", netloc="").geturl() for url in urls if url}
-    first: dict[str, float] = {}
-    with provider._lock:
-        records = provider.log[mark:]
-    for record in records:
-        if record.status == 200 and user_agent(record.headers).startswith(OPERATOR_AGENT):
-            first.setdefault(record.path, record.monotonic)
-    return max((t for path, t in first.items() if path in paths), default=float("nan"))
-
-
-def publish_floor(cluster: Backend, configmaps: list[Key], workers: int) -> float:
-    """Seconds the harness takes to change these ConfigMaps' jwks.json (one merge patch each)."""
-    api = cluster.harness()
-
-    def patch(key: Key) -> None:
-        body = {"data": {"jwks.json": '{"keys": []}'}}
-        api.request("PATCH", f"/api/v1/namespaces/{key[0]}/configmaps/{key[1]}", body, MERGE_PATCH)
-
-    start = time.monotonic()
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(patch, configmaps))
-    return time.monotonic() - start
+    result.steady_connections = connections(providers) - connections0
 
 
 def minimal_run(
-    n: int, settings: Settings, providers: list[JwksProvider], bundle: Path, work: Path, result: Result
+    n: int, settings: Settings, provider_urls: list[str], bundle: Path, work: Path, result: Result
 ) -> None:
-    """The same creation against a fresh cluster of the same backend, served by the minimal client."""
-    todo = items(n, [p.url for p in providers])
+    """The same creation against a fresh cluster of the same backend, served by the minimal client (which
+    fetches each URL once: one floor serves every profile)."""
+    todo = items(n, provider_urls)
     with backend(settings.backend, work) as cluster:
         create_namespaces(cluster, namespaces(n))
         command = [
@@ -341,29 +257,59 @@ def minimal_run(
             process.wait(10)
 
 
-def run(n: int, settings: Settings, progress: Callable[[str], None] = lambda _: None) -> Result:
-    """Benchmark N JwtSecrets."""
+FLOOR_FIELDS = ("minimal", "minimal_calls", "minimal_cpu", "minimal_server_cpu", "floor_publish")
+
+
+def run(
+    n: int,
+    settings: Settings,
+    profiles: Sequence[Profile],
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[Result]:
+    """Benchmark N JwtSecrets under each profile, against one floor: a Result per profile."""
     ca = trustme.CA()
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="jwks-bench-") as tmp:
         work = Path(tmp)
         bundle = work / "ca.pem"
         ca.cert_pem.write_to_path(str(bundle))
         # What the operator trusts: like a container's trust store (certifi's) plus the test CA.
-        (work / "trust.pem").write_bytes(Path(certifi.where()).read_bytes() + b"\n" + ca.cert_pem.bytes())
+        trust = Path(certifi.where()).read_bytes() + b"\n" + ca.cert_pem.bytes()
+        for profile in profiles:
+            providers = [
+                JwksProvider(ca=ca, max_age=profile.max_age, keep_alive=profile.keep_alive).start()
+                for _ in range(PROVIDERS)
+            ]
+            try:
+                todo = items(n, [p.url for p in providers])
+                result = Result(
+                    n,
+                    urls=len({i.url for i in todo if i.url}),
+                    static=sum(1 for i in todo if i.url is None),
+                    profile=profile,
+                    period=settings.period,
+                )
+                phase = work / profile.name
+                phase.mkdir()
+                (phase / "trust.pem").write_bytes(trust)
+                progress(f"N={n}: operator ({settings.backend}, {profile.name})")
+                chosen = replace(settings, profile=profile)
+                operator_run(n, chosen, providers, bundle, phase, result, progress)
+                results.append(result)
+            finally:
+                for provider in providers:
+                    provider.stop()
+        progress(f"N={n}: minimal client ({settings.backend})")
+        floor = Result(n, urls=0, static=0)
+        (work / "floor").mkdir()
         providers = [JwksProvider(ca=ca, max_age=settings.period).start() for _ in range(PROVIDERS)]
-        try:
-            todo = items(n, [p.url for p in providers])
-            result = Result(
-                n,
-                urls=len({i.url for i in todo if i.url}),
-                static=sum(1 for i in todo if i.url is None),
-                period=settings.period,
-            )
-            progress(f"N={n}: operator ({settings.backend})")
-            operator_run(n, settings, providers, bundle, work, result, progress)
-            progress(f"N={n}: minimal client ({settings.backend})")
-            minimal_run(n, settings, providers, bundle, work, result)
+        try:  # the minimal client fetches each URL once
+            minimal_run(n, settings, [p.url for p in providers], bundle, work / "floor", floor)
         finally:
             for provider in providers:
                 provider.stop()
-    return result
+    for result in results:
+        for name in FLOOR_FIELDS:
+            setattr(result, name, getattr(floor, name))
+        result.notes += floor.notes
+    return results

@@ -11,20 +11,23 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Usage:
-    """User+system CPU seconds so far and peak resident set size (VmHWM) in MiB."""
+    """User+system CPU seconds so far, peak resident set size (VmHWM) and resident set size now (VmRSS), in
+    MiB."""
 
     cpu: float
     peak_rss_mib: float
+    rss_mib: float = 0.0
 
 
 def usage(pid: int) -> Usage:
-    """The process's CPU seconds (user+sys, its own threads) and VmHWM."""
+    """The process's CPU seconds (user+sys, its own threads), VmHWM and VmRSS."""
     cpu = _cpu(Path(f"/proc/{pid}/stat").read_text())
-    peak = 0.0
+    memory = {"VmHWM:": 0.0, "VmRSS:": 0.0}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) / 1024
-    return Usage(cpu, peak)
+        fields = line.split()
+        if fields and fields[0] in memory:
+            memory[fields[0]] = int(fields[1]) / 1024
+    return Usage(cpu, memory["VmHWM:"], memory["VmRSS:"])
 
 
 def thread_cpu_of(pid: int, tid: int) -> float:

@@ -45,8 +45,12 @@ class JwksProvider:
         profile: str = "google",
         max_age: int = 1,
         hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+        keep_alive: bool = False,
     ) -> None:
         self.ca = ca
+        # HTTP/1.1 with persistent connections, as real providers serve; else HTTP/1.0, one per request
+        self.keep_alive = keep_alive
+        self.connections = 0  # connections accepted (with TLS: one full handshake each)
         self.hosts = hosts  # the names and addresses its TLS certificate is for
         self.profile = profile
         self.max_age = max_age
@@ -208,6 +212,13 @@ class JwksProvider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if provider.keep_alive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                super().setup()
+                with provider._lock:
+                    provider.connections += 1
+
             def do_GET(self) -> None:
                 try:
                     status = provider._respond(self)

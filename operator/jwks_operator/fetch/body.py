@@ -22,6 +22,12 @@ def body_chunks(response: requests.Response, limit: int) -> Iterator[bytes]:
     return _capped(_decoded(_received(response, limit), codings), limit, codings)
 
 
+def release(response: requests.Response) -> None:
+    """End a body-less answer (a 304) by reading its empty body: its connection then goes back to the
+    pool, kept alive (requests closes the connection of a response whose body was not read)."""
+    response.raw.read1(CHUNK, decode_content=False)
+
+
 def _capped(chunks: Iterator[bytes], limit: int, codings: list[str]) -> Iterator[bytes]:
     size = 0
     for chunk in chunks:

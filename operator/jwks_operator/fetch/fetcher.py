@@ -15,7 +15,7 @@ import urllib3
 
 from jwks_operator import __version__
 from jwks_operator.fetch.adapter import FetchAdapter, FetchSession
-from jwks_operator.fetch.body import ACCEPT_ENCODING, body_chunks
+from jwks_operator.fetch.body import ACCEPT_ENCODING, body_chunks, release
 from jwks_operator.fetch.deadline import Exchange, watched_exchange
 from jwks_operator.fetch.netguard import BlockedAddressError, check_target
 from jwks_operator.fetch.trust import CONTEXTS, MAX_CA_BUNDLE_BYTES
@@ -208,6 +208,7 @@ class Fetcher:
     def _finish(self, response: requests.Response, url: str, exchange: Exchange) -> FetchResult:
         kept = {k: response.headers[k] for k in CACHE_HEADERS if k in response.headers}
         if response.status_code == 304:
+            release(response)
             return FetchResult(304, None, kept, url)
         if response.status_code != 200:
             retry_after = delta_seconds(response.headers.get("Retry-After"))

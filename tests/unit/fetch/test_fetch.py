@@ -57,6 +57,23 @@ def test_fetch_and_revalidate(provider: JwksProvider) -> None:
     assert changed.headers["etag"] != first.headers["etag"]
 
 
+@pytest.mark.usefixtures("trusted")
+def test_a_kept_alive_connection_is_reused_after_200s_and_304s(ca: trustme.CA) -> None:
+    """Against a provider that keeps connections alive (as real ones do), one thread's fetches share one
+    connection, one TLS handshake: revalidations (304, no body) too, not only 200s read to their end."""
+    with JwksProvider(ca=ca, max_age=300, keep_alive=True) as provider:
+        fetch = fetcher()
+        first = fetch.fetch(provider.url)
+        statuses = [first.status]
+        for _ in range(3):
+            statuses.append(fetch.fetch(provider.url, etag=first.headers["etag"]).status)
+        provider.rotate()
+        statuses.append(fetch.fetch(provider.url, etag=first.headers["etag"]).status)
+        statuses.append(fetch.fetch(provider.url + "?tenant=2").status)
+        assert statuses == [200, 304, 304, 304, 200, 200]
+        assert (provider.count(), provider.connections) == (6, 1)
+
+
 def test_a_trust_bundle_is_parsed_once_per_file_not_per_connection(
     provider: JwksProvider, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
