@@ -41,10 +41,15 @@ class Target:
         return sorted(f for f in files if f.exists())
 
 
+# The gateway tests that cover every gateway at once: objects of the wrong shape, others' entries, marks.
+_SHARED_GATEWAY_TESTS = ("test_malformed.py", "test_foreign_entries.py", "test_marks.py")
+
+
 def _gateway(name: str) -> Target:
     """A gateway output: its mutate functions (Space Cloud's is ProjectWrite.__call__)."""
     folder = "tests/unit/publish/gateways"
-    tests = (f"{folder}/test_{name}.py", f"{folder}/test_mutations_{name}.py")
+    own = (f"test_{name}.py", f"test_mutations_{name}.py")
+    tests = tuple(f"{folder}/{test}" for test in (*own, *_SHARED_GATEWAY_TESTS))
     path = f"operator/jwks_operator/publish/gateways/{name}.py"
     return Target(path, tests, functions=("*.mutate", "*.__call__"))
 

@@ -284,6 +284,8 @@ class DirectoryVerifier:
     only jwks.json); `require_policy=False` accepts a bare jwks.json, checking signatures and times
     only."""
 
+    _verifier: Verifier  # set by reload_if_changed, which verify calls first (no stamp matches None)
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -297,7 +299,6 @@ class DirectoryVerifier:
         self.require_policy = require_policy
         self.profile = profile
         self._stamp: tuple[tuple[str, int, int], ...] | None = None
-        self._verifier = Verifier((), leeway=leeway, profile=profile)
 
     def _files(self) -> list[Path]:
         return sorted(p for p in self.path.glob("*.json") if p.is_file())

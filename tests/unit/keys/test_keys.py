@@ -248,17 +248,39 @@ def test_hmac_secret_length_and_algorithms() -> None:
     assert secret.decode() not in key_set.summary().__repr__()
 
 
+RFC7638_KEY = {  # RFC 7638, section 3.1 (its kid and alg left out)
+    "kty": "RSA",
+    "e": "AQAB",
+    "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECP"
+    "ebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQ"
+    "MicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr"
+    "3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+}
+RFC7638_THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
 def test_thumbprint_matches_rfc7638_example() -> None:
-    # RFC 7638, section 3.1.
-    jwk = {
-        "kty": "RSA",
-        "e": "AQAB",
-        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECP"
-        "ebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQ"
-        "MicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr"
-        "3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-    }
-    assert keys.thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    assert keys.thumbprint(RFC7638_KEY) == RFC7638_THUMBPRINT
+
+
+def test_a_public_key_without_kid_is_published_under_its_thumbprint() -> None:
+    """Every output names a kid-less key alike: by its RFC 7638 thumbprint, set by build_key_set; the same
+    key given again with that kid is then a repeat."""
+    key_set = keys.build_key_set([dict(RFC7638_KEY), {**RFC7638_KEY, "kid": RFC7638_THUMBPRINT}])
+    assert key_set.keys == ({**RFC7638_KEY, "kid": RFC7638_THUMBPRINT},)
+    assert key_set.rejected == (keys.Rejection(1, RFC7638_THUMBPRINT, "duplicate of an earlier key"),)
+    named = keys.build_key_set([{**RFC7638_KEY, "kid": "2011-04-29"}])
+    assert named.keys == ({**RFC7638_KEY, "kid": "2011-04-29"},), "a kid given is kept"
+
+
+def test_an_hmac_key_without_kid_gets_none() -> None:
+    """A thumbprint of an HMAC key is a hash of its secret: never published, so such a key keeps no kid;
+    two of them are both kept (nothing names them alike)."""
+    first = {"kty": "oct", "k": base64.urlsafe_b64encode(b"a" * 32).rstrip(b"=").decode()}
+    second = {"kty": "oct", "k": base64.urlsafe_b64encode(b"b" * 32).rstrip(b"=").decode()}
+    key_set = keys.build_key_set([first, second], allow_symmetric=True)
+    assert key_set.keys == (first, second)
+    assert key_set.rejected == ()
 
 
 def test_an_ec_key_without_y_from_yaml_says_to_quote_it() -> None:

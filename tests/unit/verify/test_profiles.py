@@ -18,7 +18,7 @@ from jwks_operator.keys.static import key_from_hmac
 from jwks_operator.publish.outputs import render
 from jwks_operator.resource.spec import parse_spec
 from jwks_operator.verify.profiles import PROFILES, SEED
-from jwks_operator.verify.verifier import Verifier
+from jwks_operator.verify.verifier import KeySource, Policy, Verifier, verify_with
 from tests.material import ec_key, private_pem, public_jwk, rsa_key
 
 NOW = 1_800_000_000
@@ -40,12 +40,14 @@ def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def token(claims: dict[str, Any], key: Any = RSA, alg: str = "RS256", **header: Any) -> str:
-    """Any header and claims (PyJWT's encode refuses an `iss` list or a `crit` header)."""
+def token(claims: dict[str, Any] | str, key: Any = RSA, alg: str = "RS256", **header: Any) -> str:
+    """Any header and claims, or any payload text (PyJWT's encode refuses an `iss` list or a `crit`
+    header)."""
     algorithm = get_default_algorithms()[alg]
     fields = {k: v for k, v in {"alg": alg, "kid": "r1", **header}.items() if v is not None}
     head = b64(json.dumps(fields).encode())
-    signing_input = f"{head}.{b64(json.dumps(claims).encode())}"
+    payload = claims if isinstance(claims, str) else json.dumps(claims)
+    signing_input = f"{head}.{b64(payload.encode())}"
     secret = key if isinstance(key, bytes) else private_pem(key)
     signature = algorithm.sign(signing_input.encode(), algorithm.prepare_key(secret))
     return f"{signing_input}.{b64(signature)}"
@@ -71,6 +73,30 @@ def test_crit_is_refused_by_the_seed_only() -> None:
     assert set(found.values()) == {"ok"}
     tampered = token(GOOD, crit=["exp2"], exp2=1)[:-4] + "AAAA"
     assert "ok" not in verdicts(tampered).values()
+
+
+NOT_AN_OBJECT = "Invalid payload string: must be a json object"
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ("not json", "Expecting value: line 1 column 1 (char 0)"),
+        ('["a", "list"]', NOT_AN_OBJECT),
+        ('"a string"', NOT_AN_OBJECT),
+    ],
+)
+def test_a_signed_payload_that_is_no_claims_object_is_refused_when_crit_is_ignored(
+    payload: str, problem: str
+) -> None:
+    """The profiles that ignore `crit` check its token's signature and payload themselves (PyJWT's decode
+    refuses crit): a well signed payload that is not a JSON object is refused with a reason, as it is
+    without crit, never accepted nor an exception."""
+    found = verdicts(token(payload, crit=["exp2"], exp2=1))
+    assert found.pop("seed") == "crit header: extension 'exp2' is not understood (RFC 7515 section 4.1.11)"
+    assert set(found.values()) == {f"invalid token: {problem}"}
+    without_crit = verdicts(token(payload)).values()
+    assert all(reason.startswith("invalid token: Invalid payload string: ") for reason in without_crit)
 
 
 def test_an_iss_list_is_a_string_for_envoy_and_a_list_for_the_seed_and_space_cloud() -> None:
@@ -106,11 +132,44 @@ def test_istio_needs_a_sub_for_the_request_principal() -> None:
     assert set(found.values()) == {"ok"}
 
 
+def test_istio_needs_a_sub_that_is_not_empty() -> None:
+    """An empty `sub` names no request principal: refused by istio as a missing one (PyJWT itself refuses a
+    `sub` that is not a string, for every profile)."""
+    found = verdicts(token({**GOOD, "sub": ""}))
+    assert found.pop("istio") == "no sub claim: istio needs one for a request principal (<iss>/<sub>)"
+    assert set(found.values()) == {"ok"}
+
+
+def test_without_issuers_a_token_without_iss_passes_every_profile() -> None:
+    """Envoy's rule that `iss` be a string applies to an `iss` the token has: none is no problem when no
+    issuer is required."""
+    no_issuers = render(parse_spec({"jwkUrl": "https://idp/jwks", "audiences": ["api"]}), KEYS)
+    without_iss = token({k: v for k, v in GOOD.items() if k != "iss"})
+    for name, profile in PROFILES.items():
+        result = Verifier.from_data(no_issuers, profile=profile).verify(without_iss, now=NOW)
+        assert (result.valid, result.claims.get("sub")) == (True, "alice"), (name, result.reason)
+    assert verdicts(without_iss)["envoy"] == "issuer None is not one of ['https://idp']"
+
+
 def test_envoy_has_no_ed448_key() -> None:
     found = verdicts(token(GOOD, EDWARDS, "EdDSA", kid="x448"))
     assert (found["seed"], found["envoy"]) == ("ok", "key 'x448' is not one envoy can verify with")
     assert found["spacecloud"] == "key 'x448' is not one spacecloud can verify with"
     assert verdicts(token(GOOD, EDWARDS, "EdDSA", kid=None))["envoy"] == "no key for algorithm EdDSA"
+
+
+def test_a_token_without_kid_and_no_key_the_gateway_can_use_names_no_key() -> None:
+    """Without a kid no key is named, so no key is "not one it can verify with": the source has no key
+    for the token, the least specific reason, and another source's reason wins in either order."""
+    ec_only = KeySource((public_jwk(ec_key(), kid="e1", alg="ES256", use="sig"),), Policy())
+    rs256 = token(GOOD, kid=None)
+    spacecloud = PROFILES["spacecloud"]
+    result = verify_with(ec_only, rs256, leeway=0, now=NOW, profile=spacecloud)
+    assert (result.valid, result.reason) == (False, "no key with kid None")
+    wrong_audience = Verifier.from_data(DATA).sources[0]
+    for sources in ([ec_only, wrong_audience], [wrong_audience, ec_only]):
+        result = Verifier(sources, profile=spacecloud).verify(token({**GOOD, "aud": "x"}, kid=None), now=NOW)
+        assert (result.valid, result.reason) == (False, "audience 'x' is not one of ['api']")
 
 
 def test_space_cloud_verifies_rsa_keys_with_rs256_only_and_no_ec_key() -> None:

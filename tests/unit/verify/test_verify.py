@@ -297,6 +297,26 @@ def test_rotation_after_another_token_error(monkeypatch: pytest.MonkeyPatch) -> 
     )
 
 
+def test_rotation_after_a_key_pyjwt_will_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should PyJWT refuse to load a key that passed the operator's key checks (a rule of its own), the
+    key is unusable and the next one is still tried."""
+    source = KeySource((public_jwk(OTHER, kid="r1"), public_jwk(RSA, kid="r1")), Policy())
+    alone = KeySource(source.keys[:1], Policy())
+    assert (source.problems, alone.problems) == ((None, None), (None,))  # checked (and kept) before PyJWT
+    load, refused = jwt.PyJWK, source.keys[0]["n"]
+
+    def picky(data: dict[str, Any], algorithm: str | None = None) -> Any:
+        if data.get("n") == refused:
+            raise jwt.PyJWKError("a rule of its own")
+        return load(data, algorithm)
+
+    monkeypatch.setattr(jwt, "PyJWK", picky)
+    expect(verify_with(source, sign(GOOD), leeway=0, now=NOW), True)
+    expect(
+        verify_with(alone, sign(GOOD), leeway=0, now=NOW), False, "key 'r1' is unusable: a rule of its own"
+    )
+
+
 def test_a_header_pyjwt_refuses_for_a_rule_of_its_own_is_malformed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Should PyJWT refuse a header for a rule this module does not know, the token is still refused."""
 

@@ -158,9 +158,9 @@ def _creator(meta: Mapping[str, Any]) -> tuple[str, str] | None:
     return (str(name), str(uid)) if name and uid else None
 
 
-def _admitted(annotations: Mapping[str, Any], who: str, creator: str | None) -> bool:
-    """Whether JwtSecret `who` may have rules in an object the operator created."""
-    return who == creator or allowed({"metadata": {"annotations": annotations}}, who)
+def _admitted(meta: Mapping[str, Any], who: str, creator: str | None) -> bool:
+    """Whether JwtSecret `who` may have rules in an object the operator created (of metadata `meta`)."""
+    return who == creator or allowed({"metadata": meta}, who)
 
 
 def _not_allowed(ref: ObjectRef, who: str, meta: Mapping[str, Any]) -> str:
@@ -208,11 +208,9 @@ def _publish(
                     annotations[ALLOW_ANNOTATION] = ",".join(allow)
                 meta["annotations"] = annotations
                 revoked = [
-                    key
-                    for key in marks.others
-                    if not _admitted(annotations, key.partition("/")[0], owner.name)
+                    key for key in marks.others if not _admitted(meta, key.partition("/")[0], owner.name)
                 ]
-            elif not _admitted(meta.get("annotations") or {}, owner.name, None):
+            elif not _admitted(meta, owner.name, None):
                 raise OutputError("NotAllowed", _not_allowed(ref, owner.name, meta))
         else:
             require_allowed(existing, ref, owner, "jwtRules")
@@ -232,9 +230,8 @@ def _publish(
                     f"{ref}: JwtSecret {theirs[issuer]} already manages the jwtRule of issuer {issuer}; "
                     "left untouched",
                 )
-            if issuer not in ours.values() and any(
-                _issuer(r) == issuer for i, r in enumerate(current) if i not in ours
-            ):
+            # no rule of ours has this issuer (claim matches by issuer), so any rule that has it is not ours
+            if issuer not in ours.values() and any(_issuer(r) == issuer for r in current):
                 raise OutputError(
                     "OutputConflict",
                     f"{ref} has a jwtRule for issuer {issuer} that jwks-operator did not write (or its "
@@ -247,8 +244,7 @@ def _publish(
                 merged.append(rule)
             elif issuer in wanted:  # ours: our fields set, a user's additions kept, jwksUri dropped
                 merged.append({**{k: v for k, v in rule.items() if k not in DROPPED}, **wanted[issuer]})
-        placed = {ours[i] for i in ours if ours[i] in wanted}
-        merged += [copy.deepcopy(r) for i, r in wanted.items() if i not in placed]
+        merged += [copy.deepcopy(r) for i, r in wanted.items() if i not in ours.values()]
         body: Body = copy.deepcopy(dict(existing))
         body["spec"] = {**(body.get("spec") or {}), "jwtRules": merged}
         meta = with_entries(meta, owner, {i: _prints(r) for i, r in wanted.items()}, drop=revoked)

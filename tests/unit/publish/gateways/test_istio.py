@@ -428,6 +428,50 @@ def test_the_creator_allows_others_in_and_takes_them_out() -> None:
         assert isinstance(write(joiner, IstioOutput("api-auth")).mutate(opened), dict)
 
 
+NOTE = {"example.com/note": "kept by hand"}  # an annotation of a user's on an object the operator made
+
+
+def test_the_creators_write_keeps_the_jwtsecrets_it_allows_and_the_objects_other_annotations() -> None:
+    """Its creator writing again (keys rotated) changes nothing of a JwtSecret it allows (its rules, mark,
+    ownerReference) nor of an annotation a user added; it takes out only the others."""
+    sharing = IstioOutput("api-auth", allow=("billing", "intruder"))
+    made = apply(write(context(owner=TEAM_A), sharing), None)
+    made["metadata"]["annotations"].update(NOTE)
+    joined = apply(
+        write(context(owner=BILLING, issuers=["https://b.example/"]), IstioOutput("api-auth")), made
+    )
+    joined = apply(
+        write(context(owner=INTRUDER, issuers=["https://i.example/"]), IstioOutput("api-auth")), joined
+    )
+    allowing = IstioOutput("api-auth", allow=("billing",))
+    rotated = apply(write(context(owner=TEAM_A, key_set=ROTATED), allowing), joined)
+    assert [r["issuer"] for r in rotated["spec"]["jwtRules"]] == [ISSUER, "https://b.example/"]
+    assert rotated["spec"]["jwtRules"][1] == joined["spec"]["jwtRules"][1], "billing's rule as it was"
+    assert rotated["spec"]["jwtRules"][0]["jwks"] == compact(ROTATED)
+    assert mark(rotated) == {"team-a/uid-a": [ISSUER], THEIRS: ["https://b.example/"]}
+    assert [r["name"] for r in rotated["metadata"]["ownerReferences"]] == ["team-a", "billing"]
+    annotations = rotated["metadata"]["annotations"]
+    assert {k: v for k, v in annotations.items() if k != MANAGED_ANNOTATION} == {
+        **NOTE,
+        SHARED_OWNER_ANNOTATION: "team-a",
+        ALLOW_ANNOTATION: "billing",
+    }
+    star = apply(write(context(owner=TEAM_A), IstioOutput("api-auth", allow=("*",))), joined)
+    assert mark(star) == mark(joined), '"*" keeps every joiner'
+
+
+def test_the_last_one_out_hands_the_object_over_with_the_users_annotations() -> None:
+    """The object its JwtSecrets made becomes the user's (it holds a user's rule): our annotations go, the
+    user's stay as they were."""
+    made = apply(write(context(owner=TEAM_A), IstioOutput("api-auth", allow=("billing",))), None)
+    made["metadata"]["annotations"].update(NOTE)
+    made["spec"]["jwtRules"].append(USER_RULE)
+    handed = apply(OUTPUT.release(TEAM_A, ["api-auth"])[0], made)
+    assert handed["spec"]["jwtRules"] == [USER_RULE]
+    assert "ownerReferences" not in handed["metadata"]
+    assert handed["metadata"]["annotations"] == NOTE
+
+
 def test_once_its_creator_is_gone_the_allow_list_stays_as_it_was() -> None:
     made = apply(write(context(owner=TEAM_A), IstioOutput("api-auth", allow=("billing",))), None)
     joined = apply(

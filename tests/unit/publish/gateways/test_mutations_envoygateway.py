@@ -1,9 +1,12 @@
 """Envoy Gateway output, paths the mutation run found untested (issue #28): a SecurityPolicy without
-spec or metadata, and a provider two JwtSecrets' marks both claim."""
+spec or metadata (or whose jwt its owner removed), and a provider two JwtSecrets' marks both claim."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from jwks_operator.publish.gateways.base import MANAGED_ANNOTATION
 from tests.unit.publish.gateways.helpers import ORDERS, apply
@@ -46,3 +49,16 @@ def test_releasing_a_policy_without_metadata_is_no_error() -> None:
         assert result is None or (
             isinstance(result, dict) and result["spec"]["jwt"]["providers"] == [USER_PROVIDER]
         )
+
+
+@pytest.mark.parametrize("jwt", [None, {"providers": []}, {"optional": True}])
+def test_a_policy_whose_owner_removed_jwt_stays_open_when_we_leave(jwt: dict[str, Any] | None) -> None:
+    """Its owner took our providers out on purpose (to open its routes): our release takes out only our
+    mark, and leaves no closed provider there (nor an error: no provider of ours is removed)."""
+    opened = apply(write(context()), policy())
+    del opened["spec"]["jwt"]
+    if jwt is not None:
+        opened["spec"]["jwt"] = jwt
+    released = apply(OUTPUT.release(ORDERS, ["orders-jwt"])[0], opened)
+    assert released["spec"] == opened["spec"]
+    assert MANAGED_ANNOTATION not in released["metadata"].get("annotations", {})

@@ -1,5 +1,6 @@
 """Istio output, paths the mutation run found untested (issue #28): objects missing members the API
-server usually fills, and a release that leaves another JwtSecret's ownership behind."""
+server usually fills (or that a user removed), and a release that leaves another JwtSecret's ownership
+behind."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ from typing import Any
 
 import pytest
 
+from jwks_operator.model.names import SHARED_OWNER_ANNOTATION
 from jwks_operator.publish.gateways.base import MANAGED_ANNOTATION, OutputError
 from jwks_operator.publish.writes import DELETE
 from tests.unit.publish.gateways.helpers import apply
-from tests.unit.publish.gateways.test_istio import BILLING, OUTPUT, context, user_object, write
+from tests.unit.publish.gateways.test_istio import (
+    BILLING,
+    OUTPUT,
+    USER_RULE,
+    context,
+    mark,
+    user_object,
+    write,
+)
 
 ORDERS_MARK, BILLING_MARK = "orders/uid-orders", "billing/uid-billing"
 
@@ -54,3 +64,32 @@ def test_an_object_we_made_is_kept_while_another_jwtsecret_owns_it() -> None:
     assert isinstance(left, dict)
     assert [r["name"] for r in left["metadata"]["ownerReferences"]] == ["billing"]
     assert "jwtRules" not in left["spec"]
+
+
+def without_annotations(body: dict[str, Any]) -> dict[str, Any]:
+    """An object we made, its annotations all removed by hand (its creator: our label and ownerReference)."""
+    stripped = copy.deepcopy(body)
+    del stripped["metadata"]["annotations"]
+    return stripped
+
+
+def test_our_object_stripped_of_its_annotations_is_annotated_again_by_its_creator() -> None:
+    """Its rules removed too: our rule is written again, with the creator annotation and our mark."""
+    created = apply(write(context()), None)
+    stripped = without_annotations(created)
+    stripped["spec"]["jwtRules"] = [USER_RULE]
+    body = apply(write(context()), stripped)
+    assert body["spec"]["jwtRules"] == [USER_RULE, created["spec"]["jwtRules"][0]]
+    assert body["metadata"]["annotations"][SHARED_OWNER_ANNOTATION] == "orders"
+    assert mark(body) == mark(created)
+    assert body["metadata"]["annotations"] == created["metadata"]["annotations"]
+
+
+def test_our_object_stripped_of_its_annotations_is_handed_over_with_its_rule() -> None:
+    """Without our mark the rule is not provably ours: the release keeps it, and the object is the user's."""
+    created = apply(write(context()), None)
+    handed = apply(OUTPUT.release(context().owner, ["api-auth"])[0], without_annotations(created))
+    assert handed is not DELETE
+    assert handed["spec"] == created["spec"]
+    assert "ownerReferences" not in handed["metadata"]
+    assert "annotations" not in handed["metadata"]

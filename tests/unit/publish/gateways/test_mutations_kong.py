@@ -4,14 +4,15 @@ of a conflict, and the KongConsumer's credential list kept in order, restored, a
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
-from jwks_operator.publish.gateways.base import OutputError, Write
+from jwks_operator.publish.gateways.base import MANAGED_ANNOTATION, OutputError, Write
 from jwks_operator.publish.outputs import labels, owner_reference
 from tests.unit.publish.gateways.helpers import ORDERS, apply
-from tests.unit.publish.gateways.test_kong import API, EC, R1, consumer, context, name
+from tests.unit.publish.gateways.test_kong import API, EC, MINE, R1, consumer, context, name
 
 
 def writes(kind: str, plan_writes: tuple[Write, ...]) -> list[Write]:
@@ -77,3 +78,16 @@ def test_releasing_our_only_credentials_empties_the_list() -> None:
     release = writes("KongConsumer", API.release(ORDERS, [name(R1), name(EC), "KongConsumer/api-user"]))[0]
     body = apply(release, current)
     assert body["credentials"] == []
+
+
+def test_a_credential_both_marks_claim_is_theirs_to_keep() -> None:
+    """Our mark and billing's both list our R1 credential (an edit by hand): when we no longer publish it,
+    or leave, billing still does, so it stays on the consumer."""
+    current = published("their-cred")
+    marks = json.loads(current["metadata"]["annotations"][MANAGED_ANNOTATION])
+    marks["billing/uid-billing"] = {name(R1): marks[MINE][name(R1)]}
+    current["metadata"]["annotations"][MANAGED_ANNOTATION] = json.dumps(marks)
+    rotated = apply(the_consumer_write(EC), current)
+    assert rotated["credentials"] == ["their-cred", name(R1), name(EC)]
+    release = writes("KongConsumer", API.release(ORDERS, [name(R1), name(EC), "KongConsumer/api-user"]))[0]
+    assert apply(release, current)["credentials"] == ["their-cred", name(R1)]

@@ -81,3 +81,14 @@ def test_new_material_under_the_same_kid_is_written() -> None:
 
 def test_our_entries_unchanged_write_nothing() -> None:
     assert the_write(context()).mutate(published()) is None
+
+
+def test_our_entries_removed_by_hand_are_written_again() -> None:
+    """Our mark still names them, but the project lacks them: the write puts them back (and keeps the
+    mark), rather than take the unchanged mark for an up-to-date project."""
+    body = apply(the_write(context()), published(secrets=[]))
+    assert config(body)["secrets"] == [entry(R1), entry(R2)]
+    assert (
+        body["metadata"]["annotations"][MANAGED_ANNOTATION]
+        == published()["metadata"]["annotations"][MANAGED_ANNOTATION]
+    )
