@@ -135,8 +135,10 @@ nginx and kong's credentials (Secrets) need nothing beyond the ConfigMap and Sec
 {{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.livenessProbe.port)) }}
 {{- fail (printf "metrics.port and livenessProbe.port must differ (both are %v)" .Values.metrics.port) }}
 {{- end }}
+{{- if .Values.overlapCheck }}
 {{- with include "jwks-operator.overlap" . }}
 {{- fail . }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -145,7 +147,8 @@ Several releases share a cluster only with disjoint watchNamespaces (README.md, 
 operators watching one namespace would both fetch and write its JwtSecrets' objects and status. Empty,
 or the first overlap with another jwks-operator Deployment in the cluster (another release, or deploy/),
 read from its container args: no --namespace watches all namespaces. Empty with `helm template`, which
-sees no cluster; this release's own Deployment (an upgrade) is not another.
+sees no cluster; this release's own Deployment (an upgrade) is not another. Run unless overlapCheck is
+off: Helm fails the render when the installer may not list Deployments in all namespaces.
 */}}
 {{- define "jwks-operator.overlap" -}}
 {{- $mine := .Values.watchNamespaces }}

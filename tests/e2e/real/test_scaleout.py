@@ -8,7 +8,8 @@ namespaces is A's (none is B's, and the other way round), including the release 
 gateway output (the finalizer both operators name alike) on deletion; the API server refuses each
 ServiceAccount the other's namespaces. `helm uninstall` of A, whose release installed the CRD, leaves the
 CRD and everyone's JwtSecrets and ConfigMaps, and B goes on reconciling. A third release overlapping
-either one is refused by `helm install`, naming the release it overlaps.
+either one is refused by `helm install`, naming the release it overlaps (unless `overlapCheck` is off), and
+upgrades leave the release itself out of the check.
 
 Runs on its own cluster: the chart creates its CRDs, and no other operator runs.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from tests.deploy.render import CHART
 from tests.harness.client import ClusterClient, wait_for
 from tests.harness.control_plane import RealCluster, Request
 from tests.harness.operator import OperatorProcess
+from tests.harness.readme import PATIENCE, README, Shell, clone, newcomer_env, steps
 from tests.harness.tools import kubectl, run
 from tests.material import ec_key, public_jwk
 
@@ -184,6 +187,10 @@ def test_two_releases_with_disjoint_namespaces(
                            values={"watchNamespaces": watched})  # fmt: skip
             assert refused.returncode != 0, f"an overlapping release {watched} was installed"
             assert f"overlaps release {overlapped} " in refused.stderr, refused.stderr
+        unchecked = {"watchNamespaces": ["team-a2"], "overlapCheck": False}  # what refused them
+        installed = helm(admin, "ops-c", "install", "jwks-operator-c", "--create-namespace", values=unchecked)
+        assert installed.returncode == 0, installed.stderr
+        assert helm(admin, "ops-c", "uninstall", "jwks-operator-c").returncode == 0
 
         # upgrades re-check the overlap, leaving the release itself out; B's notes warn while A would
         # delete the CRD on uninstall
@@ -221,3 +228,42 @@ def gone(kube: ClusterClient, ns: str, name: str) -> bool:
             return True
         raise
     return False
+
+
+def test_readme_scale_out_commands_as_written(tmp_path: Path) -> None:
+    """README.md's "Scale out: several releases" commands, unchanged, on a fresh control plane: two
+    releases deployed, each watching its namespaces, neither owning the CRD; a third overlapping one is
+    refused with the message the README quotes."""
+    (way,) = [step for step in steps("## Install") if step.title == "Scale out: several releases"]
+    with RealCluster(tmp_path / "cluster") as cluster:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        shell = Shell(newcomer_env(kubeconfig, tmp_path), clone(tmp_path))
+        try:
+            out = shell.run(way.script, PATIENCE)
+        finally:
+            shell.close()
+        assert out.count("STATUS: deployed") == 2, out
+        for release, watched in (("jwks-operator-a", ["team-a", "team-b"]), ("jwks-operator-b", ["team-c"])):
+            deployment = json.loads(
+                kubectl(kubeconfig, "get", "deploy", "-n", release, release, "-o", "json")
+            )
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert [a for a in container["args"] if a.startswith("--namespace")] == [
+                f"--namespace={ns}" for ns in watched
+            ]
+            manifest = run("helm", "get", "manifest", release, "-n", release, "--kubeconfig", str(kubeconfig))
+            assert "kind: CustomResourceDefinition" not in manifest.stdout, release
+        overlapping = [
+            "--set",
+            "watchNamespaces={team-b}",
+            "--create-namespace",
+            "--kubeconfig",
+            str(kubeconfig),
+        ]
+        third = run("helm", "install", "jwks-operator-c", str(CHART), "-n", "jwks-operator-c", *overlapping)
+        assert third.returncode != 0, "the overlapping release was installed"
+        quoted = re.search(
+            r"`(watchNamespaces \[team-b\] overlaps.*?)`", " ".join(README.read_text().split())
+        )
+        assert quoted, "README.md quotes the overlap error"
+        assert quoted.group(1) in third.stderr, third.stderr
