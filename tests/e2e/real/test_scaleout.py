@@ -1,7 +1,8 @@
 """Scale out (issue #26): two releases of the chart on one real control plane, with disjoint
 `watchNamespaces` (README.md, "Scale out: several releases").
 
-Release A installs the CRD, release B finds it installed and leaves it out. Each operator runs out of
+Release A installs the CRD, release B (with Kopf peering: replicaCount 2) finds it installed and leaves
+it out. Each operator runs out of
 cluster as its release's ServiceAccount (a TokenRequest token) with its Deployment's own args, as
 tests/e2e/real/test_helm.py runs the chart. The audit log says who did what: every request in A's
 namespaces is A's (none is B's, and the other way round), including the release of a JwtSecret with a
@@ -39,6 +40,8 @@ Obj = dict[str, Any]
 CRD = "jwtsecrets.jwks.dev"
 # release name -> (its namespace, the namespaces it watches)
 RELEASES = {"jwks-operator-a": ("ops-a", ["team-a1", "team-a2"]), "jwks-operator-b": ("ops-b", ["team-b1"])}
+# B runs with Kopf peering (HA values): its KopfPeering and its leader are its own
+EXTRA: dict[str, Obj] = {"jwks-operator-a": {}, "jwks-operator-b": {"replicaCount": 2, "peeringLifetime": 20}}
 WRITES = {"create", "update", "patch", "delete"}
 
 
@@ -60,7 +63,7 @@ def two_releases(
             kubectl(admin, "create", "namespace", ns)
         for release, (namespace, watched) in RELEASES.items():
             installed = helm(admin, namespace, "install", release, "--create-namespace",
-                             values={"watchNamespaces": watched})  # fmt: skip
+                             values={"watchNamespaces": watched, **EXTRA[release]})  # fmt: skip
             assert installed.returncode == 0, f"helm install {release}: {installed.stderr}"
         yield cluster, admin, ClusterClient(cluster.api_client(workdir / "client.kubeconfig"))
 
@@ -125,7 +128,9 @@ def test_two_releases_with_disjoint_namespaces(
     ]
     assert "CustomResourceDefinition" not in b_kinds, "B must neither own nor delete the CRD"
     assert "already installed by release jwks-operator-a (namespace ops-a)" in notes(admin, "jwks-operator-b")
-    assert not {"ClusterRole", "ClusterRoleBinding"} & set(b_kinds), b_kinds
+    assert not {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"} & set(b_kinds), b_kinds
+    peerings = kubectl(admin, "get", "kopfpeerings", "-A", "-o", "jsonpath={.items[*].metadata.namespace}")
+    assert peerings.split() == ["team-b1"], peerings
 
     names = {ns: f"app-{ns}" for _, watched in RELEASES.values() for ns in watched}
     released = {"team-a1": "out-a", "team-b1": "out-b"}  # JwtSecrets with a gateway output: a finalizer
@@ -196,7 +201,7 @@ def test_two_releases_with_disjoint_namespaces(
         # delete the CRD on uninstall
         for keep in (False, True):
             for release, (namespace, watched) in RELEASES.items():
-                values = {"watchNamespaces": watched, "crds": {"keep": keep}}
+                values = {"watchNamespaces": watched, "crds": {"keep": keep}, **EXTRA[release]}
                 upgraded = helm(admin, namespace, "upgrade", release, values=values)
                 assert upgraded.returncode == 0, upgraded.stderr
             warned = "WARNING: that release installed it without crds.keep" in notes(admin, "jwks-operator-b")
