@@ -135,6 +135,51 @@ nginx and kong's credentials (Secrets) need nothing beyond the ConfigMap and Sec
 {{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.livenessProbe.port)) }}
 {{- fail (printf "metrics.port and livenessProbe.port must differ (both are %v)" .Values.metrics.port) }}
 {{- end }}
+{{- if .Values.overlapCheck }}
+{{- with include "jwks-operator.overlap" . }}
+{{- fail . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Several releases share a cluster only with disjoint watchNamespaces (README.md, "Scale out"): two
+operators watching one namespace would both fetch and write its JwtSecrets' objects and status. Empty,
+or the first overlap with another jwks-operator Deployment in the cluster (another release, or deploy/),
+read from its container args: no --namespace watches all namespaces. Empty with `helm template`, which
+sees no cluster; this release's own Deployment (an upgrade) is not another. Run unless overlapCheck is
+off: Helm fails the render when the installer may not list Deployments in all namespaces.
+*/}}
+{{- define "jwks-operator.overlap" -}}
+{{- $mine := .Values.watchNamespaces }}
+{{- $found := "" }}
+{{- range $other := dig "items" (list) (lookup "apps/v1" "Deployment" "" "") }}
+{{- $labels := dig "metadata" "labels" (dict) $other }}
+{{- $where := dig "metadata" "namespace" "" $other }}
+{{- $release := get $labels "app.kubernetes.io/instance" }}
+{{- $self := and (eq $where $.Release.Namespace) (eq $release $.Release.Name) }}
+{{- if and (not $found) (eq (get $labels "app.kubernetes.io/part-of") "jwks-operator") (not $self) }}
+{{- $theirs := list }}
+{{- range $container := dig "spec" "template" "spec" "containers" (list) $other }}
+{{- $args := $container.args | default list }}
+{{- range $i, $arg := $args }}
+{{- if hasPrefix "--namespace=" $arg }}
+{{- $theirs = append $theirs (trimPrefix "--namespace=" $arg) }}
+{{- else if and (eq $arg "--namespace") (lt (add1 $i) (len $args)) }}
+{{- $theirs = append $theirs (index $args (add1 $i)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $shared := list }}
+{{- range $mine }}{{ if has . $theirs }}{{ $shared = append $shared . }}{{ end }}{{ end }}
+{{- if or (not $mine) (not $theirs) $shared }}
+{{- $ours := ternary (printf "[%s]" (join ", " $mine)) "[] (all namespaces)" (not (empty $mine)) }}
+{{- $what := ternary (printf "namespaces %s" (join ", " $theirs)) "all namespaces" (not (empty $theirs)) }}
+{{- $found = printf "watchNamespaces %s overlaps release %s (Deployment %s/%s), which watches %s: two jwks-operator releases must watch disjoint namespaces (README.md, \"Scale out\")" $ours (default "?" $release) $where $other.metadata.name $what }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $found }}
 {{- end }}
 
 {{/* The JwtSecret CRD as the cluster has it, when it was installed otherwise than by this release (by
