@@ -11,8 +11,8 @@ from kopf._core.actions import lifecycles, loggers
 from kopf._core.engines import indexing
 from kopf._core.reactor import inventory, processing
 
-from jwks_operator.app.handlers import build_settings
-from jwks_operator.model.names import MANAGED_SELECTOR
+from jwks_operator.app.handlers import build_registry, build_settings
+from jwks_operator.model.names import GROUP, PLURAL
 
 KOPF_FINALIZER = kopf.OperatorSettings().persistence.finalizer
 
@@ -68,4 +68,10 @@ def test_settings() -> None:
     assert not settings.posting.enabled
     assert settings.scanning.disabled
     assert not settings.peering.standalone
-    assert settings.watching.label_selectors["configmaps"] == MANAGED_SELECTOR
+    assert "configmaps" not in settings.watching.label_selectors  # watched outside Kopf (app/owned.py)
+
+
+def test_kopf_watches_jwtsecrets_only() -> None:
+    registry = build_registry(object())  # type: ignore[arg-type]  # the handlers are not called here
+    selectors = [h.selector for h in registry._watching.get_all_handlers()]
+    assert [(s.group, s.any_name) for s in selectors if s is not None] == [(GROUP, PLURAL)]
