@@ -20,7 +20,11 @@ def build_registry(engine: Engine) -> kopf.OperatorRegistry:
     def login(**kwargs: Any) -> Any:
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def news(body: kopf.Body, **_: Any) -> bool:
+        return not engine.echoed(body)
+
+    # Our own status patches echoed back are dropped by Kopf's filter (before its handler machinery).
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, when=news)
     async def jwtsecret_event(event: kopf.RawEvent, **_: Any) -> None:
         await engine.observe(event.get("type"), event["object"])
 

@@ -75,3 +75,48 @@ def test_kopf_watches_jwtsecrets_only() -> None:
     registry = build_registry(object())  # type: ignore[arg-type]  # the handlers are not called here
     selectors = [h.selector for h in registry._watching.get_all_handlers()]
     assert [(s.group, s.any_name) for s in selectors if s is not None] == [(GROUP, PLURAL)]
+
+
+class Engine:
+    """Records what Kopf hands to the engine; an event of resourceVersion "7" echoes our patch."""
+
+    def __init__(self) -> None:
+        self.observed: list[str] = []
+
+    def echoed(self, body: Any) -> bool:
+        return bool(body["metadata"]["resourceVersion"] == "7")
+
+    async def observe(self, event_type: str | None, body: Any) -> None:
+        self.observed.append(body["metadata"]["resourceVersion"])
+
+
+@pytest.mark.asyncio
+async def test_kopf_drops_the_echo_of_our_status_patch_before_the_handler() -> None:
+    engine = Engine()
+    registry = build_registry(engine)  # type: ignore[arg-type]
+    settings = build_settings()
+    for version in ("6", "7", "8"):
+        raw: bodies.RawBody = {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "JwtSecret",
+            "metadata": {"name": "x", "namespace": "n", "uid": "u", "resourceVersion": version},
+        }
+        body = bodies.Body(raw)
+        logger = loggers.LocalObjectLogger(body=body, settings=settings)
+        await processing.process_resource_causes(
+            lifecycle=lifecycles.all_at_once,
+            indexers=indexing.OperatorIndexers(),
+            registry=registry,
+            settings=settings,
+            resource=references.Resource(group=GROUP, version="v1alpha1", plural=PLURAL, namespaced=True),
+            raw_event={"type": "MODIFIED", "object": raw},
+            body=body,
+            patch=patches.Patch(),
+            memory=inventory.ResourceMemory(),
+            local_logger=logger,
+            event_logger=logger,
+            stream_pressure=None,
+            operator_paused=None,
+            consistency_time=None,
+        )
+    assert engine.observed == ["6", "8"]
