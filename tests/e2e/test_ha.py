@@ -1,5 +1,5 @@
 """HA: two real operators with Kopf peering on one cluster of the selected backend; exactly one
-reconciles.
+reconciles, and the one that took over repairs a published ConfigMap edited by hand.
 
 Runs on its own cluster (the session's standalone operator would otherwise answer too), with the
 chart's Kopf peering CRDs and a ClusterKopfPeering as the chart creates it. Failover times are measured
@@ -115,6 +115,11 @@ def test_one_replica_reconciles_and_another_takes_over(
             assert lines(b, "now leads") == 2
             requests_before = len(idp.log)
             wait_for(lambda: len(idp.log) > requests_before, PATIENCE, "b refreshes as leader")
+            # b watches the published ConfigMaps since it leads: a hand edit is put back.
+            good = kube.configmap("ha", "keys-jwks").data
+            edit = {"data": {"jwks.json": '{"keys": []}'}}
+            kube.core.patch_namespaced_config_map("keys-jwks", "ha", edit)
+            wait_for(lambda: kube.configmap("ha", "keys-jwks").data == good, PATIENCE, "b repairs an edit")
         print(
             f"\nfailover: graceful {graceful:.1f}s, crash {crashed:.1f}s (--peering-lifetime {LIFETIME}; "
             f"seen {seen_at - last_seen:.1f}s after a's last keep-alive)"

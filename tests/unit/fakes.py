@@ -163,6 +163,8 @@ class FakeKube(Kube):
         self.gates: dict[str, Gate] = {}  # method name -> the gate its next call waits at
         self.ca_bundles: dict[tuple[str, str], str] = {}  # (namespace, name) -> PEM; default: CA_PEM
         self.unserved: set[str] = set()  # kinds the API server does not serve (a gateway's CRD absent)
+        self.metadata: dict[tuple[str, str], dict[str, Any]] = {}  # JwtSecrets' metadata, as last applied
+        self.version = 1000  # the resourceVersion a status patch leaves
 
     def _call(self, *call: Any) -> None:
         self.calls.append(call)
@@ -238,7 +240,8 @@ class FakeKube(Kube):
         self._call("delete_owned", kind, name)
         return self.outputs.pop((kind, owner.namespace, name), None) is not None
 
-    def patch_status(self, namespace: str, name: str, patch: Any) -> None:
+    def patch_status(self, namespace: str, name: str, patch: Any) -> dict[str, Any]:
+        """The object as the patch left it, as the API server answers (only its metadata and status)."""
         self._call("patch_status", name, dict(patch))
         status = self.statuses.setdefault((namespace, name), {})
         for field_, value in patch.items():
@@ -246,6 +249,9 @@ class FakeKube(Kube):
                 status.pop(field_, None)
             else:
                 status[field_] = value
+        self.version += 1
+        meta = {**self.metadata.get((namespace, name), {}), "resourceVersion": str(self.version)}
+        return {"metadata": meta, "status": dict(status)}
 
     def event(self, owner: Owner, type_: Any, reason: str, message: str) -> None:
         self._call("event", owner.name, type_, reason)
@@ -383,7 +389,9 @@ class Rig:
 
     async def apply(self, name: str, spec: dict[str, Any], **options: Any) -> None:
         """Watch event for a JwtSecret, then all the work it makes due now."""
-        await self.engine.observe("MODIFIED", self.body(name, spec, **options))
+        body = self.body(name, spec, **options)
+        self.kube.metadata[(NS, name)] = body["metadata"]
+        await self.engine.observe("MODIFIED", body)
         await self.settle()
 
     async def settle(self) -> None:

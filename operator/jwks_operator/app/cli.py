@@ -36,6 +36,7 @@ from jwks_operator.app.cli_errors import (
     seconds,
 )
 from jwks_operator.app.handlers import build_registry, build_settings
+from jwks_operator.app.owned import OwnedWatch
 from jwks_operator.app.preflight import require_crds
 from jwks_operator.engine.engine import Backoff, Engine
 from jwks_operator.fetch.fetcher import Fetcher, FetchSettings
@@ -306,9 +307,14 @@ async def run_operator(
         resync_interval=args.resync_interval,
     )
 
+    owned = OwnedWatch(kube.http.api_client, args.namespace, engine.drift, asyncio.get_running_loop())
+
     def leadership_changed(leading: bool) -> None:
         metrics.leader.set(1 if leading else 0)
-        if not leading:
+        if leading:
+            owned.start()
+        else:
+            owned.stop()
             engine.stand_by()
 
     leadership.on_change = leadership_changed
@@ -318,6 +324,8 @@ async def run_operator(
     settings.peering.lifetime = args.peering_lifetime
     priority = args.priority if args.priority is not None else random.randint(1, 2**31 - 1)  # noqa: S311
     engine_task = asyncio.create_task(engine.run(), name="jwks-engine")
+    if leadership.leading:
+        owned.start()
     try:
         await kopf.operator(
             registry=build_registry(engine),
@@ -332,6 +340,7 @@ async def run_operator(
         )
     finally:
         leadership.uninstall()
+        await asyncio.to_thread(owned.stop, join=True)
         engine_task.cancel()
         await asyncio.gather(engine_task, return_exceptions=True)
 

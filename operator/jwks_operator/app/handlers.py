@@ -1,4 +1,5 @@
-"""Kopf wiring (thin): every JwtSecret watch event goes to the engine; login via the kubernetes client."""
+"""Kopf wiring (thin): every JwtSecret watch event goes to the engine; login via the kubernetes client.
+The ConfigMaps we publish are watched outside Kopf (app/owned.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import kopf
 
 from jwks_operator.engine.engine import Engine
-from jwks_operator.model.names import GROUP, MANAGED_SELECTOR, PLURAL, VERSION
+from jwks_operator.model.names import GROUP, PLURAL, VERSION
 
 
 def build_registry(engine: Engine) -> kopf.OperatorRegistry:
@@ -19,15 +20,15 @@ def build_registry(engine: Engine) -> kopf.OperatorRegistry:
     def login(**kwargs: Any) -> Any:
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def news(body: kopf.Body, **_: Any) -> bool:
+        return not engine.echoed(body)
+
+    # Our own status patches echoed back are dropped by Kopf's filter (before its handler machinery).
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, when=news)
     async def jwtsecret_event(event: kopf.RawEvent, **_: Any) -> None:
         await engine.observe(event.get("type"), event["object"])
 
-    # No client-side label filter: a ConfigMap relabelled by hand arrives as DELETED without the label.
-    @kopf.on.event("", "v1", "configmaps", registry=registry)
-    async def published_event(event: kopf.RawEvent, **_: Any) -> None:
-        engine.drift(event.get("type"), event["object"])
-
+    # The ConfigMaps we publish are watched outside Kopf (app/owned.py), feeding engine.drift.
     return registry
 
 
@@ -83,6 +84,4 @@ def build_settings(*, standalone: bool = True) -> kopf.OperatorSettings:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.progress_storage = NoProgress()
-    # Watch only the ConfigMaps we publish (server-side), so memory stays flat in big clusters.
-    settings.watching.label_selectors["configmaps"] = MANAGED_SELECTOR
     return settings

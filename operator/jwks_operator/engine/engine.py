@@ -157,6 +157,16 @@ class Engine:
         delay = self.sources.spacing_left(source, tracked.policy.min_interval)
         self.scheduler.schedule(("url", source.key), delay)
 
+    def echoed(self, body: Mapping[str, Any]) -> bool:
+        """Whether a JwtSecret watch event only echoes our own status patch: then it is taken as seen
+        (its resourceVersion, should an older event have come meanwhile) and needs no `observe`."""
+        meta = body.get("metadata") or {}
+        known = self.objects.get((str(meta.get("namespace")), str(meta.get("name"))))
+        if known is None or not known.is_echo(meta) or known.uid != meta.get("uid"):
+            return False
+        known.seen(body)
+        return True
+
     def forget(self, key: ObjKey, body: Mapping[str, Any] | None = None, *, gone: bool = True) -> None:
         """Stop tracking a deleted JwtSecret: what it owns alone goes with it (ownerReferences); its entries
         in shared objects are taken out here. `body`: the deleted (or, `gone` False, deleting) object."""

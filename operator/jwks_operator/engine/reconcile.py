@@ -242,7 +242,9 @@ class Reconciler:
         if patch is None or set(patch) <= TIMESTAMPS_ONLY:
             return  # a revalidation that changed nothing writes nothing
         try:
-            await self.lanes.call(Lane.STATUS, self.kube.patch_status, tracked.namespace, tracked.name, patch)
+            written = await self.lanes.call(
+                Lane.STATUS, self.kube.patch_status, tracked.namespace, tracked.name, patch
+            )
             self.metrics.api_writes.labels("JwtSecret/status", "patch").inc()
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
@@ -251,6 +253,8 @@ class Reconciler:
             raise
         problems = new_problems(tracked.status, new)
         tracked.status = new
+        if isinstance(written, Mapping):
+            tracked.wrote_status(written)
         for reason, message in problems:
             tracked.log(logging.WARNING, "%s: %s", reason, message)
             self.publisher.event(tracked, "Warning", reason, message)

@@ -13,7 +13,7 @@ from jwks_operator.keys.keyset import KeySet
 from jwks_operator.kube.adapter import Owner, TargetKind
 from jwks_operator.model.errors import AudienceRequiredError, JwksError, SpecError
 from jwks_operator.model.freshness import RefreshPolicy
-from jwks_operator.model.names import RELEASE_FINALIZER
+from jwks_operator.model.names import REFRESH_ANNOTATION, RELEASE_FINALIZER
 from jwks_operator.publish.gateways import Output, parse_outputs
 from jwks_operator.publish.writes import Known
 from jwks_operator.resource.spec import JwtSecretSpec, parse_spec, target_name
@@ -77,6 +77,7 @@ class Tracked:
     output_failures: int = 0
     finalizers: tuple[str, ...] = ()  # as last seen in a watch event, with its resourceVersion
     resource_version: str = ""
+    echo_version: str = ""  # of the object our last status patch left, when only its status changed
     listed_outputs: tuple[Output, ...] = ()  # the gateway outputs spec.outputs lists, parsed
     # Gateway outputs by id: their last outcome (from the stored status until this process writes them)
     # and a hash of what each was last rendered from (unchanged inputs write nothing).
@@ -131,6 +132,29 @@ class Tracked:
         meta = body.get("metadata") or {}
         self.finalizers = tuple(str(f) for f in meta.get("finalizers") or [])
         self.resource_version = str(meta.get("resourceVersion") or "")
+
+    def wrote_status(self, body: Mapping[str, Any]) -> None:
+        """Our status patch's answer, the object as the patch left it: when nothing but its status changed
+        since the last watch event (uid, generation, refresh request, finalizers, no deletion), it is
+        taken as seen and its resourceVersion kept, so that the watch event echoing it is known to be
+        ours (`is_echo`); otherwise that event is processed as any other."""
+        meta = body.get("metadata") or {}
+        unchanged = (
+            meta.get("uid") == self.uid
+            and int(meta.get("generation") or 0) == self.generation
+            and (meta.get("annotations") or {}).get(REFRESH_ANNOTATION) == self.refresh_request
+            and not meta.get("deletionTimestamp")
+            and tuple(str(f) for f in meta.get("finalizers") or []) == self.finalizers
+            and bool(meta.get("resourceVersion"))
+        )
+        self.echo_version = ""
+        if unchanged:
+            self.seen(body)
+            self.echo_version = self.resource_version
+
+    def is_echo(self, meta: Mapping[str, Any]) -> bool:
+        """Whether a watch event's object is the one our last status patch left (seen already)."""
+        return bool(self.echo_version) and meta.get("resourceVersion") == self.echo_version
 
     def resumable(self) -> bool:
         """After a restart: the stored status already describes this generation and is healthy (its

@@ -245,10 +245,10 @@ class Kube:
         return {JWKS_KEY: data[jwks], **({POLICY_KEY: data[policy]} if policy in data else {})}
 
     @api_errors
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """Merge-patch the JwtSecret's status subresource."""
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Merge-patch the JwtSecret's status subresource; the object as the patch left it."""
         where = custom_path(GROUP, VERSION, PLURAL, namespace, name, "status")
-        self.http.request("PATCH", where, {"status": dict(patch)}, content_type=MERGE_PATCH)
+        return self.http.request("PATCH", where, {"status": dict(patch)}, content_type=MERGE_PATCH)
 
     @api_errors
     def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:

@@ -26,7 +26,7 @@ from tests.harness.k8s.patches import patched
 from tests.harness.k8s.selectors import selector
 from tests.harness.k8s.status import ApiError
 from tests.harness.k8s.store import EVENT_LOG, Store, StoreKey
-from tests.harness.k8s.watch import DEFAULT_TIMEOUT, Watcher, stream
+from tests.harness.k8s.watch import DEFAULT_TIMEOUT, Watcher, bookmark, stream
 
 VERBS = {"list", "watch", "get", "create", "update", "patch", "delete"}
 _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -207,7 +207,10 @@ class ApiServer(kmock.KubernetesEmulator):
         assert raw is not None
         self.watchers.append(watcher)
         try:
-            return await stream(raw, watcher, backlog, float(params.get("timeoutSeconds") or DEFAULT_TIMEOUT))
+            timeout = float(params.get("timeoutSeconds") or DEFAULT_TIMEOUT)
+            marks = params.get("allowWatchBookmarks") in ("true", "1")
+            at_end = (lambda: bookmark(kind, str(self.state.rv))) if marks else None
+            return await stream(raw, watcher, backlog, timeout, at_end)
         finally:
             self.watchers.remove(watcher)
 

@@ -57,11 +57,23 @@ def expired(since: str) -> Obj:
     return {"type": "ERROR", "object": status}
 
 
+def bookmark(kind: Kind, resource_version: str) -> Obj:
+    """A BOOKMARK event: only the kind and a resourceVersion to resume from."""
+    meta = {"resourceVersion": resource_version}
+    obj = {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": meta}
+    return {"type": "BOOKMARK", "object": obj}
+
+
 async def stream(
-    raw: aiohttp.web.BaseRequest, watcher: Watcher, backlog: list[Obj], timeout: float
+    raw: aiohttp.web.BaseRequest,
+    watcher: Watcher,
+    backlog: list[Obj],
+    timeout: float,
+    bookmark_at_end: Callable[[], Obj] | None = None,
 ) -> aiohttp.web.StreamResponse:
     """Send the backlog, then the watcher's events until `timeout` seconds, an ERROR event, the end of
-    its queue or the client going away."""
+    its queue or the client going away. `bookmark_at_end` (allowWatchBookmarks): a BOOKMARK is sent
+    when the timeout ends the stream, as a real server sends one before it closes a watch."""
     response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(raw)
     deadline = asyncio.get_running_loop().time() + timeout
@@ -70,11 +82,13 @@ async def stream(
             await response.write(json.dumps(event).encode() + b"\n")
         while backlog[-1:] == [] or backlog[-1]["type"] != "ERROR":
             remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
             try:
+                if remaining <= 0:
+                    raise TimeoutError
                 item = await asyncio.wait_for(watcher.queue.get(), remaining)
             except TimeoutError:
+                if bookmark_at_end is not None:
+                    await response.write(json.dumps(bookmark_at_end()).encode() + b"\n")
                 break
             if item is None:
                 break

@@ -11,8 +11,8 @@ from kopf._core.actions import lifecycles, loggers
 from kopf._core.engines import indexing
 from kopf._core.reactor import inventory, processing
 
-from jwks_operator.app.handlers import build_settings
-from jwks_operator.model.names import MANAGED_SELECTOR
+from jwks_operator.app.handlers import build_registry, build_settings
+from jwks_operator.model.names import GROUP, PLURAL
 
 KOPF_FINALIZER = kopf.OperatorSettings().persistence.finalizer
 
@@ -68,4 +68,55 @@ def test_settings() -> None:
     assert not settings.posting.enabled
     assert settings.scanning.disabled
     assert not settings.peering.standalone
-    assert settings.watching.label_selectors["configmaps"] == MANAGED_SELECTOR
+    assert "configmaps" not in settings.watching.label_selectors  # watched outside Kopf (app/owned.py)
+
+
+def test_kopf_watches_jwtsecrets_only() -> None:
+    registry = build_registry(object())  # type: ignore[arg-type]  # the handlers are not called here
+    selectors = [h.selector for h in registry._watching.get_all_handlers()]
+    assert [(s.group, s.any_name) for s in selectors if s is not None] == [(GROUP, PLURAL)]
+
+
+class Engine:
+    """Records what Kopf hands to the engine; an event of resourceVersion "7" echoes our patch."""
+
+    def __init__(self) -> None:
+        self.observed: list[str] = []
+
+    def echoed(self, body: Any) -> bool:
+        return bool(body["metadata"]["resourceVersion"] == "7")
+
+    async def observe(self, event_type: str | None, body: Any) -> None:
+        self.observed.append(body["metadata"]["resourceVersion"])
+
+
+@pytest.mark.asyncio
+async def test_kopf_drops_the_echo_of_our_status_patch_before_the_handler() -> None:
+    engine = Engine()
+    registry = build_registry(engine)  # type: ignore[arg-type]
+    settings = build_settings()
+    for version in ("6", "7", "8"):
+        raw: bodies.RawBody = {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "JwtSecret",
+            "metadata": {"name": "x", "namespace": "n", "uid": "u", "resourceVersion": version},
+        }
+        body = bodies.Body(raw)
+        logger = loggers.LocalObjectLogger(body=body, settings=settings)
+        await processing.process_resource_causes(
+            lifecycle=lifecycles.all_at_once,
+            indexers=indexing.OperatorIndexers(),
+            registry=registry,
+            settings=settings,
+            resource=references.Resource(group=GROUP, version="v1alpha1", plural=PLURAL, namespaced=True),
+            raw_event={"type": "MODIFIED", "object": raw},
+            body=body,
+            patch=patches.Patch(),
+            memory=inventory.ResourceMemory(),
+            local_logger=logger,
+            event_logger=logger,
+            stream_pressure=None,
+            operator_paused=None,
+            consistency_time=None,
+        )
+    assert engine.observed == ["6", "8"]

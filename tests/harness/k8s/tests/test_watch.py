@@ -55,3 +55,17 @@ def test_live_watch_and_faults(cluster: EmulatedCluster, api: client.ApiClient, 
     assert [e["object"]["metadata"]["name"] for e in seen[0]] == ["f"]
     counts = cluster.call(ApiServer.counts)
     assert counts[("create", "configmaps")] >= 2
+
+
+def test_a_watch_asking_for_bookmarks_gets_one_when_its_timeout_ends_it(
+    cluster: EmulatedCluster, api: client.ApiClient, ns: str
+) -> None:
+    base = f"/api/v1/namespaces/{ns}/configmaps?watch=true&labelSelector=on"
+    start = core(api).list_namespaced_config_map(ns).metadata.resource_version
+    core(api).create_namespaced_config_map(ns, {"metadata": {"name": "off"}})  # not selected
+    now = core(api).list_namespaced_config_map(ns).metadata.resource_version
+    assert watch(cluster, f"{base}&resourceVersion={start}") == []
+    (mark,) = watch(cluster, f"{base}&resourceVersion={start}&allowWatchBookmarks=true")
+    assert mark["type"] == "BOOKMARK"
+    assert mark["object"]["kind"] == "ConfigMap"
+    assert mark["object"]["metadata"]["resourceVersion"] == now
