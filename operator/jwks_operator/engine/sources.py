@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential retry delays with jitter: base * 2^(failures-1), capped, at least Retry-After."""
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 ObjKey = tuple[str, str]  # (namespace, name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """Where a JwtSecret's keys go: an object of an output kind, alone or shared with others."""
 
@@ -48,7 +48,7 @@ class Target:
         return cls(kind, str(name), bool(raw.get("shared")))
 
 
-@dataclass
+@dataclass(slots=True)
 class Tracked:
     """One JwtSecret as the engine knows it."""
 

@@ -24,7 +24,7 @@ RETAIN_MARGIN = 0.05  # re-publish this long after a retained key expires, so it
 MAX_PARSED = 8  # algorithm allow-lists whose parse of a document is kept per URL (others: parsed again)
 
 
-@dataclass
+@dataclass(slots=True)
 class UrlSource:
     """One JWK URL (with one TLS trust setting) shared by all JwtSecrets naming it."""
 

@@ -27,7 +27,7 @@ MAX_REDIRECTS = 5
 CACHE_HEADERS = ("cache-control", "expires", "date", "age", "etag", "last-modified", "content-type")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FetchResult:
     """A 200 (with body) or 304 (body None) response with its caching headers (lower-case names)."""
 
@@ -37,7 +37,7 @@ class FetchResult:
     url: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FetchSettings:
     """Network limits for one fetch: `deadline` bounds all of it (DNS aside: connect, TLS, status line,
     headers, body, every redirect); the timeouts bound each connect and each wait for bytes."""

@@ -53,7 +53,7 @@ SECRET_MEMBERS = (*PRIVATE_MEMBERS, *PUBLIC_MEMBERS["oct"])
 METADATA_MEMBERS = ("kid", "alg", "use", "key_ops", "x5c", "x5t", "x5t#S256")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Algorithm:
     """What a JWS algorithm (RFC 7518 section 3) asks of a key."""
 
@@ -110,7 +110,7 @@ def key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """A dropped key: its position in the source, its kid if any, and why (both made printable and cut
     short here, whoever builds it: they reach status, events and text logs)."""

@@ -53,7 +53,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretKey:
     """One key of a Secret, and whether its owner lets it leave Secrets (HMAC_EXPORT_ANNOTATION lists the
     JwtSecret that read it)."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from jwks_operator.model.durations import format_duration
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RefreshPolicy:
     """Operator-wide or per-object bounds on the refresh interval, in seconds."""
 
@@ -20,7 +20,7 @@ class RefreshPolicy:
     stale_after: float = 24 * 3600.0  # keys this long past their refresh time make Ready=False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Freshness:
     """What the response headers say: a lifetime in seconds, or none given."""
 

@@ -30,7 +30,7 @@ TargetKind = Literal["ConfigMap", "Secret"]
 MAX_DATA_BYTES = 900 * 1024  # of a published ConfigMap/Secret (base64 counted for a Secret)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Owner:
     """The JwtSecret that owns a published object."""
 

@@ -34,7 +34,7 @@ def _listed(names: Sequence[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fit:
     """The keys a gateway gets, and what is said about the others (empty when it takes them all)."""
 

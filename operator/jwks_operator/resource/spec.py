@@ -36,7 +36,7 @@ MAX_DURATION = (2**63 - 1) / 1e9
 SourceKind = Literal["jwkUrl", "jwks", "pem", "secretRef"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretRef:
     """A key inside a Secret of the JwtSecret's namespace."""
 
@@ -45,7 +45,7 @@ class SecretRef:
     kid: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaBundleRef:
     """A PEM CA bundle in a ConfigMap or Secret of the JwtSecret's namespace."""
 
@@ -54,7 +54,7 @@ class CaBundleRef:
     key: str = "ca.crt"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RefreshSpec:
     """Per-object refresh overrides in seconds (None: the operator-wide default)."""
 
@@ -75,7 +75,7 @@ class RefreshSpec:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JwtSecretSpec:
     """A validated JwtSecret spec."""
 

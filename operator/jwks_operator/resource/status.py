@@ -20,7 +20,7 @@ MAX_MESSAGE = 32768  # metav1.Condition's message
 MakeCondition = Callable[[str, bool, str, str], dict[str, Any]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutputStatus:
     """The outcome of one output's last write, for status.outputs."""
 
@@ -54,7 +54,7 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """The result of one reconciliation, as input to the status."""
 

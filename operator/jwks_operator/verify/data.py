@@ -61,7 +61,7 @@ def _names(doc: Mapping[str, Any], member: str, entry: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     """The verification policy of one published key set (policy.json)."""
 

@@ -41,7 +41,7 @@ def _every_key(key: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Profile:
     """One gateway's rules, where they differ from the seed's."""
 

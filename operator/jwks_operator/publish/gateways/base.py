@@ -69,7 +69,7 @@ def entries_at(body: Mapping[str, Any], ref: object, *path: str) -> list[Any]:
     return list(node)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectRef:
     """One namespaced API object, enough to build its REST path."""
 
@@ -88,7 +88,7 @@ class ObjectRef:
         return f"{self.kind} {self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Write:
     """One object to bring to what `mutate` wants (writes.write)."""
 
@@ -96,7 +96,7 @@ class Write:
     mutate: Mutate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     """What an output is rendered from: the JwtSecret, its spec and its resolved keys."""
 
@@ -107,7 +107,7 @@ class Context:
     previous: tuple[str, ...] = ()  # objects this output held our keys in after its last write
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     """An output's writes, in order, and what to report."""
 
@@ -202,7 +202,7 @@ def _mark(value: Any) -> Mark | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Marks:
     """A shared object's marks as one JwtSecret sees them."""
 

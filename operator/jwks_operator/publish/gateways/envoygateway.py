@@ -60,7 +60,7 @@ OURS = ("name", "issuer", "audiences", "localJWKS")
 DROPPED = (*OURS, "remoteJWKS")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EnvoyGatewayOutput:
     """spec.outputs[].envoyGateway: the SecurityPolicy's name and our provider's (default the JwtSecret's)."""
 

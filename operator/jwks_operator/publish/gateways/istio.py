@@ -57,7 +57,7 @@ _LABEL_KEY_RE = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IstioOutput:
     """spec.outputs[].istio: the RequestAuthentication's name, the selector it is created with, and who else
     may add rules to it when this JwtSecret creates it."""

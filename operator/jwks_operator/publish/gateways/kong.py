@@ -58,7 +58,7 @@ CONSUMER = "KongConsumer/"  # the prefix of the consumer among a plan's objects 
 MAX_NAME = 253
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KongOutput:
     """spec.outputs[].kong: the KongConsumer to list the credentials in (none: the user lists them)."""
 

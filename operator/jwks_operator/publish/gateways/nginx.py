@@ -21,7 +21,7 @@ SECRET_TYPE = "nginx.org/jwk"  # noqa: S105 (a Secret type, not a password)
 DATA_KEY = "jwk"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NginxOutput:
     """spec.outputs[].nginx: the Secret's name (default <jwtsecret>-jwk)."""
 

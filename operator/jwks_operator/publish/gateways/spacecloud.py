@@ -69,7 +69,7 @@ _CLUSTER_RE = re.compile(r"^[a-z0-9][-a-z0-9.]*$")  # the start of a ConfigMap n
 _PROJECT_RE = re.compile(r"^[-a-z0-9.]*[a-z0-9]$")  # its end
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpaceCloudOutput:
     """spec.outputs[].spaceCloud: the project, its cluster (default "default"), and whether an HMAC secret
     may be written into the project's ConfigMap."""
