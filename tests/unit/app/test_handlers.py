@@ -17,6 +17,34 @@ from jwks_operator.model.names import GROUP, PLURAL
 KOPF_FINALIZER = kopf.OperatorSettings().persistence.finalizer
 
 
+async def kopf_event(
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    resource: references.Resource,
+    raw: bodies.RawBody,
+) -> patches.Patch:
+    """Kopf's own processing of one MODIFIED event of `raw` (no cluster): the patch it would apply."""
+    body, patch = bodies.Body(raw), patches.Patch()
+    logger = loggers.LocalObjectLogger(body=body, settings=settings)
+    await processing.process_resource_causes(
+        lifecycle=lifecycles.all_at_once,
+        indexers=indexing.OperatorIndexers(),
+        registry=registry,
+        settings=settings,
+        resource=resource,
+        raw_event={"type": "MODIFIED", "object": raw},
+        body=body,
+        patch=patch,
+        memory=inventory.ResourceMemory(),
+        local_logger=logger,
+        event_logger=logger,
+        stream_pressure=None,
+        operator_paused=None,
+        consistency_time=None,
+    )
+    return patch
+
+
 async def finalizers_after_an_event(settings: kopf.OperatorSettings, finalizers: list[str]) -> list[str]:
     """The finalizers of a ConfigMap after Kopf handled one event of it with an event handler only."""
     registry = kopf.OperatorRegistry()
@@ -30,24 +58,8 @@ async def finalizers_after_an_event(settings: kopf.OperatorSettings, finalizers:
         "kind": "ConfigMap",
         "metadata": {"name": "x", "namespace": "n", "finalizers": list(finalizers)},
     }
-    body, patch = bodies.Body(raw), patches.Patch()
-    logger = loggers.LocalObjectLogger(body=body, settings=settings)
-    await processing.process_resource_causes(
-        lifecycle=lifecycles.all_at_once,
-        indexers=indexing.OperatorIndexers(),
-        registry=registry,
-        settings=settings,
-        resource=references.Resource(group="", version="v1", plural="configmaps", namespaced=True),
-        raw_event={"type": "MODIFIED", "object": raw},
-        body=body,
-        patch=patch,
-        memory=inventory.ResourceMemory(),
-        local_logger=logger,
-        event_logger=logger,
-        stream_pressure=None,
-        operator_paused=None,
-        consistency_time=None,
-    )
+    configmaps = references.Resource(group="", version="v1", plural="configmaps", namespaced=True)
+    patch = await kopf_event(registry, settings, configmaps, raw)
     assert not dict(patch), "an event handler alone makes Kopf write no annotation or status"
     for change in patch.fns:
         change(raw)
@@ -95,28 +107,12 @@ async def test_kopf_drops_the_echo_of_our_status_patch_before_the_handler() -> N
     engine = Engine()
     registry = build_registry(engine)  # type: ignore[arg-type]
     settings = build_settings()
+    jwtsecrets = references.Resource(group=GROUP, version="v1alpha1", plural=PLURAL, namespaced=True)
     for version in ("6", "7", "8"):
         raw: bodies.RawBody = {
             "apiVersion": f"{GROUP}/v1alpha1",
             "kind": "JwtSecret",
             "metadata": {"name": "x", "namespace": "n", "uid": "u", "resourceVersion": version},
         }
-        body = bodies.Body(raw)
-        logger = loggers.LocalObjectLogger(body=body, settings=settings)
-        await processing.process_resource_causes(
-            lifecycle=lifecycles.all_at_once,
-            indexers=indexing.OperatorIndexers(),
-            registry=registry,
-            settings=settings,
-            resource=references.Resource(group=GROUP, version="v1alpha1", plural=PLURAL, namespaced=True),
-            raw_event={"type": "MODIFIED", "object": raw},
-            body=body,
-            patch=patches.Patch(),
-            memory=inventory.ResourceMemory(),
-            local_logger=logger,
-            event_logger=logger,
-            stream_pressure=None,
-            operator_paused=None,
-            consistency_time=None,
-        )
+        await kopf_event(registry, settings, jwtsecrets, raw)
     assert engine.observed == ["6", "8"]
