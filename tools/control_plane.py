@@ -110,38 +110,44 @@ def _go_mod(version: str, work: Path) -> str:
 def build(version: str = KUBERNETES, out: Path | None = None, only: tuple[str, ...] = BINARIES) -> Path:
     """Build the binaries named in `only` into `out` (default .tools/k8s/<version>) unless present."""
     out = out or BUILD_ROOT / version
-    missing = [name for name in only if not (out / name).is_file()]
-    if not missing:
-        return out
-    src = out / "src"
-    (src / "etcd").mkdir(parents=True, exist_ok=True)
-    (src / "go.mod").write_text(_go_mod(version, src))
-    (src / "etcd" / "main.go").write_text(_ETCD_MAIN)
-    (src / "tools.go").write_text(_TOOLS)
-    _go(["mod", "tidy"], src)
     packages = {
         "etcd": "./etcd",
         "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
         "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
     }
-    seconds = go_build(src, out, {name: packages[name] for name in missing}, version)
-    print(f"built {', '.join(missing)} in {seconds:.0f} s", file=sys.stderr)
+    files = {"etcd/main.go": _ETCD_MAIN, "tools.go": _TOOLS}
+    go_build(out, version, files, {name: packages[name] for name in only})
     return out
 
 
-def go_build(src: Path, out: Path, packages: dict[str, str], version: str) -> float:
-    """`go build` each package (binary name -> package) of the module in `src` into `out`, stamped with
-    `version`; an interrupted build leaves nothing that looks built. Returns the seconds it took."""
+def go_build(out: Path, version: str, files: dict[str, str], packages: dict[str, str]) -> list[str]:
+    """Build the binaries of `packages` (name -> Go package) missing from `out`, from a wrapper module in
+    `out/src` (its go.mod pins Kubernetes at `version`; `files`: its other files, by relative path),
+    stamped with `version`; an interrupted build leaves nothing that looks built. Returns what it built
+    (logged with the time it took)."""
+    missing = [name for name in packages if not (out / name).is_file()]
+    if not missing:
+        return []
+    src = out / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "go.mod").write_text(_go_mod(version, src))
+    for relative, text in files.items():
+        (src / relative).parent.mkdir(parents=True, exist_ok=True)
+        (src / relative).write_text(text)
+    _go(["mod", "tidy"], src)
     started = time.monotonic()
     partial = out / ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     ldflags = version_ldflags(version)
-    _go(["build", "-trimpath", "-ldflags", ldflags, "-o", f"{partial}/", *packages.values()], src)
-    for name in packages:
+    _go(
+        ["build", "-trimpath", "-ldflags", ldflags, "-o", f"{partial}/", *(packages[m] for m in missing)], src
+    )
+    for name in missing:
         (partial / name).replace(out / name)
     partial.rmdir()
-    return time.monotonic() - started
+    print(f"built {', '.join(missing)} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return missing
 
 
 def assets(version: str = KUBERNETES) -> dict[str, Path]:

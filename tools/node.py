@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.control_plane import KUBERNETES, _go, _go_mod, go_build
+from tools.control_plane import KUBERNETES, go_build
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_ROOT = ROOT / ".tools" / "node"
@@ -68,23 +68,12 @@ def _log(message: str) -> None:
 def binaries(version: str = KUBERNETES) -> Path:
     """kubelet, kube-scheduler and pause in `.tools/node/<version>/` (built when missing)."""
     out = NODE_ROOT / version
-    names = ("kubelet", "kube-scheduler", "pause")
-    missing = [name for name in names if not (out / name).is_file()]
-    if not missing:
-        return out
-    src = out / "src"
-    (src / "pause").mkdir(parents=True, exist_ok=True)
-    (src / "go.mod").write_text(_go_mod(version, src))
-    (src / "tools.go").write_text(_NODE_TOOLS)
-    (src / "pause" / "main.go").write_text(_PAUSE)
-    _go(["mod", "tidy"], src)
     packages = {
         "kubelet": "k8s.io/kubernetes/cmd/kubelet",
         "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
         "pause": "./pause",
     }
-    seconds = go_build(src, out, {name: packages[name] for name in missing}, version)
-    _log(f"built {', '.join(missing)} in {seconds:.0f} s")
+    go_build(out, version, {"tools.go": _NODE_TOOLS, "pause/main.go": _PAUSE}, packages)
     return out
 
 

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -253,8 +253,8 @@ class NodeCluster(RealCluster):
     def _running_tasks(self) -> str:
         return self.ctr("tasks", "ls", check=False).stdout
 
-    def _kill_leftovers(self) -> None:
-        """SIGKILL every process whose command line names this workdir (containerd's shims)."""
+    def _started_here(self) -> Iterator[tuple[int, bytes]]:
+        """(pid, command line) of each running process whose command line names this workdir."""
         mark = str(self.workdir).encode()
         for pid in _pids():
             try:
@@ -262,21 +262,17 @@ class NodeCluster(RealCluster):
             except OSError:
                 continue
             if mark in cmdline and pid != os.getpid():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                yield pid, cmdline
+
+    def _kill_leftovers(self) -> None:
+        """SIGKILL every process whose command line names this workdir (containerd's shims)."""
+        for pid, _ in self._started_here():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def leftovers(self) -> list[str]:
         """Command lines of processes still running that this node started (for the tests' checks)."""
-        mark = str(self.workdir).encode()
-        found = []
-        for pid in _pids():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if mark in cmdline and pid != os.getpid():
-                found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
-        return found
+        return [cmdline.replace(b"\0", b" ").decode(errors="replace") for _, cmdline in self._started_here()]
 
 
 def _pids() -> list[int]:
