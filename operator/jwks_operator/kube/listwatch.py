@@ -3,7 +3,9 @@ of the objects a label selects goes to one callback, with none of Kopf's per-eve
 
     list ─> every object delivered as (None, object), resourceVersion kept
       └─> watch from it (bookmarks asked for, `timeout` s) ─> each event delivered, its resourceVersion kept
-            ├─ the stream ends (the server's timeout): watch again from the last resourceVersion
+            ├─ the stream ends (the server's timeout): watch again from the last resourceVersion, at once
+            │  unless it ended within MIN_WATCH s with no event (a server or proxy closing every stream
+            │  straight away): then as a failure, so the loop never spins
             ├─ 410 Gone (HTTP or an ERROR event): list again
             └─ any other failure: wait (doubling backoff, varied ±20 %), then watch again (list again
                if nothing was listed yet)
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -27,6 +30,7 @@ __all__ = ["Deliver", "ListWatch", "WatchApi"]
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[str | None, Mapping[str, Any]], None]
+MIN_WATCH = 1.0  # seconds: a stream ending sooner with no event is not resumed at once (as client-go)
 
 
 class WatchApi(Protocol):
@@ -53,11 +57,13 @@ class ListWatch:
         timeout: int = 300,
         backoff: tuple[float, float] = (1.0, 60.0),
         wait: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api, self.deliver, self.timeout = api, deliver, timeout
         self.base, self.cap = backoff
         self._stopped = threading.Event()
         self._wait = wait or self._stopped.wait
+        self._clock = clock
         self.resource_version = ""  # "" until listed, and again after a 410
         self.failures = 0
 
@@ -77,8 +83,11 @@ class ListWatch:
             try:
                 if listed:
                     self._list()
-                self._watch()
-                self.failures = 0  # the server ended the stream (its timeout): resume at once
+                started = self._clock()
+                if self._watch() or self._clock() - started >= MIN_WATCH:
+                    self.failures = 0  # the server ended the stream (its timeout): resume at once
+                elif not self.stopped:
+                    self._back_off("the stream ended at once with no event")
             except WatchExpiredError:
                 log.debug("watch of %s expired (410); listing again", self.api.what)
                 self.resource_version = ""
@@ -95,10 +104,13 @@ class ListWatch:
             self.deliver(None, item)
         self.resource_version = resource_version
 
-    def _watch(self) -> None:
+    def _watch(self) -> int:
+        """Deliver the stream's events until it ends; how many events (bookmarks too) it sent."""
+        count = 0
         for event in self.api.watch(self.resource_version, self.timeout):
             if self.stopped:
-                return
+                return count
+            count += 1
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
                 if obj.get("code") == 410:
@@ -114,6 +126,7 @@ class ListWatch:
             if version:
                 self.resource_version = str(version)
             self.failures = 0
+        return count
 
     def _back_off(self, why: str) -> None:
         self.failures += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jwks_operator.kube.listwatch import ListWatch
+from jwks_operator.kube.listwatch import MIN_WATCH, ListWatch
 from jwks_operator.kube.watch_http import WatchExpiredError
 from jwks_operator.model.errors import ApiCallError
 
@@ -58,11 +59,18 @@ class FakeApi:
         self.closed += 1
 
 
-def run(api: FakeApi) -> tuple[ListWatch, list[tuple[str | None, str]], list[float]]:
+def run(api: FakeApi, step: float = MIN_WATCH) -> tuple[ListWatch, list[tuple[str | None, str]], list[float]]:
+    """Run the loop to the end of the script; its clock moves `step` s each time it is read (by default
+    every stream lasts MIN_WATCH)."""
     delivered: list[tuple[str | None, str]] = []
     waits: list[float] = []
+    ticks = itertools.count()
     loop = ListWatch(
-        api, lambda t, o: delivered.append((t, o["metadata"]["name"])), timeout=7, wait=waits.append
+        api,
+        lambda t, o: delivered.append((t, o["metadata"]["name"])),
+        timeout=7,
+        wait=waits.append,
+        clock=lambda: next(ticks) * step,
     )
     api.loop = loop
     loop.run()
@@ -139,6 +147,22 @@ def test_an_error_event_other_than_410_backs_off_and_watches_again() -> None:
     api = FakeApi(lists=[([], "10")], watches=[[ev("ERROR", {"code": 500, "message": "boom"})], []])
     _, _, waits = run(api)
     assert len(waits) == 1
+    assert api.calls == [("list",), ("watch", "10", "7"), ("watch", "10", "7"), ("watch", "10", "7")]
+
+
+def test_streams_ending_at_once_with_no_event_back_off_doubling_instead_of_spinning() -> None:
+    api = FakeApi(lists=[([], "10")], watches=[[], [], [], [ev("BOOKMARK", cm("", "12"))], []])
+    _, delivered, waits = run(api, step=0.0)  # every stream ends the instant it starts
+    assert len(waits) == 4, waits  # the stream with a bookmark did not wait: it sent an event
+    assert all(0.8 * b <= w <= 1.2 * b for b, w in zip([1, 2, 4, 1], waits, strict=True)), waits
+    assert delivered == []
+    assert api.calls[-1] == ("watch", "12", "7")  # the bookmark's version kept
+
+
+def test_a_stream_that_lasted_with_no_event_is_resumed_at_once() -> None:
+    api = FakeApi(lists=[([], "10")], watches=[[], []])
+    _, _, waits = run(api, step=MIN_WATCH)
+    assert waits == []
     assert api.calls == [("list",), ("watch", "10", "7"), ("watch", "10", "7"), ("watch", "10", "7")]
 
 
