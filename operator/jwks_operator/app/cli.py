@@ -278,7 +278,8 @@ def run_command(args: argparse.Namespace) -> int:
         check_bindable(f"--liveness {args.liveness}", args.liveness)
     server = kube.http.api_client.configuration.host
     require_crds(kube.http, server, args.peering, clusterwide=not args.namespace)
-    asyncio.run(run_operator(args, kube, metrics))
+    with logs.off_the_loop():
+        asyncio.run(run_operator(args, kube, metrics))
     return 0
 
 

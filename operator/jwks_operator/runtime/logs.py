@@ -5,13 +5,20 @@ A message may echo what a spec author wrote (an issuer, a kid): text lines escap
 
 Tracebacks keep their frames and the exception's type but not its message: an exception raised while
 handling keys or Secrets may quote the data it choked on (a UnicodeDecodeError shows the byte).
+
+While the operator runs, lines are written by a thread of their own (`off_the_loop`): its event loop only
+queues each record, instead of waiting in `write` for the GIL its API threads hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import logging.handlers
+import queue
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -79,3 +86,29 @@ def setup(*, verbose: bool, fmt: str) -> None:
     if not verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+class _Handoff(logging.handlers.QueueHandler):
+    """Queues each record as it is, for the writer thread's handlers to format (scrubbed tracebacks
+    included); only the message is merged now, as its arguments may change afterwards."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+
+@contextlib.contextmanager
+def off_the_loop() -> Iterator[None]:
+    """While the block runs, the root logger's handlers write from a thread of their own; every record
+    queued is written when the block ends (then they write in the caller's thread again)."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+    writer = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
+    writer.start()
+    root.handlers[:] = [_Handoff(records)]
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers  # records of other threads from now on are written directly
+        writer.stop()  # writes what is queued, then the thread ends

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
+import threading
 
 import pytest
 
-from jwks_operator.runtime.logs import JsonFormatter, TextFormatter
+from jwks_operator.runtime.logs import JsonFormatter, TextFormatter, off_the_loop
 
 DATA = bytes([0xFF]) + b"-SECRET-"  # what a broken Secret value might hold
 
@@ -52,3 +54,50 @@ def test_text_lines_escape_control_characters_of_the_message() -> None:
     assert JsonFormatter().format(record).isprintable(), "JSON escapes them by itself"
     failure = TextFormatter().format(record_of_failure())
     assert failure.count("\n") > 2, "the traceback's lines"
+
+
+def test_off_the_loop_writes_from_a_thread_of_its_own_with_scrubbed_tracebacks_and_all_lines_in_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = io.StringIO()
+    writers: set[str] = set()
+
+    class Recording(logging.StreamHandler):  # type: ignore[type-arg]
+        def emit(self, record: logging.LogRecord) -> None:
+            writers.add(threading.current_thread().name)
+            super().emit(record)
+
+    handler = Recording(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:], root.level = [handler], logging.INFO
+    log = logging.getLogger("jwks_operator.test")
+    try:
+        with off_the_loop():
+            assert root.handlers != [handler]
+            kids = ["k1"]
+            log.info("published %s", kids)
+            kids.append("k2")  # after the call: the line says what was true when it was logged
+            try:
+                DATA.decode()
+            except UnicodeDecodeError:
+                log.exception("failed on %d bytes", len(DATA))
+            for n in range(100):
+                log.info("line %d", n)
+        assert root.handlers == [handler]
+        log.info("after")
+    finally:
+        root.handlers[:], root.level = saved
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == [
+        "published ['k1']",
+        "failed on 9 bytes",
+        *(f"line {n}" for n in range(100)),
+        "after",
+    ]
+    assert "UnicodeDecodeError (message withheld" in lines[1]["exception"]
+    assert "SECRET" not in stream.getvalue()
+    assert threading.current_thread().name in writers, "after the block: written directly"
+    assert len(writers) == 2, "inside it: by another thread"
+    assert capsys.readouterr().err == "", "no logging error"
