@@ -12,6 +12,13 @@
 Each JwtSecret's state is a Tracked (tracked.py); a new generation takes over its predecessor's lock,
 so one pass at a time runs per JwtSecret. Blocking I/O (the kubernetes client, requests) runs in
 threads. Errors never replace the last published keys.
+
+At most PASSES_PER_WORKER x concurrency passes of JwtSecrets' own ("obj", "resync") run at once, like
+controller-runtime's MaxConcurrentReconciles: the rest wait as due items, not as half-done passes
+holding what they rendered, so thousands of new JwtSecrets become Ready in turn and the heap does not
+grow with the backlog. A pass waits for its URL's first fetch before it takes its place (a slow
+provider holds no place), and the passes a fetched document starts ("url") do not wait at all: a key
+rotation queues every affected output before any status.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 
 RESUME_SPREAD = 5.0  # seconds: restarted operators do not fetch every URL at the same instant
 DELETED_GRACE = 1.0  # seconds: an output deleted with its JwtSecret is not recreated for nobody
+PASSES_PER_WORKER = 4  # a JwtSecret's own passes at once, per API worker (--concurrency)
 
 
 class Engine:
@@ -66,6 +74,7 @@ class Engine:
         self.clock = clock or Clock()
         self.objects: dict[ObjKey, Tracked] = {}
         self.scheduler = Scheduler(self._fire, self.clock)
+        self.places = asyncio.Semaphore(PASSES_PER_WORKER * concurrency)  # for passes of "obj" and "resync"
         self.lanes = lanes or ApiLanes(
             concurrency,
             on_drop=self.metrics.events_dropped.inc,
@@ -266,7 +275,16 @@ class Engine:
             await self.reconcile(key)
 
     async def reconcile(self, key: ObjKey, *, from_source: bool = False) -> None:
-        """Resolve, publish and report one JwtSecret."""
+        """Resolve, publish and report one JwtSecret (`from_source`: its URL's new document, at once;
+        otherwise after its URL's first fetch, in one of the engine's places)."""
         tracked = self.objects.get(key)
-        if tracked is not None:
-            await self.reconciler.reconcile(tracked, from_source=from_source)
+        if tracked is None:
+            return
+        if from_source:
+            await self.reconciler.reconcile(tracked, from_source=True)
+            return
+        await self.reconciler.first_fetch(tracked)
+        async with self.places:
+            tracked = self.objects.get(key)  # a newer generation may have come meanwhile
+            if tracked is not None:
+                await self.reconciler.reconcile(tracked)

@@ -129,8 +129,8 @@ class Reconciler:
         base = replace(base, warnings=tuple(spec.warnings()))
         source = self.sources.get(tracked.source_key)
         if source is not None:
-            if not from_source and await self.sources.first_fetch(source):
-                self._catch_up(source)
+            if not from_source:
+                await self.first_fetch(tracked)
             base = replace(base, failures=source.failures, refresh=source.basis)
         step = "resolving the keys"
         try:
@@ -197,6 +197,14 @@ class Reconciler:
             base = replace(base, failures=tracked.failures)
         # Where the keys are: until a new target is written and the previous one removed, the previous.
         return replace(_at(base, tracked.target), error=exc)
+
+    async def first_fetch(self, tracked: Tracked) -> None:
+        """If the URL `tracked` reads was never fetched, fetch it (or wait for the fetch under way): the
+        start of its pass."""
+        tracked.reconciled = True  # not caught up again after this fetch: its pass goes on
+        source = self.sources.get(tracked.source_key)
+        if source is not None and await self.sources.first_fetch(source):
+            self._catch_up(source)
 
     def _catch_up(self, source: UrlSource) -> None:
         """After a source's first fetch, its subscribers resumed after a restart are reconciled too: they

@@ -1,0 +1,140 @@
+"""The engine's places: at most PASSES_PER_WORKER x --concurrency passes of JwtSecrets' own run at once
+(the rest wait as due items), a pass waiting for its URL's first fetch holds no place, and the passes a
+new document starts (a rotation) never wait for one."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from jwks_operator.engine.engine import PASSES_PER_WORKER
+from jwks_operator.kube.adapter import Owner, PublishResult, TargetKind
+from tests.unit.fakes import FakeKube, Rig, jwk
+
+URL = "https://idp.example/jwks"
+STATIC = {"static": {"jwks": {"keys": [jwk(9)]}}}
+
+pytestmark = pytest.mark.asyncio
+
+
+class HoldingKube(FakeKube):
+    """Holds the publish of every output whose name starts with "held" until `release` is set, and
+    counts the publishes under way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.started = 0
+
+    def publish(
+        self, kind: TargetKind, owner: Owner, name: str, data: Any, *, new: bool = False, known: Any = None
+    ) -> PublishResult:
+        with self.lock:
+            self.running += 1
+            self.started += 1
+            self.most = max(self.most, self.running)
+        try:
+            if name.startswith("held") and not self.release.wait(5):
+                raise TimeoutError("never released")
+            return super().publish(kind, owner, name, data, new=new, known=known)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def holding_rig(**options: Any) -> tuple[Rig, HoldingKube]:
+    rig = Rig(**options)
+    kube = rig.kube = HoldingKube()
+    rig.restart()  # an engine on the holding kube
+    return rig, kube
+
+
+async def until(condition: Callable[[], bool], seconds: float = 3.0) -> bool:
+    """Let the loop and the threads run, in real time, until `condition` holds (False: it never did)."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+def published(kube: FakeKube) -> set[str]:
+    return {name for (_, _, name) in kube.outputs}
+
+
+async def test_at_most_four_passes_per_api_worker_run_at_once_and_the_rest_follow() -> None:
+    rig, kube = holding_rig(concurrency=1)
+    places = PASSES_PER_WORKER * 1
+    for n in range(places + 6):
+        await rig.engine.observe(None, rig.body(f"held{n}", STATIC))
+    rig.engine.scheduler.fire_due()
+    try:
+        assert await until(lambda: kube.running == places)
+        await asyncio.sleep(0.2)  # the others had every chance to start
+        assert kube.running == places
+        assert kube.started == places, "the others wait for a place, not in the API lanes"
+    finally:
+        kube.release.set()
+    await rig.settle()
+    assert kube.most == places
+    assert published(kube) == {f"held{n}-jwks" for n in range(places + 6)}
+    assert all(rig.condition(f"held{n}") == ("True", "KeysPublished") for n in range(places + 6))
+
+
+def stuck(release: threading.Event) -> Callable[[datetime], dict[str, str]]:
+    """Caching headers given only once `release` is set: a provider that does not answer."""
+
+    def headers(now: datetime) -> dict[str, str]:
+        release.wait(10)
+        return {"cache-control": "max-age=300"}
+
+    return headers
+
+
+async def test_jwtsecrets_waiting_for_their_urls_first_fetch_hold_no_place() -> None:
+    rig = Rig(concurrency=1)
+    release = threading.Event()
+    rig.serve(URL, jwk(1), headers=stuck(release))
+    try:
+        for n in range(PASSES_PER_WORKER * 2):  # more than there are places, all waiting for one fetch
+            await rig.engine.observe(None, rig.body(f"slow{n}", {"jwkUrl": URL, "audiences": ["api"]}))
+        rig.engine.scheduler.fire_due()
+        assert await until(lambda: len(rig.fetcher.calls) == 1)
+        await rig.engine.observe(None, rig.body("static", STATIC))
+        rig.engine.scheduler.fire_due()
+        assert await until(lambda: "static-jwks" in published(rig.kube)), "a stuck provider held every place"
+    finally:
+        release.set()
+    await rig.settle()
+    assert len(rig.fetcher.calls) == 1, "one fetch for all of them"
+    assert all(rig.condition(f"slow{n}")[0] == "True" for n in range(PASSES_PER_WORKER * 2))
+
+
+async def test_a_rotation_publishes_to_every_subscriber_while_all_places_are_taken() -> None:
+    rig, kube = holding_rig(concurrency=1)
+    provider = rig.serve(URL, jwk(1), headers={"cache-control": "max-age=60"})
+    readers = [f"reader{n}" for n in range(PASSES_PER_WORKER + 2)]
+    for name in readers:
+        await rig.apply(name, {"jwkUrl": URL, "audiences": ["api"]})
+    for n in range(PASSES_PER_WORKER):  # every place taken by a pass held in its publish
+        await rig.engine.observe(None, rig.body(f"held{n}", STATIC))
+    rig.engine.scheduler.fire_due()
+    try:
+        assert await until(lambda: kube.running == PASSES_PER_WORKER)
+        provider.keys.append(jwk(2))
+        rig.clock.advance(60)  # the URL's refresh is due
+        rig.engine.scheduler.fire_due()
+        assert await until(lambda: all(rig.kids(f"{name}-jwks") == ["k1", "k2"] for name in readers)), (
+            "the rotation waited for a place"
+        )
+    finally:
+        kube.release.set()
+    await rig.settle()
