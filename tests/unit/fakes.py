@@ -442,3 +442,22 @@ class Rig:
         """A watched ConfigMap owned by a JwtSecret, as the drift handler receives it."""
         ref = {"apiVersion": API_VERSION, "kind": KIND, "name": owner, "uid": self.uids[owner]}
         return {"metadata": {"namespace": NS, "name": name, "ownerReferences": [ref]}, "data": data}
+
+
+async def until(condition: Callable[[], bool], seconds: float = 3.0) -> bool:
+    """Let the loop and the threads run, in real time, until `condition` holds (False: it never did)."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+def stuck(release: threading.Event) -> Callable[[datetime], dict[str, str]]:
+    """Caching headers given only once `release` is set: a provider that does not answer until then."""
+
+    def headers(now: datetime) -> dict[str, str]:
+        release.wait(10)
+        return {"cache-control": "max-age=300"}
+
+    return headers

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 
 import pytest
 
@@ -20,7 +18,7 @@ from jwks_operator.model.errors import FetchError
 from jwks_operator.model.freshness import RefreshPolicy
 from jwks_operator.model.names import REFRESH_ANNOTATION
 from jwks_operator.runtime.metrics import Metrics
-from tests.unit.fakes import NS, Rig, jwk
+from tests.unit.fakes import NS, Rig, jwk, stuck, until
 
 URL = "https://idp.example/jwks"
 SPEC = {"jwkUrl": URL, "audiences": ["api"]}
@@ -28,15 +26,6 @@ RETAINING = {**SPEC, "rotation": {"retainRemovedFor": "1h"}}
 FLOOR = RefreshPolicy(min_interval=60)  # --min-interval 60
 
 pytestmark = pytest.mark.asyncio
-
-
-async def until(condition: Callable[[], bool], seconds: float = 3.0) -> bool:
-    """Let the loop and the threads run, in real time, until `condition` holds (False: it never did)."""
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return True
-        await asyncio.sleep(0.01)
-    return condition()
 
 
 def url_samples(metrics: Metrics) -> list[tuple[str, dict[str, str]]]:
@@ -98,16 +87,6 @@ async def test_the_parsed_document_is_cached_for_a_bounded_number_of_algorithm_l
 
 
 # -- stall: fetches in threads of their own ---------------------------------------------------------
-
-
-def stuck(release: threading.Event) -> Callable[[datetime], dict[str, str]]:
-    """Caching headers given only once `release` is set: a provider that trickles its answer."""
-
-    def headers(now: datetime) -> dict[str, str]:
-        release.wait(10)
-        return {"cache-control": "max-age=300"}
-
-    return headers
 
 
 async def test_fetches_stuck_on_a_provider_never_hold_up_the_api_calls_of_others() -> None:

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import pytest
 
 from jwks_operator.engine.engine import PASSES_PER_WORKER
 from jwks_operator.kube.adapter import Owner, PublishResult, TargetKind
-from tests.unit.fakes import FakeKube, Rig, jwk
+from tests.unit.fakes import FakeKube, Rig, jwk, stuck, until
 
 URL = "https://idp.example/jwks"
 STATIC = {"static": {"jwks": {"keys": [jwk(9)]}}}
@@ -57,15 +55,6 @@ def holding_rig(**options: Any) -> tuple[Rig, HoldingKube]:
     return rig, kube
 
 
-async def until(condition: Callable[[], bool], seconds: float = 3.0) -> bool:
-    """Let the loop and the threads run, in real time, until `condition` holds (False: it never did)."""
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return True
-        await asyncio.sleep(0.01)
-    return condition()
-
-
 def published(kube: FakeKube) -> set[str]:
     return {name for (_, _, name) in kube.outputs}
 
@@ -87,16 +76,6 @@ async def test_at_most_four_passes_per_api_worker_run_at_once_and_the_rest_follo
     assert kube.most == places
     assert published(kube) == {f"held{n}-jwks" for n in range(places + 6)}
     assert all(rig.condition(f"held{n}") == ("True", "KeysPublished") for n in range(places + 6))
-
-
-def stuck(release: threading.Event) -> Callable[[datetime], dict[str, str]]:
-    """Caching headers given only once `release` is set: a provider that does not answer."""
-
-    def headers(now: datetime) -> dict[str, str]:
-        release.wait(10)
-        return {"cache-control": "max-age=300"}
-
-    return headers
 
 
 async def test_jwtsecrets_waiting_for_their_urls_first_fetch_hold_no_place() -> None:
