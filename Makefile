@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 ## Lint, type-check and run the whole test suite: the emulator tier, the mutation gate, the Envoy tier, the real
 ## control-plane tier, then the node tier (the image and the chart's Pod on a real node; root).
-test: lint typecheck test-emulator mutation-gate test-envoy test-real test-node
+test: lint typecheck test-emulator mutation-gate test-envoy test-real test-versions test-node
 
 test-emulator: $(STAMP)
 	$(BIN)/python -m pytest
