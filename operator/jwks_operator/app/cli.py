@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         type=integer(1),
         default=8,
         help="parallel fetches, and parallel API calls (outputs first, then status, then events); "
-        "at most 4x this many JwtSecrets reconciled at once",
+        "at most 4x this many JwtSecrets reconciled at once, besides those a fetched JWK Set changed",
     )
     run.add_argument(
         "--metrics-port", type=port, default=0, help="serve Prometheus /metrics on this port (0: off)"

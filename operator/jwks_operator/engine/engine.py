@@ -14,11 +14,12 @@ so one pass at a time runs per JwtSecret. Blocking I/O (the kubernetes client, r
 threads. Errors never replace the last published keys.
 
 At most PASSES_PER_WORKER x concurrency passes of JwtSecrets' own ("obj", "resync") run at once, like
-controller-runtime's MaxConcurrentReconciles: the rest wait as due items, not as half-done passes
-holding what they rendered, so thousands of new JwtSecrets become Ready in turn and the heap does not
-grow with the backlog. A pass waits for its URL's first fetch before it takes its place (a slow
-provider holds no place), and the passes a fetched document starts ("url") do not wait at all: a key
-rotation queues every affected output before any status.
+controller-runtime's MaxConcurrentReconciles: the rest wait before they start (a task each, holding
+nothing rendered), not as half-done passes in the API lanes, so thousands of new JwtSecrets become
+Ready in turn and the heap does not grow with the backlog. A pass waits for its URL's first fetch
+before it takes its place (a slow provider holds no place). The passes a fetched document starts
+("url": a key rotation, a first fetch after a restart) take no place: a rotation queues every affected
+output before any status, and their number is that URL's subscribers.
 """
 
 from __future__ import annotations
@@ -285,6 +286,5 @@ class Engine:
             return
         await self.reconciler.first_fetch(tracked)
         async with self.places:
-            tracked = self.objects.get(key)  # a newer generation may have come meanwhile
-            if tracked is not None:
+            if self.objects.get(key) is tracked:  # else replaced or gone meanwhile: the newer one has its own
                 await self.reconciler.reconcile(tracked)

@@ -4,8 +4,8 @@ of the objects a label selects goes to one callback, with none of Kopf's per-eve
     list ─> every object delivered as (None, object), resourceVersion kept
       └─> watch from it (bookmarks asked for, `timeout` s) ─> each event delivered, its resourceVersion kept
             ├─ the stream ends (the server's timeout): watch again from the last resourceVersion, at once
-            │  unless it ended within MIN_WATCH s with no event (a server or proxy closing every stream
-            │  straight away): then as a failure, so the loop never spins
+            │  unless it ended within MIN_WATCH s with no event but bookmarks (a server or proxy closing
+            │  every stream straight away): then as a failure, so the loop never spins
             ├─ 410 Gone (HTTP or an ERROR event): list again
             └─ any other failure: wait (doubling backoff, varied ±20 %), then watch again (list again
                if nothing was listed yet)
@@ -105,12 +105,11 @@ class ListWatch:
         self.resource_version = resource_version
 
     def _watch(self) -> int:
-        """Deliver the stream's events until it ends; how many events (bookmarks too) it sent."""
+        """Deliver the stream's events until it ends; how many it delivered (bookmarks not counted)."""
         count = 0
         for event in self.api.watch(self.resource_version, self.timeout):
             if self.stopped:
                 return count
-            count += 1
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
                 if obj.get("code") == 410:
@@ -123,6 +122,7 @@ class ListWatch:
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 raise RuntimeError(f"watch sent an event of unknown type {kind!r}")
             self.deliver(kind, obj)
+            count += 1
             if version:
                 self.resource_version = str(version)
             self.failures = 0

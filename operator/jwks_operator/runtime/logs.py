@@ -70,6 +70,8 @@ class JsonFormatter(logging.Formatter):
                 )
         if record.exc_info:
             entry["exception"] = scrubbed(record.exc_info)
+        elif record.exc_text:  # scrubbed already (_Handoff)
+            entry["exception"] = record.exc_text
         return json.dumps(entry)
 
 
@@ -89,11 +91,14 @@ def setup(*, verbose: bool, fmt: str) -> None:
 
 
 class _Handoff(logging.handlers.QueueHandler):
-    """Queues each record as it is, for the writer thread's handlers to format (scrubbed tracebacks
-    included); only the message is merged now, as its arguments may change afterwards."""
+    """Queues each record for the writer thread's handlers to format: its message merged now (its
+    arguments may change afterwards), its traceback scrubbed now (no frame, and none of their locals,
+    waits in the queue)."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record.msg, record.args = record.getMessage(), None
+        if record.exc_info:
+            record.exc_text, record.exc_info = scrubbed(record.exc_info), None
         return record
 
 
@@ -112,3 +117,10 @@ def off_the_loop() -> Iterator[None]:
     finally:
         root.handlers[:] = handlers  # records of other threads from now on are written directly
         writer.stop()  # writes what is queued, then the thread ends
+        while True:  # and what another thread queued after that
+            try:
+                left = records.get_nowait()
+            except queue.Empty:
+                break
+            if left is not None:
+                writer.handle(left)

@@ -21,12 +21,13 @@ pytestmark = pytest.mark.asyncio
 
 
 class HoldingKube(FakeKube):
-    """Holds the publish of every output whose name starts with "held" until `release` is set, and
-    counts the publishes under way."""
+    """Holds the publish of every output whose name starts with "held" until `release` is set (with
+    "late", until `later` is), and counts the publishes under way."""
 
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
+        self.later = threading.Event()
         self.lock = threading.Lock()
         self.running = 0
         self.most = 0
@@ -40,7 +41,8 @@ class HoldingKube(FakeKube):
             self.started += 1
             self.most = max(self.most, self.running)
         try:
-            if name.startswith("held") and not self.release.wait(5):
+            gate = {"held": self.release, "late": self.later}.get(name[:4])
+            if gate is not None and not gate.wait(5):
                 raise TimeoutError("never released")
             return super().publish(kind, owner, name, data, new=new, known=known)
         finally:
@@ -117,3 +119,33 @@ async def test_a_rotation_publishes_to_every_subscriber_while_all_places_are_tak
     finally:
         kube.release.set()
     await rig.settle()
+
+
+async def test_a_pass_whose_jwtsecret_was_replaced_while_it_waited_gives_its_place_up() -> None:
+    rig, kube = holding_rig(concurrency=1)
+    places = PASSES_PER_WORKER
+    release = threading.Event()
+    rig.serve(URL, jwk(1), headers=stuck(release))
+    for n in range(places):
+        await rig.engine.observe(None, rig.body(f"held{n}", STATIC))
+    rig.engine.scheduler.fire_due()
+    try:
+        assert await until(lambda: kube.running == places)
+        await rig.engine.observe(None, rig.body("x", STATIC))  # its pass waits for a place
+        rig.engine.scheduler.fire_due()
+        await asyncio.sleep(0.05)  # it is waiting there
+        await rig.engine.observe(None, rig.body("x", {"jwkUrl": URL, "audiences": ["api"]}, generation=2))
+        rig.engine.scheduler.fire_due()
+        assert await until(lambda: len(rig.fetcher.calls) == 1), "generation 2 waits for its URL, placeless"
+        kube.release.set()  # places free up: generation 1's pass takes one, and must give it up at once
+        assert await until(lambda: kube.running == 0)
+        for n in range(places):
+            await rig.engine.observe(None, rig.body(f"late{n}", STATIC))
+        rig.engine.scheduler.fire_due()
+        assert await until(lambda: kube.running == places), "a replaced generation's pass kept a place"
+    finally:
+        release.set()
+        kube.later.set()
+    await rig.settle()
+    assert rig.kids("x-jwks") == ["k1"]
+    assert len(rig.fetcher.calls) == 1

@@ -101,3 +101,25 @@ def test_off_the_loop_writes_from_a_thread_of_its_own_with_scrubbed_tracebacks_a
     assert threading.current_thread().name in writers, "after the block: written directly"
     assert len(writers) == 2, "inside it: by another thread"
     assert capsys.readouterr().err == "", "no logging error"
+
+
+def test_off_the_loop_text_lines_carry_the_scrubbed_traceback_too() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:], root.level = [handler], logging.INFO
+    try:
+        with off_the_loop():
+            try:
+                DATA.decode()
+            except UnicodeDecodeError:
+                logging.getLogger("jwks_operator.test").exception("failed")
+    finally:
+        root.handlers[:], root.level = saved
+    out = stream.getvalue()
+    assert "jwks_operator.test: failed\nTraceback (most recent call last):" in out
+    assert "UnicodeDecodeError (message withheld" in out
+    assert "SECRET" not in out
+    assert "0xff" not in out
