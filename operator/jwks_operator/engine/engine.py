@@ -282,7 +282,7 @@ class Engine:
         if tracked is None:
             return
         if from_source:
-            await self.reconciler.reconcile(tracked, from_source=True)
+            await self.reconciler.reconcile(tracked)
             return
         await self.reconciler.first_fetch(tracked)
         async with self.places:

@@ -69,13 +69,14 @@ class Reconciler:
         self.objects = objects  # the current generation of each JwtSecret
         self.forget = forget  # the JwtSecret is gone (its status could not be written: 404)
 
-    async def reconcile(self, tracked: Tracked, *, from_source: bool = False) -> None:
-        """Resolve, publish and report; `from_source`: its URL was just fetched for it."""
+    async def reconcile(self, tracked: Tracked) -> None:
+        """Resolve, publish and report, once its URL (if any) was fetched (`first_fetch`, or the URL's own
+        refresh)."""
         async with tracked.lock:  # shared by its generations: a pass of an older one finishes first
             if not self.current(tracked):
                 return
             tracked.reconciled = True
-            outcome = await self._attempt(tracked, from_source=from_source)
+            outcome = await self._attempt(tracked)
             outcome = replace(outcome, outputs=tuple(tracked.outputs.values()))
             if not self.current(tracked):
                 self._superseded(tracked)
@@ -113,7 +114,7 @@ class Reconciler:
             if shared is not None or tracked.outputs:
                 self.publisher.withdraw(tracked, shared)
 
-    async def _attempt(self, tracked: Tracked, *, from_source: bool) -> Outcome:
+    async def _attempt(self, tracked: Tracked) -> Outcome:
         """Resolve and publish the keys; the outcome says what the status should report."""
         spec = tracked.spec
         base = Outcome(
@@ -129,8 +130,6 @@ class Reconciler:
         base = replace(base, warnings=tuple(spec.warnings()))
         source = self.sources.get(tracked.source_key)
         if source is not None:
-            if not from_source:
-                await self.first_fetch(tracked)
             base = replace(base, failures=source.failures, refresh=source.basis)
         step = "resolving the keys"
         try:
