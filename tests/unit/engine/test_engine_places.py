@@ -1,5 +1,5 @@
 """The engine's places: at most PASSES_PER_WORKER x --concurrency passes of JwtSecrets' own run at once
-(the rest wait as due items), a pass waiting for its URL's first fetch holds no place, and the passes a
+(the rest wait before they start), a pass waiting for its URL's first fetch holds no place, and the passes a
 new document starts (a rotation) never wait for one."""
 
 from __future__ import annotations
@@ -57,6 +57,15 @@ def holding_rig(**options: Any) -> tuple[Rig, HoldingKube]:
     return rig, kube
 
 
+async def take_every_place(rig: Rig, kube: HoldingKube, count: int = PASSES_PER_WORKER) -> None:
+    """`count` static JwtSecrets whose passes are held in their publish (with concurrency 1 and the default
+    `count`, every place)."""
+    for n in range(count):
+        await rig.engine.observe(None, rig.body(f"held{n}", STATIC))
+    rig.engine.scheduler.fire_due()
+    assert await until(lambda: kube.running == min(count, PASSES_PER_WORKER))
+
+
 def published(kube: FakeKube) -> set[str]:
     return {name for (_, _, name) in kube.outputs}
 
@@ -64,11 +73,8 @@ def published(kube: FakeKube) -> set[str]:
 async def test_at_most_four_passes_per_api_worker_run_at_once_and_the_rest_follow() -> None:
     rig, kube = holding_rig(concurrency=1)
     places = PASSES_PER_WORKER * 1
-    for n in range(places + 6):
-        await rig.engine.observe(None, rig.body(f"held{n}", STATIC))
-    rig.engine.scheduler.fire_due()
     try:
-        assert await until(lambda: kube.running == places)
+        await take_every_place(rig, kube, places + 6)
         await asyncio.sleep(0.2)  # the others had every chance to start
         assert kube.running == places
         assert kube.started == places, "the others wait for a place, not in the API lanes"
@@ -105,11 +111,8 @@ async def test_a_rotation_publishes_to_every_subscriber_while_all_places_are_tak
     readers = [f"reader{n}" for n in range(PASSES_PER_WORKER + 2)]
     for name in readers:
         await rig.apply(name, {"jwkUrl": URL, "audiences": ["api"]})
-    for n in range(PASSES_PER_WORKER):  # every place taken by a pass held in its publish
-        await rig.engine.observe(None, rig.body(f"held{n}", STATIC))
-    rig.engine.scheduler.fire_due()
     try:
-        assert await until(lambda: kube.running == PASSES_PER_WORKER)
+        await take_every_place(rig, kube)
         provider.keys.append(jwk(2))
         rig.clock.advance(60)  # the URL's refresh is due
         rig.engine.scheduler.fire_due()
@@ -126,11 +129,8 @@ async def test_a_pass_whose_jwtsecret_was_replaced_while_it_waited_gives_its_pla
     places = PASSES_PER_WORKER
     release = threading.Event()
     rig.serve(URL, jwk(1), headers=stuck(release))
-    for n in range(places):
-        await rig.engine.observe(None, rig.body(f"held{n}", STATIC))
-    rig.engine.scheduler.fire_due()
     try:
-        assert await until(lambda: kube.running == places)
+        await take_every_place(rig, kube)
         await rig.engine.observe(None, rig.body("x", STATIC))  # its pass waits for a place
         rig.engine.scheduler.fire_due()
         await asyncio.sleep(0.05)  # it is waiting there

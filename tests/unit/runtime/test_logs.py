@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -56,6 +58,18 @@ def test_text_lines_escape_control_characters_of_the_message() -> None:
     assert failure.count("\n") > 2, "the traceback's lines"
 
 
+@contextlib.contextmanager
+def only(handler: logging.Handler) -> Iterator[None]:
+    """The root logger with `handler` alone, at INFO, for the block (then as it was)."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:], root.level = [handler], logging.INFO
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = saved
+
+
 def test_off_the_loop_writes_from_a_thread_of_its_own_with_scrubbed_tracebacks_and_all_lines_in_order(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -70,10 +84,8 @@ def test_off_the_loop_writes_from_a_thread_of_its_own_with_scrubbed_tracebacks_a
     handler = Recording(stream)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    root.handlers[:], root.level = [handler], logging.INFO
     log = logging.getLogger("jwks_operator.test")
-    try:
+    with only(handler):
         with off_the_loop():
             assert root.handlers != [handler]
             kids = ["k1"]
@@ -87,8 +99,6 @@ def test_off_the_loop_writes_from_a_thread_of_its_own_with_scrubbed_tracebacks_a
                 log.info("line %d", n)
         assert root.handlers == [handler]
         log.info("after")
-    finally:
-        root.handlers[:], root.level = saved
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["message"] for line in lines] == [
         "published ['k1']",
@@ -107,17 +117,11 @@ def test_off_the_loop_text_lines_carry_the_scrubbed_traceback_too() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(TextFormatter())
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    root.handlers[:], root.level = [handler], logging.INFO
-    try:
-        with off_the_loop():
-            try:
-                DATA.decode()
-            except UnicodeDecodeError:
-                logging.getLogger("jwks_operator.test").exception("failed")
-    finally:
-        root.handlers[:], root.level = saved
+    with only(handler), off_the_loop():
+        try:
+            DATA.decode()
+        except UnicodeDecodeError:
+            logging.getLogger("jwks_operator.test").exception("failed")
     out = stream.getvalue()
     assert "jwks_operator.test: failed\nTraceback (most recent call last):" in out
     assert "UnicodeDecodeError (message withheld" in out
