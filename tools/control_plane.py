@@ -120,14 +120,14 @@ def build(version: str = KUBERNETES, out: Path | None = None, only: tuple[str, .
     return out
 
 
-def go_build(out: Path, version: str, files: dict[str, str], packages: dict[str, str]) -> list[str]:
+def go_build(out: Path, version: str, files: dict[str, str], packages: dict[str, str]) -> None:
     """Build the binaries of `packages` (name -> Go package) missing from `out`, from a wrapper module in
     `out/src` (its go.mod pins Kubernetes at `version`; `files`: its other files, by relative path),
-    stamped with `version`; an interrupted build leaves nothing that looks built. Returns what it built
-    (logged with the time it took)."""
+    stamped with `version`; an interrupted build leaves nothing that looks built. What it built is logged
+    with the time it took."""
     missing = [name for name in packages if not (out / name).is_file()]
     if not missing:
-        return []
+        return
     src = out / "src"
     src.mkdir(parents=True, exist_ok=True)
     (src / "go.mod").write_text(_go_mod(version, src))
@@ -147,7 +147,6 @@ def go_build(out: Path, version: str, files: dict[str, str], packages: dict[str,
         (partial / name).replace(out / name)
     partial.rmdir()
     print(f"built {', '.join(missing)} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    return missing
 
 
 def assets(version: str = KUBERNETES) -> dict[str, Path]:
